@@ -1,0 +1,116 @@
+"""One JSON error shape for every API failure: {"code", "message", "details"?}.
+
+`code` is stable (clients switch on it); `message` is for humans. A bug is a 500
+with the request id, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from apps.core import exceptions as domain
+from apps.core.context import current_request_id
+
+logger = logging.getLogger("warden.api")
+
+_DOMAIN_STATUS: list[tuple[type[domain.WardenError], int]] = [
+    (domain.NotFound, 404),
+    (domain.Conflict, 409),
+    (domain.Forbidden, 403),
+    (domain.InvalidInput, 400),
+    (domain.Unavailable, 503),
+]
+
+_DRF_CODES: dict[type[drf.APIException], str] = {
+    drf.ParseError: "malformed_request",
+    drf.NotAuthenticated: "not_authenticated",
+    drf.AuthenticationFailed: "authentication_failed",
+    drf.PermissionDenied: "permission_denied",
+    drf.NotFound: "not_found",
+    drf.MethodNotAllowed: "method_not_allowed",
+    drf.NotAcceptable: "not_acceptable",
+    drf.UnsupportedMediaType: "unsupported_media_type",
+    drf.Throttled: "rate_limited",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    if isinstance(detail, dict) and detail:
+        key, value = next(iter(detail.items()))
+        inner = _first_message(value)
+        return inner if key == "non_field_errors" else f"{key}: {inner}"
+    return str(detail)
+
+
+def _has_code(codes: Any, wanted: str) -> bool:
+    if isinstance(codes, dict):
+        return any(_has_code(v, wanted) for v in codes.values())
+    if isinstance(codes, list):
+        return any(_has_code(v, wanted) for v in codes)
+    return codes == wanted
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, domain.WardenError):
+        status = next((s for cls, s in _DOMAIN_STATUS if isinstance(exc, cls)), 400)
+        return Response(error_body(exc.code, exc.message, exc.details), status=status)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return Response(error_body("payload_too_large", "Request body too large."), status=413)
+
+    if isinstance(exc, drf.ValidationError):
+        code = (
+            "unknown_field" if _has_code(exc.get_codes(), "unknown_field") else "validation_error"
+        )
+        return Response(
+            error_body(code, _first_message(exc.detail), exc.detail), status=exc.status_code
+        )
+    if isinstance(exc, drf.APIException):
+        if isinstance(exc, drf.ParseError):
+            message = f"Malformed request body: {exc.detail}"
+        else:
+            message = str(exc.detail)
+        code = next(
+            (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),
+            str(getattr(exc.detail, "code", None) or exc.default_code),
+        )
+        # An authentication class may give a sharper code ("api_key_expired", ...).
+        detail_code = getattr(exc.detail, "code", None)
+        if isinstance(exc, drf.AuthenticationFailed | drf.NotAuthenticated) and detail_code not in (
+            None,
+            "authentication_failed",
+            "not_authenticated",
+        ):
+            code = str(detail_code)
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        if isinstance(exc, drf.Throttled) and exc.wait:
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(error_body(code, message), status=exc.status_code, headers=headers)
+
+    logger.exception("unhandled API error")
+    return Response(
+        error_body("internal_error", f"Internal error (request id {current_request_id()})."),
+        status=500,
+    )

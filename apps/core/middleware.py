@@ -1,0 +1,70 @@
+"""HTTP middleware: request ids and body-size admission."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from apps.core.context import clean_request_id, request_id_var
+
+logger = logging.getLogger("warden.request")
+
+
+class RequestIdMiddleware:
+    """Accepts `X-Request-ID` (or makes one), echoes it, and logs the request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = clean_request_id(request.headers.get("X-Request-ID"))
+        token = request_id_var.set(request_id)
+        request.request_id = request_id  # type: ignore[attr-defined]
+        started = time.monotonic()
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            logger.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+            return response
+        finally:
+            request_id_var.reset(token)
+
+
+class ApiBodySizeMiddleware:
+    """Refuses oversized API bodies with a JSON 413 before anything reads them.
+
+    Django would raise RequestDataTooBig only when the body is read, and turn it
+    into an HTML 400; API clients deserve the real status and a stable code.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if request.path.startswith("/api/") and limit is not None:
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > limit:
+                return JsonResponse(
+                    {
+                        "code": "payload_too_large",
+                        "message": f"Request body is {length} bytes; the limit is {limit}.",
+                    },
+                    status=413,
+                )
+        return self.get_response(request)

@@ -1,0 +1,63 @@
+"""Probes, metrics and JSON error pages (plain Django views: no auth, no DRF)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from apps.core import health
+from apps.core.context import current_request_id
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Deliberately checks nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: database, Redis and at least one Celery worker answer."""
+    checks = {
+        "database": health.check_database(),
+        "redis": health.check_redis(),
+    }
+    # Pinging workers goes through Redis; without Redis the answer is already known.
+    checks["worker"] = (
+        health.check_worker()
+        if checks["redis"].ok
+        else health.CheckResult(ok=False, detail="redis unavailable", latency_ms=0)
+    )
+    ready = all(c.ok for c in checks.values())
+    body = {
+        "status": "ok" if ready else "fail",
+        "failed": [name for name, c in checks.items() if not c.ok],
+        "checks": {name: vars(c) for name, c in checks.items()},
+    }
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"code": "not_found", "message": f"No route for {request.path}."}, status=404
+        )
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Exception())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(
+        {
+            "code": "internal_error",
+            "message": f"Internal error (request id {current_request_id()}).",
+        },
+        status=500,
+    )

@@ -1,0 +1,106 @@
+"""The contract between the agent loop and model providers.
+
+Framework-free on purpose (no Django imports): the ReAct loop, the providers and
+the router all speak these types, so each can be unit-tested, replayed and
+benchmarked without a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool invocation the model asked for. `arguments` is already-parsed JSON."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message in provider-neutral form."""
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None  # set on role="tool" messages
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What the model is told about a tool: MCP's name, description and inputSchema."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    max_output_tokens: int = 1024
+    temperature: float = 0.0
+    # When set (for models without native tool calling) the provider constrains
+    # its output to this JSON Schema: response_format on OpenAI-compatible
+    # endpoints, a grammar on llama.cpp.
+    response_schema: dict[str, Any] | None = None
+    timeout_s: float = 60.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """What a provider returned. Either `tool_calls` or `text` (or both) is set.
+
+    `raw_text` is the untouched model output, kept for the scratchpad and for
+    diagnosing malformed output.
+    """
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = Usage()
+    model: str = ""
+    endpoint: str = ""
+    finish_reason: str = ""
+    raw_text: str = ""
+
+
+class ProviderError(Exception):
+    """A provider call failed. `retryable` errors (timeouts, 5xx, 429) fail over."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, rate limit, connection refused, or an open circuit breaker."""
+
+    retryable = True
+
+
+class NoEndpointAvailable(ProviderError):
+    """The router found no endpoint that the rules allow and that is healthy."""
+
+    retryable = False

@@ -1,0 +1,179 @@
+"""Identity, tenant, members and API keys. Views only translate HTTP; services decide."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.exceptions import ObjectDoesNotExist
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.tenants import selectors, services
+from apps.tenants.api import serializers as s
+from apps.tenants.models import ApiKey, Membership
+from apps.tenants.permissions import (
+    IsTenantAdmin,
+    IsTenantAdminForWrites,
+    IsTenantMember,
+    request_identity,
+)
+
+
+class MeApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(responses=s.MeSerializer, summary="The calling identity and its tenant")
+    def get(self, request: Request) -> Response:
+        identity = request_identity(request)
+        user = request.user if request.user.is_authenticated else None
+        return Response(
+            {
+                "via": identity.via,
+                "tenant": s.TenantSerializer(identity.tenant).data,
+                "roles": sorted(identity.roles),
+                "scopes": sorted(identity.scopes),
+                "user": {"id": user.pk, "username": user.get_username()} if user else None,
+                "api_key": (
+                    {"id": str(identity.api_key.id), "prefix": identity.api_key.prefix}
+                    if identity.api_key
+                    else None
+                ),
+            }
+        )
+
+
+class TenantApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(responses=s.TenantSerializer, summary="The current tenant")
+    def get(self, request: Request) -> Response:
+        return Response(s.TenantSerializer(request_identity(request).tenant).data)
+
+
+class _PaginatedListMixin:
+    def paginate(self, request: Request, queryset: object, serializer_class: type) -> Response:
+        from apps.core.api.pagination import Pagination
+
+        paginator = Pagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)  # type: ignore[arg-type]
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class MemberListApi(_PaginatedListMixin, APIView):
+    permission_classes = [IsTenantAdminForWrites]
+
+    @extend_schema(responses=s.MembershipSerializer(many=True), summary="List members")
+    def get(self, request: Request) -> Response:
+        tenant = request_identity(request).tenant
+        return self.paginate(
+            request, selectors.membership_list(tenant=tenant), s.MembershipSerializer
+        )
+
+    @extend_schema(
+        request=s.MembershipCreateSerializer,
+        responses={201: s.MembershipSerializer},
+        summary="Add a member (creates the user if new)",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.MembershipCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_get_or_create_by_username(
+            username=data.validated_data["username"], email=data.validated_data.get("email", "")
+        )
+        membership = services.membership_add(
+            tenant=request_identity(request).tenant, user=user, role=data.validated_data["role"]
+        )
+        return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(APIView):
+    permission_classes = [IsTenantAdminForWrites]
+
+    def _get(self, request: Request, membership_id: uuid.UUID) -> Membership:
+        try:
+            return selectors.membership_get(
+                tenant=request_identity(request).tenant, membership_id=membership_id
+            )
+        except ObjectDoesNotExist as exc:
+            raise NotFound("No such member in this tenant.") from exc
+
+    @extend_schema(responses=s.MembershipSerializer, summary="Get a member")
+    def get(self, request: Request, membership_id: uuid.UUID) -> Response:
+        return Response(s.MembershipSerializer(self._get(request, membership_id)).data)
+
+    @extend_schema(
+        request=s.MembershipUpdateSerializer,
+        responses=s.MembershipSerializer,
+        summary="Change a member's role",
+    )
+    def patch(self, request: Request, membership_id: uuid.UUID) -> Response:
+        membership = self._get(request, membership_id)
+        data = s.MembershipUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_update_role(
+            membership=membership, role=data.validated_data["role"]
+        )
+        return Response(s.MembershipSerializer(membership).data)
+
+    @extend_schema(responses={204: None}, summary="Remove a member")
+    def delete(self, request: Request, membership_id: uuid.UUID) -> Response:
+        services.membership_remove(membership=self._get(request, membership_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiKeyListApi(_PaginatedListMixin, APIView):
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(responses=s.ApiKeySerializer(many=True), summary="List API keys")
+    def get(self, request: Request) -> Response:
+        tenant = request_identity(request).tenant
+        return self.paginate(request, selectors.api_key_list(tenant=tenant), s.ApiKeySerializer)
+
+    @extend_schema(
+        request=s.ApiKeyCreateSerializer,
+        responses={201: s.ApiKeyCreatedSerializer},
+        summary="Create an API key (the secret is in this response only)",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity = request_identity(request)
+        key, raw = services.api_key_create(
+            tenant=identity.tenant,
+            name=data.validated_data["name"],
+            scopes=data.validated_data["scopes"],
+            expires_at=data.validated_data.get("expires_at"),
+            created_by=request.user if request.user.is_authenticated else None,
+        )
+        body = s.ApiKeySerializer(key).data
+        body["key"] = raw
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailApi(APIView):
+    permission_classes = [IsTenantAdmin]
+
+    def _get(self, request: Request, key_id: uuid.UUID) -> ApiKey:
+        try:
+            return selectors.api_key_get(tenant=request_identity(request).tenant, key_id=key_id)
+        except ObjectDoesNotExist as exc:
+            raise NotFound("No such API key in this tenant.") from exc
+
+    @extend_schema(responses=s.ApiKeySerializer, summary="Get an API key (never its secret)")
+    def get(self, request: Request, key_id: uuid.UUID) -> Response:
+        return Response(s.ApiKeySerializer(self._get(request, key_id)).data)
+
+    @extend_schema(responses=s.ApiKeySerializer, summary="Revoke an API key")
+    def delete(self, request: Request, key_id: uuid.UUID) -> Response:
+        key = services.api_key_revoke(key=self._get(request, key_id))
+        return Response(s.ApiKeySerializer(key).data)
+
+
+class ApiKeyRevokeApi(ApiKeyDetailApi):
+    @extend_schema(request=None, responses=s.ApiKeySerializer, summary="Revoke an API key")
+    def post(self, request: Request, key_id: uuid.UUID) -> Response:
+        return self.delete(request, key_id)

@@ -1,0 +1,121 @@
+"""OIDC JWT bearer tokens, verified against the issuer's JWKS (PyJWT).
+
+Claims map to a user (by `sub`, never by a name the token chooses: a token
+saying preferred_username=admin must not become the local admin), a tenant (by
+slug) and roles.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import httpx
+import jwt
+from django.conf import settings
+
+from apps.tenants.exceptions import AuthError
+from apps.tenants.models import Role
+
+
+class IdentityProviderUnavailable(Exception):
+    """The issuer's discovery document or JWKS could not be fetched."""
+
+
+@dataclass(frozen=True)
+class OidcClaims:
+    subject: str
+    username: str
+    email: str
+    tenant_slug: str
+    roles: frozenset[str]
+
+
+_clients: dict[str, jwt.PyJWKClient] = {}
+_lock = threading.Lock()
+
+
+def oidc_enabled() -> bool:
+    return bool(settings.OIDC_ISSUER)
+
+
+def _jwks_url() -> str:
+    if settings.OIDC_JWKS_URL:
+        return str(settings.OIDC_JWKS_URL)
+    discovery = settings.OIDC_ISSUER.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        response = httpx.get(discovery, timeout=5)
+        response.raise_for_status()
+        return str(response.json()["jwks_uri"])
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise IdentityProviderUnavailable(f"OIDC discovery failed: {exc}") from exc
+
+
+def _client() -> jwt.PyJWKClient:
+    key = f"{settings.OIDC_ISSUER}|{settings.OIDC_JWKS_URL}"
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = jwt.PyJWKClient(
+                _jwks_url(),
+                cache_jwk_set=True,
+                lifespan=settings.OIDC_JWKS_CACHE_SECONDS,
+                timeout=5,
+            )
+            _clients[key] = client
+        return client
+
+
+def reset_cache() -> None:
+    with _lock:
+        _clients.clear()
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+def verify_token(token: str) -> OidcClaims:
+    try:
+        signing_key = _client().get_signing_key_from_jwt(token)
+    except jwt.PyJWKClientConnectionError as exc:
+        raise IdentityProviderUnavailable(str(exc)) from exc
+    except (jwt.PyJWKClientError, jwt.DecodeError) as exc:
+        raise AuthError(f"Token signing key not recognised: {exc}", code="invalid_token") from exc
+    try:
+        claims = jwt.decode(
+            token,
+            signing_key.key,
+            algorithms=settings.OIDC_ALGORITHMS,
+            audience=settings.OIDC_AUDIENCE or None,
+            issuer=settings.OIDC_ISSUER,
+            leeway=settings.OIDC_LEEWAY_SECONDS,
+            options={"require": ["exp", "iss", "sub"], "verify_aud": bool(settings.OIDC_AUDIENCE)},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("Token has expired.", code="token_expired") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise AuthError("Token issuer is not trusted.", code="invalid_issuer") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise AuthError("Token audience is wrong.", code="invalid_audience") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise AuthError("Token signature is invalid.", code="invalid_signature") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"Invalid token: {exc}", code="invalid_token") from exc
+
+    tenant_slug = claims.get(settings.OIDC_TENANT_CLAIM)
+    if not isinstance(tenant_slug, str) or not tenant_slug:
+        raise AuthError(
+            f"Token has no {settings.OIDC_TENANT_CLAIM!r} claim.", code="missing_tenant_claim"
+        )
+    raw_roles = claims.get(settings.OIDC_ROLES_CLAIM) or []
+    if isinstance(raw_roles, str):
+        raw_roles = raw_roles.split()
+    roles = frozenset(r for r in raw_roles if isinstance(r, str) and r in Role.values)
+    return OidcClaims(
+        subject=str(claims["sub"]),
+        username=str(claims.get(settings.OIDC_USERNAME_CLAIM) or claims["sub"]),
+        email=str(claims.get("email") or ""),
+        tenant_slug=tenant_slug,
+        roles=roles or frozenset({Role.MEMBER}),
+    )

@@ -1,0 +1,56 @@
+"""DRF permissions over the request's Identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+
+from apps.tenants.identity import Identity
+from apps.tenants.models import ApiKeyScope
+
+
+def request_identity(request: Request) -> Identity:
+    identity = request.auth
+    assert isinstance(identity, Identity), "IsTenantMember must guard this view"
+    return identity
+
+
+class IsTenantMember(BasePermission):
+    """Any authenticated identity of a tenant; API keys need `write` for unsafe methods."""
+
+    message = "Authentication with a tenant is required."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        identity = request.auth
+        if not isinstance(identity, Identity):
+            return False
+        if identity.via == "api_key" and request.method not in SAFE_METHODS:
+            return bool(identity.scopes & {ApiKeyScope.WRITE, ApiKeyScope.ADMIN})
+        return True
+
+
+class IsTenantAdmin(IsTenantMember):
+    message = "This needs the tenant's owner or admin role."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        identity = request_identity(request)
+        if identity.via == "api_key":
+            return ApiKeyScope.ADMIN in identity.scopes
+        return identity.is_admin
+
+
+class IsTenantAdminForWrites(IsTenantMember):
+    """Members may read; only admins may change."""
+
+    message = "Changing this needs the tenant's owner or admin role."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        if request.method in SAFE_METHODS:
+            return True
+        return IsTenantAdmin().has_permission(request, view)

@@ -1,0 +1,52 @@
+"""Reads. Every tenant-owned query takes the tenant; nothing here can cross tenants."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from apps.tenants.exceptions import TenantNotFound
+from apps.tenants.models import ADMIN_ROLES, ApiKey, Membership, Tenant
+
+
+def tenant_get_by_slug(*, slug: str) -> Tenant:
+    try:
+        return Tenant.objects.get(slug=slug, is_active=True)
+    except Tenant.DoesNotExist as exc:
+        raise TenantNotFound(f"No active tenant {slug!r}.") from exc
+
+
+def memberships_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(user=user, tenant__is_active=True)
+        .select_related("tenant")
+        .order_by("created_at")
+    )
+
+
+def membership_for(*, tenant: Tenant, user: AbstractBaseUser) -> Membership | None:
+    return Membership.objects.filter(tenant=tenant, user=user).first()
+
+
+def tenant_ids_administered_by(*, user: AbstractBaseUser) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user, role__in=ADMIN_ROLES).values_list(
+        "tenant_id", flat=True
+    )
+
+
+def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
+    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("created_at")
+
+
+def membership_get(*, tenant: Tenant, membership_id: uuid.UUID) -> Membership:
+    return membership_list(tenant=tenant).get(id=membership_id)
+
+
+def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(tenant=tenant).order_by("-created_at")
+
+
+def api_key_get(*, tenant: Tenant, key_id: uuid.UUID) -> ApiKey:
+    return api_key_list(tenant=tenant).get(id=key_id)

@@ -1,0 +1,5 @@
+"""Warden's Django project package (settings, urls, asgi, celery app)."""
+
+from config.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,22 @@
+"""Identity: API keys and OIDC JWT bearer tokens."""
+
+from __future__ import annotations
+
+from config.env import env_int, env_list, env_str
+
+# OIDC: tokens are verified against the issuer's JWKS. The JWKS URL defaults to
+# the one the issuer's discovery document names.
+OIDC_ISSUER = env_str("OIDC_ISSUER", "")
+OIDC_AUDIENCE = env_str("OIDC_AUDIENCE", "")
+OIDC_JWKS_URL = env_str("OIDC_JWKS_URL", "")
+OIDC_ALGORITHMS = env_list("OIDC_ALGORITHMS", ["RS256", "ES256"])
+OIDC_TENANT_CLAIM = env_str("OIDC_TENANT_CLAIM", "tenant")
+OIDC_ROLES_CLAIM = env_str("OIDC_ROLES_CLAIM", "roles")
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 30)
+OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 300)
+
+# Bootstrap admin created by `manage.py seed_demo`.
+WARDEN_ADMIN_USERNAME = env_str("WARDEN_ADMIN_USERNAME", "admin")
+WARDEN_ADMIN_PASSWORD = env_str("WARDEN_ADMIN_PASSWORD", "")
+WARDEN_ADMIN_EMAIL = env_str("WARDEN_ADMIN_EMAIL", "admin@example.com")

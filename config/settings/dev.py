@@ -1,0 +1,16 @@
+"""Local development (`make run`)."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.paths import VAR_DIR
+
+DEBUG = env_bool("DJANGO_DEBUG", True)  # noqa: F405
+if not SECRET_KEY:  # noqa: F405
+    # A per-checkout key, created once, so sessions survive restarts of `make run`.
+    _key_file = VAR_DIR / "secret_key"
+    if not _key_file.exists():
+        import secrets
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        _key_file.write_text(secrets.token_urlsafe(50))
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()

@@ -1,0 +1,14 @@
+"""Production: everything comes from the environment; missing secrets are fatal."""
+
+from config.env import ConfigError, env_bool
+from config.settings.base import *  # noqa: F403
+
+if not SECRET_KEY:  # noqa: F405
+    raise ConfigError("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set in production")
+if not DATABASE_URL:  # noqa: F405
+    raise ConfigError("DATABASE_URL must be set in production")
+
+DEBUG = False
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

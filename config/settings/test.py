@@ -1,0 +1,29 @@
+"""Tests: real PostgreSQL and Redis. Without DATABASE_URL/REDIS_URL the embedded
+services under var/test/ are started once and reused by later runs."""
+
+import os
+
+from config.settings.paths import VAR_DIR
+
+if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+    from config.embedded import services_start
+
+    _state = services_start(
+        VAR_DIR / "test",
+        database="warden",
+        need_db=not os.environ.get("DATABASE_URL"),
+        need_redis=not os.environ.get("REDIS_URL"),
+        reuse=True,
+    )
+    # Exported so subprocesses the tests start (Celery workers) use the same services.
+    if _state.database_url:
+        os.environ["DATABASE_URL"] = _state.database_url
+    if _state.redis_url:
+        os.environ["REDIS_URL"] = _state.redis_url
+
+from config.settings.base import *  # noqa: F403
+
+SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405

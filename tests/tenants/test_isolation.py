@@ -1,0 +1,93 @@
+"""Charlie (tenant B) must have no access to tenant A's rows, and must not learn they exist.
+
+Every API route with an object id in its path is listed in ROUTES with a way to
+make a tenant-A object; a route missing from the list fails the coverage test,
+so a new endpoint can't skip its isolation check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from apps.tenants.models import Membership
+from apps.tenants.services import api_key_create
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db
+
+MakeObject = Callable[[World], dict[str, Any]]
+
+
+def _member(world: World) -> dict[str, Any]:
+    return {"membership_id": Membership.objects.get(tenant=world.tenant_a, user=world.bob).id}
+
+
+def _key(world: World) -> dict[str, Any]:
+    key, _ = api_key_create(tenant=world.tenant_a, name="a-secret", scopes=["read"])
+    return {"key_id": key.id}
+
+
+# route name -> (object maker, methods to try with a body)
+ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
+    "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
+    "api-key-detail": (_key, [("get", None), ("delete", None)]),
+    "api-key-revoke": (_key, [("post", None)]),
+}
+
+
+def _api_routes_with_ids() -> set[str]:
+    names: set[str] = set()
+
+    def walk(patterns: list[Any], prefix: str) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, prefix + str(p.pattern))
+            elif isinstance(p, URLPattern) and p.name:
+                full = prefix + str(p.pattern)
+                if full.startswith("api/v1/") and "<" in full:
+                    names.add(p.name)
+
+    walk(get_resolver().url_patterns, "")
+    return names
+
+
+def test_every_api_route_with_an_id_has_an_isolation_case() -> None:
+    missing = _api_routes_with_ids() - set(ROUTES)
+    assert not missing, f"add isolation cases for: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: str) -> None:
+    from django.urls import reverse
+
+    make, methods = ROUTES[route]
+    kwargs = make(world)
+    url = reverse(route, kwargs=kwargs)
+    for method, body in methods:
+        response = getattr(charlie_client, method)(url, body, format="json")
+        assert response.status_code == 404, (method, url, response.status_code)
+        assert response.json()["code"] == "not_found"
+    # And nothing changed on tenant A's side.
+    assert Membership.objects.get(tenant=world.tenant_a, user=world.bob).role == "member"
+
+
+def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:
+    from tests.conftest import client_for
+
+    kwargs = _key(world)
+    response = client_for(world.tenant_b).get(f"/api/v1/api-keys/{kwargs['key_id']}")
+    assert response.status_code == 404
+
+
+def test_lists_only_show_own_tenant(world: World, charlie_client: APIClient) -> None:
+    api_key_create(tenant=world.tenant_a, name="a-only", scopes=["read"])
+    members = charlie_client.get("/api/v1/members").json()
+    assert {m["username"] for m in members["results"]} == {"charlie"}
+    keys = charlie_client.get("/api/v1/api-keys").json()
+    assert all(k["name"] != "a-only" for k in keys["results"])
+    assert charlie_client.get("/api/v1/tenant").json()["slug"] == "globex"
