@@ -1,0 +1,692 @@
+"""The governed ReAct loop: think → act → observe, until a final answer or max steps.
+
+Side by side with the design document's bare loop, in substance:
+
+    def react_loop(task, tools, max_steps):
+        history = [system_prompt, task]
+        for step in range(max_steps):
+            response = llm(history)                    # → _Turn.think
+            if response.is_final:
+                return response.answer
+            result = execute(response.tool, response.args)   # → _Turn.act
+            history.append(observation(result))
+        return "max steps exceeded"
+
+`_Turn.run` below is that loop. What the governance adds lives in the helpers:
+a budget reservation around every model call, schema validation with bounded
+re-prompts, a policy gate (deny / park for approval) before every tool call, an
+action-graph record for every model call, tool call and observation, and a
+checkpoint after each of them.
+
+Crash-safe resume is memoisation over those checkpoints: the loop always runs
+the same code from the start, and every model call or tool call whose record is
+already in the CheckpointStore is replayed from it instead of being performed
+again. Because the records are keyed by deterministic ids (turn, step, call),
+a rerun rebuilds exactly the same message history and continues where the dead
+worker stopped. Replayed work emits no events; it was reported when it happened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from apps.llm.types import Message, ModelRequest, ProviderError, ToolCall, ToolSpec, Usage
+
+from .memory import InMemoryCheckpointStore
+from .ports import (
+    TOOL_FINISHED,
+    AllowAll,
+    ApprovalDecision,
+    BudgetExceeded,
+    BudgetPort,
+    CheckpointStore,
+    Clock,
+    EventSink,
+    GateDecision,
+    ModelPort,
+    NullEventSink,
+    PolicyGate,
+    StepContext,
+    StepRecord,
+    SystemClock,
+    ToolPort,
+    ToolResult,
+    Unlimited,
+)
+from .steps import MalformedStep, Step, StepParser, build_step_schema, render_tool_instructions
+
+TurnStatus = Literal[
+    "completed", "failed", "waiting_approval", "max_steps_exceeded", "budget_exceeded"
+]
+
+REPROMPT = (
+    "Your previous reply was rejected and nothing was executed: {error}. "
+    "Reply again with one valid step."
+)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    max_steps: int = 10
+    # Re-prompts per step after malformed output; each one halves the output
+    # allowance (down to min_output_tokens): a model that rambles into invalid
+    # JSON is more likely to produce a short valid step, and it costs less.
+    max_reprompts: int = 2
+    max_output_tokens: int = 1024
+    min_output_tokens: int = 128
+    # For models without native tool calling: ask for JSON ReAct steps instead.
+    json_steps: bool = False
+    temperature: float = 0.0
+    timeout_s: float = 60.0
+    # The context window is a budget: the model sees at most this much of a tool
+    # result; the record keeps all of it.
+    max_observation_chars: int = 8000
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """The call a waiting turn is parked on. Resume with an ApprovalDecision for `call_key`."""
+
+    call: ToolCall
+    call_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    status: TurnStatus
+    final_answer: str | None = None
+    reason: str = ""  # a stable code: malformed_output, provider_error, ...
+    detail: str = ""  # the human-readable explanation
+    pending: PendingApproval | None = None
+    steps: tuple[StepRecord, ...] = ()  # the whole action graph, replayed nodes included
+    usage: Usage = field(default_factory=Usage)
+
+
+def run_turn(
+    *,
+    turn_id: str,
+    user_message: str,
+    model: ModelPort,
+    tools: ToolPort,
+    system_prompt: str = "",
+    history: Sequence[Message] = (),
+    policy: PolicyGate | None = None,
+    budget: BudgetPort | None = None,
+    events: EventSink | None = None,
+    clock: Clock | None = None,
+    checkpoints: CheckpointStore | None = None,
+    approval: ApprovalDecision | None = None,
+    config: LoopConfig | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> TurnOutcome:
+    """Run (or resume) one turn to an outcome.
+
+    To resume — after a crash, or with an approval decision — call again with
+    the same turn_id, user_message, history, system_prompt and checkpoints.
+    """
+    return _Turn(
+        turn_id=turn_id,
+        user_message=user_message,
+        model=model,
+        tools=tools,
+        system_prompt=system_prompt,
+        history=history,
+        policy=policy or AllowAll(),
+        budget=budget or Unlimited(),
+        events=events or NullEventSink(),
+        clock=clock or SystemClock(),
+        checkpoints=checkpoints if checkpoints is not None else InMemoryCheckpointStore(),
+        approval=approval,
+        config=config or LoopConfig(),
+        attributes=attributes or {},
+    ).run()
+
+
+class _Stop(Exception):
+    """Ends the turn early with an outcome (failure, budget, waiting for approval)."""
+
+    def __init__(
+        self,
+        status: TurnStatus,
+        *,
+        reason: str,
+        detail: str = "",
+        pending: PendingApproval | None = None,
+    ) -> None:
+        super().__init__(detail or reason)
+        self.status, self.reason, self.detail, self.pending = status, reason, detail, pending
+
+
+class _Turn:
+    def __init__(
+        self,
+        *,
+        turn_id: str,
+        user_message: str,
+        model: ModelPort,
+        tools: ToolPort,
+        system_prompt: str,
+        history: Sequence[Message],
+        policy: PolicyGate,
+        budget: BudgetPort,
+        events: EventSink,
+        clock: Clock,
+        checkpoints: CheckpointStore,
+        approval: ApprovalDecision | None,
+        config: LoopConfig,
+        attributes: Mapping[str, Any],
+    ) -> None:
+        self.turn_id = turn_id
+        self.model, self.tools, self.policy, self.budget = model, tools, policy, budget
+        self.events, self.clock, self.checkpoints = events, clock, checkpoints
+        self.approval, self.config, self.attributes = approval, config, attributes
+        self.specs = tuple(tools.list_specs())
+        self.parser = StepParser(self.specs, json_steps=config.json_steps)
+        self.step_schema = build_step_schema(self.specs) if config.json_steps else None
+        self.messages = build_messages(
+            system_prompt=system_prompt,
+            history=history,
+            user_message=user_message,
+            tools=self.specs,
+            json_steps=config.json_steps,
+        )
+        # What earlier runs of this turn already did; node ids are deterministic.
+        self.records: dict[str, StepRecord] = {r.node_id: r for r in checkpoints.load(turn_id)}
+        self.model_node = ""  # the model call whose tool calls are being acted on
+        self.native = True  # whether that model call used native tool calls
+        self.frontier: tuple[str, ...] = ()  # parents of the next model call
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> TurnOutcome:
+        replayed = len(self.records)
+        self.emit("turn.started", {"resumed": replayed > 0, "replayed_nodes": replayed})
+        try:
+            for step_index in range(self.config.max_steps):
+                step = self.think(step_index)
+                if step.final_answer is not None:
+                    return self.finish("completed", final_answer=step.final_answer)
+                self.frontier = tuple(
+                    self.act(step_index, call_index, call)
+                    for call_index, call in enumerate(step.tool_calls)
+                )
+        except _Stop as stop:
+            return self.finish(
+                stop.status, reason=stop.reason, detail=stop.detail, pending=stop.pending
+            )
+        return self.finish(
+            "max_steps_exceeded",
+            reason="max_steps_exceeded",
+            detail=f"no final answer after {self.config.max_steps} steps",
+        )
+
+    # --- think: one valid step from the model, re-prompting on malformed output ---------------
+
+    def think(self, step_index: int) -> Step:
+        # Malformed attempts and their corrections are shown to the model only
+        # while it retries this step; once a valid step arrives they are dropped,
+        # so they cost no context in later steps.
+        feedback: list[Message] = []
+        parents = self.frontier
+        error = ""
+        for attempt in range(self.config.max_reprompts + 1):
+            node_id = f"{self.turn_id}:{step_index}:model:{attempt}"
+            record = self.records.get(node_id)
+            if record is None or record.status not in ("completed", "malformed"):
+                record = self.call_model(
+                    node_id, step_index, attempt, parents, [*self.messages, *feedback]
+                )
+            if record.status == "completed":
+                self.model_node, self.native = node_id, record.outputs["native"]
+                self.messages.append(assistant_message(record))
+                return step_from_record(record)
+            error = record.outputs["error"]
+            feedback += [
+                Message(role="assistant", content=malformed_reply(record)),
+                Message(role="user", content=REPROMPT.format(error=error)),
+            ]
+            parents = (node_id,)
+        raise _Stop("failed", reason="malformed_output", detail=error)
+
+    def call_model(
+        self,
+        node_id: str,
+        step_index: int,
+        attempt: int,
+        parents: tuple[str, ...],
+        messages: list[Message],
+    ) -> StepRecord:
+        max_tokens = max(self.config.min_output_tokens, self.config.max_output_tokens >> attempt)
+        request = ModelRequest(
+            messages=tuple(messages),
+            # Without native tool calling the tools are described in the system
+            # prompt and enforced by response_schema instead.
+            tools=() if self.config.json_steps else self.specs,
+            max_output_tokens=max_tokens,
+            temperature=self.config.temperature,
+            response_schema=self.step_schema,
+            timeout_s=self.config.timeout_s,
+            metadata={"turn_id": self.turn_id, "node_id": node_id, "attempt": attempt},
+        )
+        estimate = estimate_tokens(request)
+        ctx = self.ctx(step_index, None, node_id)
+        try:
+            reservation = self.budget.reserve(estimated_tokens=estimate, ctx=ctx)
+        except BudgetExceeded as exc:
+            raise _Stop("budget_exceeded", reason="budget_exceeded", detail=str(exc)) from None
+
+        started = self.clock.monotonic()
+        usage = Usage()  # settled as zero if the call fails, so the reservation never leaks
+        failure: ProviderError | None = None
+        try:
+            response = self.model.complete(request)
+            usage = response.usage
+        except ProviderError as exc:
+            failure = exc
+        finally:
+            self.budget.settle(reservation, usage=usage)
+        latency_ms = round((self.clock.monotonic() - started) * 1000)
+
+        base = StepRecord(
+            node_id=node_id,
+            turn_id=self.turn_id,
+            kind="model_call",
+            status="failed",
+            step_index=step_index,
+            attempt=attempt,
+            parents=parents,
+            inputs={
+                "message_count": len(messages),
+                "max_output_tokens": max_tokens,
+                "estimated_tokens": estimate,
+            },
+            latency_ms=latency_ms,
+            created_at=self.clock.now(),
+        )
+        if failure is not None:
+            self.save(replace(base, outputs={"error": str(failure)}))
+            raise _Stop("failed", reason="provider_error", detail=str(failure))
+
+        base = replace(
+            base,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            scratchpad={"text": response.text, "raw_text": response.raw_text},
+        )
+        self.emit(
+            "model.called",
+            {
+                "node_id": node_id,
+                "step_index": step_index,
+                "attempt": attempt,
+                "endpoint": response.endpoint,
+                "model": response.model,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "latency_ms": latency_ms,
+            },
+        )
+        try:
+            step = self.parser.parse(response, call_id_prefix=f"call-{step_index}-")
+        except MalformedStep as exc:
+            record = replace(
+                base,
+                status="malformed",
+                outputs={
+                    "error": str(exc),
+                    "attempted_calls": [asdict(call) for call in response.tool_calls],
+                },
+            )
+            self.emit(
+                "step.malformed",
+                {
+                    "node_id": node_id,
+                    "step_index": step_index,
+                    "attempt": attempt,
+                    "error": str(exc),
+                },
+            )
+            self.save(record)
+            return record
+
+        record = replace(
+            base,
+            status="completed",
+            outputs={
+                "rationale": step.rationale,
+                "tool_calls": [asdict(call) for call in step.tool_calls],
+                "final_answer": step.final_answer,
+                "native": bool(response.tool_calls) or not self.config.json_steps,
+                "endpoint": response.endpoint,
+                "model": response.model,
+            },
+            scratchpad={**base.scratchpad, "thought": step.thought},
+        )
+        if step.rationale:
+            # Only the short rationale goes out; the full thought stays in the scratchpad.
+            self.emit(
+                "step.rationale",
+                {"node_id": node_id, "step_index": step_index, "rationale": step.rationale},
+            )
+        self.save(record)
+        return record
+
+    # --- act: gate, maybe park for approval, execute, observe --------------------------------
+
+    def act(self, step_index: int, call_index: int, call: ToolCall) -> str:
+        """Handles one tool call; returns the id of its observation node."""
+        key = f"{self.turn_id}:{step_index}:{call_index}"
+        record = self.records.get(key)
+        if record is None:
+            record = self.gate(key, step_index, call_index, call)
+        elif record.status == "waiting_approval":
+            record = self.decide(record, call)
+        elif record.status == "started" and not self.tools.is_idempotent(call.name):
+            # It may or may not have had its effect before the worker died; running
+            # it again could do it twice. Stop where a human can see it.
+            raise _Stop(
+                "failed",
+                reason="non_idempotent_tool_interrupted",
+                detail=f"tool {call.name!r} ({key}) was interrupted and is not idempotent",
+            )
+        if record.status not in TOOL_FINISHED:
+            # allowed, approved, or an interrupted idempotent call being re-run
+            record = self.execute(record, call)
+        return self.observe(record, call)
+
+    def gate(self, key: str, step_index: int, call_index: int, call: ToolCall) -> StepRecord:
+        record = StepRecord(
+            node_id=key,
+            turn_id=self.turn_id,
+            kind="tool_call",
+            status="allowed",
+            step_index=step_index,
+            call_index=call_index,
+            parents=(self.model_node,),
+            inputs={"tool": call.name, "arguments": call.arguments, "call_id": call.id},
+            created_at=self.clock.now(),
+        )
+        try:
+            decision = self.policy.check(call, ctx=self.ctx(step_index, call_index, key))
+        except Exception as exc:
+            # Fail closed: a broken policy engine must not wave calls through.
+            decision = GateDecision.deny(f"policy check failed ({type(exc).__name__}: {exc})")
+        if decision.kind == "allow":
+            return record  # saved as "started" by execute, right before it runs
+        if decision.kind == "require_approval":
+            record = replace(record, status="waiting_approval", outputs={"reason": decision.reason})
+            self.save(record)
+            return self.decide(record, call)
+        record = replace(
+            record,
+            status="denied",
+            outputs={
+                "reason": decision.reason,
+                "observation": f"denied by policy: {decision.reason}",
+            },
+        )
+        self.emit(
+            "policy.denied",
+            {
+                "node_id": key,
+                "tool": call.name,
+                "arguments": call.arguments,
+                "reason": decision.reason,
+            },
+        )
+        self.save(record)
+        return record
+
+    def decide(self, record: StepRecord, call: ToolCall) -> StepRecord:
+        """Applies the approval decision for a parked call, or parks (again)."""
+        decision = self.approval
+        reason = record.outputs.get("reason", "")
+        if decision is None or decision.call_key != record.node_id:
+            pending = PendingApproval(call=call, call_key=record.node_id, reason=reason)
+            self.emit(
+                "turn.waiting",
+                {
+                    "node_id": record.node_id,
+                    "call_key": record.node_id,
+                    "tool": call.name,
+                    "arguments": call.arguments,
+                    "reason": reason,
+                },
+            )
+            raise _Stop(
+                "waiting_approval", reason="approval_required", detail=reason, pending=pending
+            )
+        approval = {
+            "approved": decision.approved,
+            "approver": decision.approver,
+            "rationale": decision.rationale,
+        }
+        record = replace(record, inputs={**record.inputs, "approval": approval})
+        if decision.approved:
+            return replace(record, status="approved")
+        observation = f"rejected by {decision.approver}: {decision.rationale}"
+        record = replace(
+            record, status="rejected", outputs={**record.outputs, "observation": observation}
+        )
+        self.emit(
+            "tool.result",
+            {
+                "node_id": record.node_id,
+                "tool": call.name,
+                "ok": False,
+                "status": "rejected",
+                "error": observation,
+            },
+        )
+        self.save(record)
+        return record
+
+    def execute(self, record: StepRecord, call: ToolCall) -> StepRecord:
+        rerun = record.status == "started"
+        started = replace(record, status="started")
+        # Durable before the tool runs: after a crash this marker is the only sign
+        # that a non-idempotent tool may already have had its effect.
+        self.write(self.checkpoints.mark_started, started)
+        self.emit(
+            "tool.call",
+            {
+                "node_id": record.node_id,
+                "tool": call.name,
+                "arguments": call.arguments,
+                "rerun": rerun,
+            },
+        )
+        t0 = self.clock.monotonic()
+        ctx = self.ctx(record.step_index, record.call_index, record.node_id)
+        try:
+            result = self.tools.execute(call, ctx=ctx)
+        except Exception as exc:
+            # The model gets to see the failure and react; the turn goes on.
+            result = ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        latency_ms = round((self.clock.monotonic() - t0) * 1000)
+        output = jsonable(result.output)
+        finished = replace(
+            started,
+            status="completed" if result.ok else "error",
+            outputs={
+                **started.outputs,
+                "ok": result.ok,
+                "output": output,
+                "error": result.error,
+                "observation": self.observation_text(result, output),
+            },
+            latency_ms=latency_ms,
+        )
+        self.emit(
+            "tool.result",
+            {
+                "node_id": record.node_id,
+                "tool": call.name,
+                "ok": result.ok,
+                "status": finished.status,
+                "output": output,
+                "error": result.error,
+                "latency_ms": latency_ms,
+            },
+        )
+        self.write(self.checkpoints.mark_finished, finished)
+        return finished
+
+    def observe(self, record: StepRecord, call: ToolCall) -> str:
+        text = record.outputs["observation"]
+        node_id = f"{record.node_id}:obs"
+        if node_id not in self.records:
+            self.save(
+                StepRecord(
+                    node_id=node_id,
+                    turn_id=self.turn_id,
+                    kind="observation",
+                    status="completed",
+                    step_index=record.step_index,
+                    call_index=record.call_index,
+                    parents=(record.node_id,),
+                    outputs={"content": text},
+                    created_at=self.clock.now(),
+                )
+            )
+        if self.native:
+            self.messages.append(
+                Message(role="tool", content=text, tool_call_id=call.id, name=call.name)
+            )
+        else:
+            self.messages.append(
+                Message(role="user", content=f"Observation from {call.name}: {text}")
+            )
+        return node_id
+
+    def observation_text(self, result: ToolResult, output: Any) -> str:
+        if not result.ok:
+            return f"error: {result.error}"
+        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+        limit = self.config.max_observation_chars
+        if len(text) > limit:
+            text = text[:limit] + f"… [truncated, {len(text) - limit} more characters]"
+        return text
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def finish(
+        self,
+        status: TurnStatus,
+        *,
+        final_answer: str | None = None,
+        reason: str = "",
+        detail: str = "",
+        pending: PendingApproval | None = None,
+    ) -> TurnOutcome:
+        models = [r for r in self.records.values() if r.kind == "model_call"]
+        usage = Usage(
+            input_tokens=sum(r.input_tokens for r in models),
+            output_tokens=sum(r.output_tokens for r in models),
+        )
+        totals = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        # Terminal events are emitted even when everything was replayed: the worker
+        # may have died after the last checkpoint but before announcing the end.
+        if status == "completed":
+            self.emit("turn.completed", {"final_answer": final_answer, **totals})
+        elif status != "waiting_approval":  # turn.waiting was emitted when parking
+            self.emit("turn.failed", {"status": status, "reason": reason, "detail": detail})
+        return TurnOutcome(
+            status=status,
+            final_answer=final_answer,
+            reason=reason,
+            detail=detail,
+            pending=pending,
+            steps=tuple(self.records.values()),
+            usage=usage,
+        )
+
+    def ctx(self, step_index: int, call_index: int | None, key: str) -> StepContext:
+        return StepContext(
+            turn_id=self.turn_id,
+            step_index=step_index,
+            call_index=call_index,
+            idempotency_key=key,
+            attributes=self.attributes,
+        )
+
+    def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+        self.events.emit(event_type, {"turn_id": self.turn_id, **payload})
+
+    def save(self, record: StepRecord) -> None:
+        self.write(self.checkpoints.save, record)
+
+    def write(self, method: Callable[[StepRecord], None], record: StepRecord) -> None:
+        method(record)
+        self.records[record.node_id] = record
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+
+def build_messages(
+    *,
+    system_prompt: str,
+    history: Sequence[Message],
+    user_message: str,
+    tools: Sequence[ToolSpec],
+    json_steps: bool,
+) -> list[Message]:
+    system = system_prompt
+    if json_steps:
+        system = f"{system}\n\n{render_tool_instructions(tools)}".strip()
+    messages = [Message(role="system", content=system)] if system else []
+    return [*messages, *history, Message(role="user", content=user_message)]
+
+
+def estimate_tokens(request: ModelRequest) -> int:
+    """A deliberately rough upper-ish bound (4 characters a token) plus the full
+    output allowance: good enough to reserve against; settle corrects it."""
+    chars = sum(
+        len(m.content) + sum(len(json.dumps(c.arguments)) + len(c.name) for c in m.tool_calls)
+        for m in request.messages
+    )
+    if request.tools:
+        chars += len(json.dumps([asdict(spec) for spec in request.tools]))
+    if request.response_schema:
+        chars += len(json.dumps(request.response_schema))
+    return chars // 4 + request.max_output_tokens
+
+
+def step_from_record(record: StepRecord) -> Step:
+    return Step(
+        thought=record.scratchpad.get("thought", ""),
+        rationale=record.outputs["rationale"],
+        tool_calls=tuple(ToolCall(**call) for call in record.outputs["tool_calls"]),
+        final_answer=record.outputs["final_answer"],
+    )
+
+
+def assistant_message(record: StepRecord) -> Message:
+    """The model's accepted reply as it goes into the history (live and replayed alike)."""
+    text = record.scratchpad.get("text", "")
+    if record.outputs["native"]:
+        calls = tuple(ToolCall(**call) for call in record.outputs["tool_calls"])
+        return Message(role="assistant", content=text, tool_calls=calls)
+    return Message(role="assistant", content=text)
+
+
+def malformed_reply(record: StepRecord) -> str:
+    """What the model said in a rejected attempt, echoed back so it can correct it.
+    Invalid native tool calls are echoed as JSON text: sent as real tool calls
+    they would need tool results the loop never produced."""
+    text = record.scratchpad.get("text", "")
+    attempted = record.outputs.get("attempted_calls") or []
+    if attempted:
+        calls = [{"tool": c["name"], "arguments": c["arguments"]} for c in attempted]
+        text = f"{text}\n{json.dumps(calls)}".strip()
+    return text or "(empty reply)"
+
+
+def jsonable(value: Any) -> Any:
+    """Tool output as plain JSON, so it can be checkpointed and replayed."""
+    return json.loads(json.dumps(value, default=str))
