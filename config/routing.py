@@ -2,8 +2,10 @@
 
 from django.urls import path
 
+from apps.agents.consumers import SessionConsumer
 from apps.core.consumers import TenantEventsConsumer
 
 websocket_urlpatterns = [
     path("ws/tenant/", TenantEventsConsumer.as_asgi()),
+    path("ws/sessions/<str:session_id>/", SessionConsumer.as_asgi()),
 ]

@@ -8,6 +8,8 @@ from apps.core import views as core_views
 
 api_v1 = [
     path("", include("apps.tenants.api.urls")),
+    path("", include("apps.llm.api.urls")),
+    path("", include("apps.agents.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -12,6 +12,11 @@ from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 
+# `name` of the user-role messages the loop itself writes (re-prompts after
+# malformed output, observations for models without native tool calls), so a
+# model or a replay can tell them from what the end user said.
+FEEDBACK_NAME = "warden"
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -98,6 +103,24 @@ class ProviderUnavailable(ProviderError):
     """5xx, rate limit, connection refused, or an open circuit breaker."""
 
     retryable = True
+
+
+class MalformedOutput(ProviderError):
+    """The model answered, but its output can't be used as given.
+
+    Raised (rather than returned) for tool calls whose arguments are not a JSON
+    object, so that a malformed call can never be executed by a caller that only
+    looks at `tool_calls`. `response` carries everything that was well-formed plus
+    `raw_text`, the usage that was spent (settle the budget with it) and the
+    endpoint. Not retryable on another endpoint: the loop re-prompts with the
+    message instead, and may escalate the tier after repeated malformed output.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, response: ModelResponse) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 class NoEndpointAvailable(ProviderError):

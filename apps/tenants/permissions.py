@@ -54,3 +54,19 @@ class IsTenantAdminForWrites(IsTenantMember):
         if request.method in SAFE_METHODS:
             return True
         return IsTenantAdmin().has_permission(request, view)
+
+
+class IsTenantOperatorForWrites(IsTenantMember):
+    """Members may read; owners, admins and operators (or write-scoped keys) may change."""
+
+    message = "Changing this needs the operator, admin or owner role."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        if request.method in SAFE_METHODS:
+            return True
+        identity = request_identity(request)
+        if identity.via == "api_key":
+            return True  # IsTenantMember already required write/admin scope
+        return identity.is_operator

@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.tenants",
+    "apps.llm",
+    "apps.agents",
 ]
 
 MIDDLEWARE = [
@@ -81,4 +83,6 @@ from config.settings.auth import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.channels import *  # noqa: E402,F403
 from config.settings.database import *  # noqa: E402,F403
+from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
+from config.settings.security import *  # noqa: E402,F403

@@ -27,3 +27,4 @@ SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
+WARDEN_TOOL_MODULES = ["tests.agents.tools"]

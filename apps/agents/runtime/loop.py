@@ -33,7 +33,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from apps.llm.types import Message, ModelRequest, ProviderError, ToolCall, ToolSpec, Usage
+from apps.llm.types import (
+    FEEDBACK_NAME,
+    MalformedOutput,
+    Message,
+    ModelRequest,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 
 from .memory import InMemoryCheckpointStore
 from .ports import (
@@ -227,9 +236,10 @@ class _Turn:
     # --- think: one valid step from the model, re-prompting on malformed output ---------------
 
     def think(self, step_index: int) -> Step:
-        # Malformed attempts and their corrections are shown to the model only
-        # while it retries this step; once a valid step arrives they are dropped,
-        # so they cost no context in later steps.
+        # Malformed attempts and their corrections stay in the transcript: later
+        # steps see what really happened, so a replay (or a deterministic model
+        # that reads its position from the history) stays consistent. The cost is
+        # bounded by max_reprompts per step.
         feedback: list[Message] = []
         parents = self.frontier
         error = ""
@@ -242,12 +252,13 @@ class _Turn:
                 )
             if record.status == "completed":
                 self.model_node, self.native = node_id, record.outputs["native"]
+                self.messages.extend(feedback)
                 self.messages.append(assistant_message(record))
                 return step_from_record(record)
             error = record.outputs["error"]
             feedback += [
                 Message(role="assistant", content=malformed_reply(record)),
-                Message(role="user", content=REPROMPT.format(error=error)),
+                Message(role="user", content=REPROMPT.format(error=error), name=FEEDBACK_NAME),
             ]
             parents = (node_id,)
         raise _Stop("failed", reason="malformed_output", detail=error)
@@ -282,8 +293,12 @@ class _Turn:
         started = self.clock.monotonic()
         usage = Usage()  # settled as zero if the call fails, so the reservation never leaks
         failure: ProviderError | None = None
+        unusable = ""  # the provider's reason when the output could not even be parsed
         try:
             response = self.model.complete(request)
+            usage = response.usage
+        except MalformedOutput as exc:
+            response, unusable = exc.response, str(exc)
             usage = response.usage
         except ProviderError as exc:
             failure = exc
@@ -331,6 +346,8 @@ class _Turn:
             },
         )
         try:
+            if unusable:
+                raise MalformedStep(unusable)
             step = self.parser.parse(response, call_id_prefix=f"call-{step_index}-")
         except MalformedStep as exc:
             record = replace(
@@ -559,7 +576,9 @@ class _Turn:
             )
         else:
             self.messages.append(
-                Message(role="user", content=f"Observation from {call.name}: {text}")
+                Message(
+                    role="user", content=f"Observation from {call.name}: {text}", name=FEEDBACK_NAME
+                )
             )
         return node_id
 

@@ -13,7 +13,7 @@ from apps.agents.runtime.memory import (
     ScriptedModel,
 )
 from apps.agents.runtime.steps import build_step_schema
-from apps.llm.types import Message, ProviderUnavailable, Usage
+from apps.llm.types import FEEDBACK_NAME, Message, ProviderUnavailable, Usage
 
 from .builders import answer, calls, json_action, json_final, standard_tools
 
@@ -167,7 +167,9 @@ def test_json_step_mode_constrains_output_and_feeds_observations_as_text():
     assert first.response_schema == build_step_schema(tools.list_specs())
     assert first.messages[0].content.startswith("Be brief.")
     assert "- weather: Current weather." in first.messages[0].content
-    assert second.messages[-1] == Message(role="user", content="Observation from add: 4")
+    assert second.messages[-1] == Message(
+        role="user", content="Observation from add: 4", name=FEEDBACK_NAME
+    )
     assert second.messages[-2].role == "assistant"
     assert second.messages[-2].tool_calls == ()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apps.agents.runtime.loop import LoopConfig, run_turn
 from apps.agents.runtime.memory import ListEventSink, ScriptedModel
+from apps.llm.types import FEEDBACK_NAME
 
 from .builders import answer, calls, json_action, json_final, standard_tools
 
@@ -43,9 +44,11 @@ def test_malformed_call_is_reprompted_with_the_error_and_a_smaller_allowance():
     assert retry.messages[-2].role == "assistant"
     assert retry.messages[-2].tool_calls == ()
     assert '"two"' in retry.messages[-2].content
-    # Once a valid step arrives the allowance resets and the detour leaves the history.
+    # Once a valid step arrives the allowance resets; the detour stays in the
+    # transcript, in order, so later steps (and replays) see what happened.
     assert after.max_output_tokens == 1000
-    assert not any("rejected" in m.content for m in after.messages)
+    assert [m.role for m in after.messages[-4:]] == ["assistant", "user", "assistant", "tool"]
+    assert after.messages[-3].name == FEEDBACK_NAME
 
     malformed = events.of_type("step.malformed")
     assert len(malformed) == 1

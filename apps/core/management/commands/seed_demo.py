@@ -47,6 +47,9 @@ class Command(BaseCommand):
                 tenant = services.tenant_create(name="Demo", slug=DEMO_SLUG, owner=user)
             elif not Membership.objects.filter(tenant=tenant, user=user).exists():
                 services.membership_add(tenant=tenant, user=user, role=Role.OWNER)
+            from apps.agents.demo import seed_demo_agents
+
+            seed_demo_agents(tenant=tenant)
         if settings.WARDEN_ADMIN_PASSWORD:
             shown = "(from WARDEN_ADMIN_PASSWORD)"
         elif password_file.exists():

@@ -32,11 +32,51 @@ def _key(world: World) -> dict[str, Any]:
     return {"key_id": key.id}
 
 
+def _agent_obj(world: World) -> Any:
+    from tests.agents.conftest import make_agent
+
+    return make_agent(world.tenant_a, [{"final": "a"}], slug="a-agent")
+
+
+def _endpoint(world: World) -> dict[str, Any]:
+    return {"endpoint_id": _agent_obj(world).allowed_endpoints.get().id}
+
+
+def _agent(world: World) -> dict[str, Any]:
+    return {"agent_id": _agent_obj(world).id}
+
+
+def _session_obj(world: World) -> Any:
+    from tests.agents.conftest import make_session
+
+    return make_session(_agent_obj(world), world.alice)
+
+
+def _session(world: World) -> dict[str, Any]:
+    return {"session_id": _session_obj(world).id}
+
+
+def _turn(world: World) -> dict[str, Any]:
+    from apps.agents.services import turn_enqueue
+
+    return {"turn_id": turn_enqueue(session=_session_obj(world), message="hi").id}
+
+
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
     "api-key-detail": (_key, [("get", None), ("delete", None)]),
     "api-key-revoke": (_key, [("post", None)]),
+    "endpoint-detail": (_endpoint, [("get", None), ("patch", {"model": "x"}), ("delete", None)]),
+    "agent-detail": (_agent, [("get", None), ("patch", {"name": "x"}), ("delete", None)]),
+    "session-detail": (_session, [("get", None)]),
+    "session-close": (_session, [("post", None)]),
+    "session-state": (_session, [("get", None), ("put", {"state": {"a": 1}})]),
+    "session-turns": (_session, [("get", None), ("post", {"message": "hi"})]),
+    "session-events": (_session, [("get", None)]),
+    "turn-detail": (_turn, [("get", None)]),
+    "turn-cancel": (_turn, [("post", None)]),
+    "turn-steps": (_turn, [("get", None)]),
 }
 
 
@@ -74,6 +114,11 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
         assert response.json()["code"] == "not_found"
     # And nothing changed on tenant A's side.
     assert Membership.objects.get(tenant=world.tenant_a, user=world.bob).role == "member"
+    from apps.agents.models import Agent, AgentSession, Turn
+
+    assert not Agent.objects.filter(tenant=world.tenant_a, name="x").exists()
+    assert not AgentSession.objects.filter(tenant=world.tenant_a).exclude(status="active").exists()
+    assert not Turn.objects.filter(tenant=world.tenant_a).exclude(status="queued").exists()
 
 
 def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:

@@ -1,0 +1,300 @@
+"""Django-backed implementations of the loop's ports (apps.agents.runtime.ports)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from apps.agents.events import event_record, token_publish
+from apps.agents.models import ActionNode, AgentSession, Turn
+from apps.agents.runtime.ports import (
+    BudgetExceeded,
+    Reservation,
+    StepContext,
+    StepRecord,
+    ToolResult,
+)
+from apps.llm.router import ModelRouter, escalate
+from apps.llm.types import (
+    ModelRequest,
+    ModelResponse,
+    NoEndpointAvailable,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from apps.tools.registry import BuiltinTool, ToolError, get_builtin
+
+logger = logging.getLogger("warden.agents")
+
+# Events the orchestrator writes itself, in the same transaction as the turn's
+# new status, so nobody hears "completed" while the row still says "running".
+TERMINAL_EVENTS = frozenset({"turn.completed", "turn.failed", "turn.waiting"})
+
+
+class TurnCancelled(BaseException):
+    """Raised inside a port when the turn was cancelled; unwinds the loop.
+
+    A BaseException so the loop's own error handling (which turns tool
+    exceptions into observations) does not swallow it.
+    """
+
+
+def _check_cancelled(turn: Turn) -> None:
+    if Turn.objects.filter(id=turn.id, cancel_requested=True).exists():
+        raise TurnCancelled()
+
+
+def _heartbeat(turn: Turn) -> None:
+    Turn.objects.filter(id=turn.id).update(heartbeat_at=timezone.now())
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _node_to_record(node: ActionNode) -> StepRecord:
+    return StepRecord(
+        node_id=node.node_id,
+        turn_id=str(node.turn_id),
+        kind=node.kind,  # type: ignore[arg-type]
+        status=node.status,
+        step_index=node.step_index,
+        call_index=node.call_index,
+        attempt=node.attempt,
+        parents=tuple(node.parents),
+        inputs=node.inputs,
+        outputs=node.outputs,
+        scratchpad=node.scratchpad,
+        latency_ms=node.latency_ms,
+        input_tokens=node.input_tokens,
+        output_tokens=node.output_tokens,
+        created_at=node.created_at,
+    )
+
+
+class DbCheckpointStore:
+    """The action graph in Postgres. Each write commits on its own (autocommit):
+    a "started" row must survive the worker being killed during the tool call."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+
+    def load(self, turn_id: str) -> Sequence[StepRecord]:
+        nodes = ActionNode.objects.filter(tenant_id=self.turn.tenant_id, turn_id=turn_id)
+        return [_node_to_record(n) for n in nodes.order_by("position")]
+
+    def _upsert(self, record: StepRecord) -> None:
+        fields = {
+            "kind": record.kind,
+            "status": record.status,
+            "step_index": record.step_index,
+            "call_index": record.call_index,
+            "attempt": record.attempt,
+            "parents": list(record.parents),
+            "inputs": record.inputs,
+            "outputs": record.outputs,
+            "scratchpad": record.scratchpad,
+            "latency_ms": record.latency_ms,
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+        }
+        with transaction.atomic():
+            updated = ActionNode.objects.filter(turn=self.turn, node_id=record.node_id).update(
+                **fields, updated_at=timezone.now()
+            )
+            if not updated:
+                last = ActionNode.objects.filter(turn=self.turn).aggregate(m=Max("position"))["m"]
+                ActionNode.objects.create(
+                    tenant_id=self.turn.tenant_id,
+                    turn=self.turn,
+                    node_id=record.node_id,
+                    position=(last or 0) + 1,
+                    **fields,
+                )
+        _heartbeat(self.turn)
+
+    def save(self, record: StepRecord) -> None:
+        self._upsert(record)
+
+    def mark_started(self, record: StepRecord) -> None:
+        self._upsert(record)
+
+    def mark_finished(self, record: StepRecord) -> None:
+        self._upsert(record)
+
+
+# --------------------------------------------------------------------------- events
+
+
+class DbEventSink:
+    """Stores each loop event as a SessionEvent and publishes it after commit."""
+
+    def __init__(self, session: AgentSession, turn: Turn) -> None:
+        self.session, self.turn = session, turn
+        self.deferred: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+        if event_type in TERMINAL_EVENTS:
+            self.deferred.append((event_type, payload))
+            return
+        with transaction.atomic():
+            event_record(session=self.session, turn=self.turn, event=event_type, data=payload)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class RouterModelPort:
+    """The loop's model: the tenant's router, with the agent's tier and the session's
+    sensitivity, streaming tokens to the session, escalating after malformed output."""
+
+    def __init__(
+        self,
+        *,
+        router: ModelRouter,
+        turn: Turn,
+        tier: str,
+        sensitivity: str,
+        allowed: Sequence[str] | None,
+        stream: bool = True,
+    ) -> None:
+        self.router, self.turn = router, turn
+        self.tier, self.sensitivity, self.allowed = tier, sensitivity, allowed
+        self.stream = stream
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        _check_cancelled(self.turn)
+        _heartbeat(self.turn)
+        attempt = int(request.metadata.get("attempt", 0))
+        # The second re-prompt in a row goes to the larger tier: a small model that
+        # failed the schema twice rarely gets it right the third time.
+        tier = escalate(self.tier) if attempt >= 2 else self.tier  # type: ignore[arg-type]
+        turn = self.turn
+
+        def on_token(text: str) -> None:
+            token_publish(session_id=turn.session_id, turn_id=turn.id, text=text)
+
+        try:
+            return self.router.complete(
+                request,
+                tier=tier,
+                sensitivity=self.sensitivity,  # type: ignore[arg-type]
+                on_token=on_token if self.stream else None,
+                allowed=self.allowed,
+            )
+        except NoEndpointAvailable:
+            if tier == self.tier:
+                raise
+            # Nothing to escalate to: keep trying the agent's own tier.
+            return self.router.complete(
+                request,
+                tier=self.tier,
+                sensitivity=self.sensitivity,  # type: ignore[arg-type]
+                on_token=on_token if self.stream else None,
+                allowed=self.allowed,
+            )
+
+
+# --------------------------------------------------------------------------- tools
+
+
+class Toolbox:
+    """The tools an agent may call, resolved by name (builtin registry for now)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.tools: dict[str, BuiltinTool] = {}
+        for name in names:
+            tool = get_builtin(name)
+            if tool is not None:
+                self.tools[name] = tool
+            else:
+                logger.warning("agent names unknown tool", extra={"tool": name})
+
+    def list_specs(self) -> Sequence[ToolSpec]:
+        return [
+            ToolSpec(name=t.name, description=t.description, input_schema=t.input_schema)
+            for t in self.tools.values()
+        ]
+
+    def is_idempotent(self, name: str) -> bool:
+        tool = self.tools.get(name)
+        return bool(tool and tool.idempotent)
+
+    def execute(self, call: ToolCall, *, ctx: StepContext) -> ToolResult:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return ToolResult(ok=False, error=f"tool {call.name!r} is not available to this agent")
+        started = time.monotonic()
+        try:
+            output = tool.function(dict(call.arguments))
+        except ToolError as exc:
+            return ToolResult(ok=False, error=str(exc))
+        logger.info(
+            "tool ran",
+            extra={"tool": call.name, "ms": round((time.monotonic() - started) * 1000, 1)},
+        )
+        return ToolResult(ok=True, output=output)
+
+
+class CancellableToolbox:
+    """Checks for cancellation before every tool call."""
+
+    def __init__(self, inner: Toolbox, turn: Turn) -> None:
+        self.inner, self.turn = inner, turn
+
+    def list_specs(self) -> Sequence[ToolSpec]:
+        return self.inner.list_specs()
+
+    def is_idempotent(self, name: str) -> bool:
+        return self.inner.is_idempotent(name)
+
+    def execute(self, call: ToolCall, *, ctx: StepContext) -> ToolResult:
+        _check_cancelled(self.turn)
+        return self.inner.execute(call, ctx=ctx)
+
+
+# --------------------------------------------------------------------------- budget
+
+
+class SessionTokenBudget:
+    """Hard token budgets: per turn (input + output) and per session.
+
+    The budgets issue refines this (reservations in Redis, the 80 % backoff);
+    the seam is here already so the loop never runs unbudgeted.
+    """
+
+    def __init__(
+        self, *, session: AgentSession, turn: Turn, per_turn: int, per_session: int
+    ) -> None:
+        self.session, self.turn = session, turn
+        self.per_turn, self.per_session = per_turn, per_session
+        self.turn_used = 0
+
+    def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:
+        session_used = AgentSession.objects.get(id=self.session.id).tokens_used
+        if self.turn_used + estimated_tokens > self.per_turn:
+            raise BudgetExceeded(
+                f"turn budget: {self.turn_used} used + {estimated_tokens} needed > {self.per_turn}"
+            )
+        if session_used + self.turn_used + estimated_tokens > self.per_session:
+            raise BudgetExceeded(
+                f"session budget: {session_used + self.turn_used} used + {estimated_tokens} "
+                f"needed > {self.per_session}"
+            )
+        return Reservation(id=ctx.idempotency_key, tokens=estimated_tokens)
+
+    def settle(self, reservation: Reservation, *, usage: Usage) -> None:
+        self.turn_used += usage.input_tokens + usage.output_tokens
+
+
+def record_to_dict(record: StepRecord) -> dict[str, Any]:
+    data = asdict(record)
+    data["created_at"] = record.created_at.isoformat() if record.created_at else None
+    return data

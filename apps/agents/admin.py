@@ -1,0 +1,177 @@
+"""Console: agents, sessions, and each turn with its action graph as a timeline."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from apps.agents import services
+from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, Turn
+from apps.core.exceptions import WardenError
+from apps.tenants.admin_scoping import TenantScopedAdmin
+
+
+@admin.register(Agent)
+class AgentAdmin(TenantScopedAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "tenant",
+        "model_tier",
+        "max_steps",
+        "data_sensitivity",
+        "is_active",
+    ]
+    list_filter = ["tenant", "model_tier", "is_active"]
+    search_fields = ["name", "slug"]
+    filter_horizontal = ["allowed_endpoints"]
+    prepopulated_fields = {"slug": ("name",)}
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        fields = {name: getattr(obj, name) for name in services._AGENT_FIELDS}
+        try:
+            services.agent_save(tenant=obj.tenant, agent=obj, **fields)
+        except WardenError as exc:
+            messages.error(request, exc.message)
+
+
+class TurnInline(admin.TabularInline):
+    model = Turn
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["seq", "status", "outcome", "user_message", "final_answer", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AgentSession)
+class AgentSessionAdmin(TenantScopedAdmin):
+    list_display = [
+        "__str__",
+        "agent",
+        "tenant",
+        "user",
+        "status",
+        "environment",
+        "data_sensitivity",
+        "tokens_used",
+        "created_at",
+    ]
+    list_filter = ["tenant", "status", "environment", "agent"]
+    readonly_fields = ["tokens_used", "next_seq"]
+    inlines = [TurnInline]
+    actions = ["close_sessions"]
+
+    @admin.action(description="Close selected sessions (cancel queued turns)")
+    def close_sessions(self, request: HttpRequest, queryset: QuerySet[AgentSession]) -> None:
+        for session in queryset:
+            services.session_close(session=session)
+        messages.success(request, f"Closed {queryset.count()} session(s).")
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)[:4000]
+
+
+@admin.register(Turn)
+class TurnAdmin(TenantScopedAdmin):
+    list_display = [
+        "__str__",
+        "session",
+        "tenant",
+        "status",
+        "outcome",
+        "input_tokens",
+        "output_tokens",
+        "attempts",
+        "created_at",
+    ]
+    list_filter = ["tenant", "status", "outcome"]
+    search_fields = ["user_message", "final_answer"]
+    actions = ["cancel_turns"]
+    exclude = ["requested_by"]
+    readonly_fields = [
+        "session",
+        "seq",
+        "status",
+        "outcome",
+        "detail",
+        "user_message",
+        "final_answer",
+        "input_tokens",
+        "output_tokens",
+        "attempts",
+        "cancel_requested",
+        "request_id",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "timeline",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Action graph (timeline)")
+    def timeline(self, obj: Turn) -> str:
+        nodes = ActionNode.objects.filter(turn=obj).order_by("position")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><b>{}</b><br><code>{}</code></td><td>{}</td><td>{} ms</td>"
+            "<td>{} / {}</td><td><code>{}</code></td><td><pre>{}</pre></td><td><pre>{}</pre></td>"
+            "<td><pre>{}</pre></td></tr>",
+            (
+                (
+                    n.position,
+                    n.kind,
+                    n.node_id,
+                    n.status,
+                    n.latency_ms,
+                    n.input_tokens,
+                    n.output_tokens,
+                    ", ".join(n.parents),
+                    _pretty(n.inputs),
+                    _pretty(n.outputs),
+                    _pretty(n.scratchpad),
+                )
+                for n in nodes
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>#</th><th>node</th><th>status</th><th>latency</th>"
+            "<th>tokens in/out</th><th>parents</th><th>inputs</th><th>outputs</th>"
+            "<th>scratchpad (private)</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.action(description="Cancel selected turns")
+    def cancel_turns(self, request: HttpRequest, queryset: QuerySet[Turn]) -> None:
+        for turn in queryset:
+            try:
+                services.turn_cancel(turn=turn)
+            except WardenError as exc:
+                messages.warning(request, f"{turn}: {exc.message}")
+
+
+@admin.register(SessionEvent)
+class SessionEventAdmin(TenantScopedAdmin):
+    list_display = ["id", "type", "session", "turn", "created_at"]
+    list_filter = ["tenant", "type"]
+    readonly_fields = ["session", "turn", "type", "payload", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

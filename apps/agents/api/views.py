@@ -1,0 +1,240 @@
+"""Agents, sessions, turns and their action graphs. Views translate HTTP; services decide."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import ProtectedError
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.agents import selectors, services
+from apps.agents.api import serializers as s
+from apps.agents.models import Agent, AgentSession, Turn
+from apps.core.api.views import get_or_404, paginated
+from apps.core.exceptions import Conflict, InvalidInput
+from apps.llm.models import ModelEndpoint
+from apps.tenants.permissions import (
+    IsTenantMember,
+    IsTenantOperatorForWrites,
+    request_identity,
+)
+
+
+def _endpoints(request: Request, ids: list[uuid.UUID] | None) -> list[ModelEndpoint] | None:
+    if ids is None:
+        return None
+    tenant = request_identity(request).tenant
+    found = list(ModelEndpoint.objects.filter(tenant=tenant, id__in=ids))
+    if len(found) != len(set(ids)):
+        raise InvalidInput("Unknown model endpoint in allowed_endpoints.", code="unknown_endpoint")
+    return found
+
+
+class AgentListApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    @extend_schema(responses=s.AgentSerializer(many=True), summary="List agents")
+    def get(self, request: Request) -> Response:
+        tenant = request_identity(request).tenant
+        return paginated(request, self, selectors.agent_list(tenant=tenant), s.AgentSerializer)
+
+    @extend_schema(
+        request=s.AgentInputSerializer,
+        responses={201: s.AgentSerializer},
+        summary="Create an agent",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.AgentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        endpoints = _endpoints(request, fields.pop("allowed_endpoints", None))
+        agent = services.agent_save(
+            tenant=request_identity(request).tenant, allowed_endpoints=endpoints, **fields
+        )
+        return Response(s.AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
+
+
+class AgentDetailApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    def _get(self, request: Request, agent_id: uuid.UUID) -> Agent:
+        tenant = request_identity(request).tenant
+        return get_or_404(lambda: selectors.agent_get(tenant=tenant, agent_id=agent_id), "agent")
+
+    @extend_schema(responses=s.AgentSerializer, summary="Get an agent")
+    def get(self, request: Request, agent_id: uuid.UUID) -> Response:
+        return Response(s.AgentSerializer(self._get(request, agent_id)).data)
+
+    @extend_schema(
+        request=s.AgentInputSerializer, responses=s.AgentSerializer, summary="Change an agent"
+    )
+    def patch(self, request: Request, agent_id: uuid.UUID) -> Response:
+        agent = self._get(request, agent_id)
+        data = s.AgentInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        endpoints = _endpoints(request, fields.pop("allowed_endpoints", None))
+        agent = services.agent_save(
+            tenant=agent.tenant, agent=agent, allowed_endpoints=endpoints, **fields
+        )
+        return Response(s.AgentSerializer(agent).data)
+
+    @extend_schema(responses={204: None}, summary="Delete an agent without sessions")
+    def delete(self, request: Request, agent_id: uuid.UUID) -> Response:
+        agent = self._get(request, agent_id)
+        try:
+            agent.delete()
+        except ProtectedError as exc:
+            raise Conflict(
+                "This agent has sessions; disable it (is_active=false) instead.",
+                code="agent_in_use",
+            ) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _session(request: Request, session_id: uuid.UUID) -> AgentSession:
+    identity = request_identity(request)
+    return get_or_404(
+        lambda: selectors.session_get(identity=identity, session_id=session_id), "session"
+    )
+
+
+def _turn(request: Request, turn_id: uuid.UUID) -> Turn:
+    identity = request_identity(request)
+    return get_or_404(lambda: selectors.turn_get(identity=identity, turn_id=turn_id), "turn")
+
+
+class SessionListApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(responses=s.SessionSerializer(many=True), summary="List sessions")
+    def get(self, request: Request) -> Response:
+        identity = request_identity(request)
+        return paginated(
+            request, self, selectors.session_list(identity=identity), s.SessionSerializer
+        )
+
+    @extend_schema(
+        request=s.SessionCreateSerializer,
+        responses={201: s.SessionSerializer},
+        summary="Start a session with an agent",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.SessionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        tenant = request_identity(request).tenant
+        agent_id = fields.pop("agent")
+        agent = get_or_404(lambda: selectors.agent_get(tenant=tenant, agent_id=agent_id), "agent")
+        session = services.session_create(tenant=tenant, agent=agent, user=request.user, **fields)
+        return Response(s.SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(responses=s.SessionSerializer, summary="Get a session")
+    def get(self, request: Request, session_id: uuid.UUID) -> Response:
+        return Response(s.SessionSerializer(_session(request, session_id)).data)
+
+
+class SessionCloseApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(
+        request=None,
+        responses=s.SessionSerializer,
+        summary="Close a session (queued turns are cancelled)",
+    )
+    def post(self, request: Request, session_id: uuid.UUID) -> Response:
+        cancel = request.query_params.get("cancel") in ("1", "true")
+        session = services.session_close(session=_session(request, session_id), cancel=cancel)
+        return Response(s.SessionSerializer(session).data)
+
+
+class SessionStateApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(responses=dict, summary="The session's short-term state (empty after its TTL)")
+    def get(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        return Response(
+            {
+                "state": services.session_state_get(session=session),
+                "expires_at": session.state_expires_at,
+            }
+        )
+
+    @extend_schema(
+        request=s.SessionStateSerializer,
+        responses=dict,
+        summary="Replace the session's short-term state",
+    )
+    def put(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        data = s.SessionStateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        session = services.session_state_set(
+            session=session,
+            state=data.validated_data["state"],
+            ttl_seconds=data.validated_data.get("ttl_seconds"),
+        )
+        return Response({"state": session.state, "expires_at": session.state_expires_at})
+
+
+class TurnListApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(responses=s.TurnSerializer(many=True), summary="List a session's turns")
+    def get(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        return paginated(request, self, selectors.turn_list(session=session), s.TurnSerializer)
+
+    @extend_schema(
+        request=s.TurnCreateSerializer,
+        responses={202: s.TurnSerializer},
+        summary="Send a message: queues a turn and answers 202 at once",
+    )
+    def post(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        data = s.TurnCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        turn = services.turn_enqueue(
+            session=session, message=data.validated_data["message"], requested_by=request.user
+        )
+        return Response(s.TurnSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TurnDetailApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(responses=s.TurnSerializer, summary="Get a turn")
+    def get(self, request: Request, turn_id: uuid.UUID) -> Response:
+        return Response(s.TurnSerializer(_turn(request, turn_id)).data)
+
+
+class TurnCancelApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(request=None, responses=s.TurnSerializer, summary="Cancel a turn")
+    def post(self, request: Request, turn_id: uuid.UUID) -> Response:
+        turn = services.turn_cancel(turn=_turn(request, turn_id))
+        return Response(s.TurnSerializer(turn).data)
+
+
+class TurnStepsApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(
+        responses=s.NodeWithScratchpadSerializer(many=True),
+        summary="The turn's action graph (scratchpad for operators only)",
+    )
+    def get(self, request: Request, turn_id: uuid.UUID) -> Response:
+        turn = _turn(request, turn_id)
+        identity = request_identity(request)
+        serializer = s.NodeWithScratchpadSerializer if identity.is_operator else s.NodeSerializer
+        return paginated(request, self, selectors.node_list(turn=turn), serializer)

@@ -1,0 +1,114 @@
+"""Session events: typed payloads, stored in order and published after commit.
+
+Durable events get a `SessionEvent` row whose id is the SSE event id, then go to
+the session's channel-layer group once the transaction commits. Model tokens are
+ephemeral: published at once, never stored (the final answer carries the text).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+from django.db import transaction
+
+from apps.agents.models import AgentSession, SessionEvent, Turn
+from apps.core.events import publish_now
+
+EventType = Literal[
+    "turn.accepted",
+    "turn.started",
+    "turn.waiting",
+    "turn.completed",
+    "turn.failed",
+    "turn.cancelled",
+    "step.rationale",
+    "step.malformed",
+    "model.called",
+    "model.token",
+    "tool.call",
+    "tool.result",
+    "policy.denied",
+    "error",
+]
+
+# What the loop emits, mapped onto the stream's event types. Anything else the
+# loop emits is stored under its own name.
+DURABLE_EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "turn.accepted",
+        "turn.started",
+        "turn.waiting",
+        "turn.completed",
+        "turn.failed",
+        "turn.cancelled",
+        "step.rationale",
+        "step.malformed",
+        "model.called",
+        "tool.call",
+        "tool.result",
+        "policy.denied",
+        "error",
+    }
+)
+
+
+class StreamMessage(TypedDict):
+    """What a consumer receives from the channel layer (and forwards to clients)."""
+
+    type: Literal["session.event"]
+    id: int | None
+    event: str
+    turn: str | None
+    data: dict[str, Any]
+
+
+def session_group(session_id: object) -> str:
+    return f"session.{session_id}"
+
+
+def to_wire(message: StreamMessage) -> dict[str, Any]:
+    return {
+        "id": message["id"],
+        "event": message["event"],
+        "turn": message["turn"],
+        "data": message["data"],
+    }
+
+
+def event_record(
+    *, session: AgentSession, event: str, data: dict[str, Any], turn: Turn | None = None
+) -> SessionEvent:
+    """Store a durable event and publish it when the surrounding transaction commits."""
+    row = SessionEvent.objects.create(
+        tenant_id=session.tenant_id, session=session, turn=turn, type=event, payload=data
+    )
+    message: StreamMessage = {
+        "type": "session.event",
+        "id": row.id,
+        "event": event,
+        "turn": str(turn.id) if turn else None,
+        "data": data,
+    }
+    transaction.on_commit(lambda: publish_now(session_group(session.id), dict(message)))
+    return row
+
+
+def token_publish(*, session_id: object, turn_id: object, text: str) -> None:
+    """Stream one model token delta, now; nothing is stored."""
+    message: StreamMessage = {
+        "type": "session.event",
+        "id": None,
+        "event": "model.token",
+        "turn": str(turn_id),
+        "data": {"text": text},
+    }
+    publish_now(session_group(session_id), dict(message))
+
+
+def row_to_wire(row: SessionEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event": row.type,
+        "turn": str(row.turn_id) if row.turn_id else None,
+        "data": row.payload,
+    }

@@ -1,0 +1,214 @@
+"""Agents, their sessions, turns, the action graph and the session event log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from apps.llm.models import ModelEndpoint, Sensitivity, Tier
+from apps.tenants.models import TenantOwned
+
+
+class Environment(models.TextChoices):
+    PROD = "prod", "Production"
+    STAGE = "stage", "Staging"
+    DEV = "dev", "Development"
+
+
+class RiskTier(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Agent(TenantOwned):
+    """An agent definition: prompt, models it may use, tools it may call, limits."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    system_prompt = models.TextField(blank=True)
+    model_tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.SMALL)
+    allowed_endpoints = models.ManyToManyField(
+        ModelEndpoint,
+        blank=True,
+        related_name="agents",
+        help_text="Empty: any active endpoint of the tenant that the routing rules allow.",
+    )
+    allowed_tools = models.JSONField(
+        default=list, blank=True, help_text="Names of the tools this agent may call."
+    )
+    max_steps = models.PositiveIntegerField(default=8)
+    data_sensitivity = models.CharField(
+        max_length=16, choices=Sensitivity.choices, default=Sensitivity.INTERNAL
+    )
+    # Hard budgets (ARCHITECTURE.md: 8K in + 2K out per turn, 40K per session).
+    max_input_tokens_per_turn = models.PositiveIntegerField(default=8000)
+    max_output_tokens_per_turn = models.PositiveIntegerField(default=2000)
+    max_tokens_per_session = models.PositiveIntegerField(default=40000)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="uniq_agent_tenant_slug")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SessionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CLOSED = "closed", "Closed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class AgentSession(TenantOwned):
+    """One conversation of a user with an agent. Its turns run strictly one at a time, in order."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="agent_sessions",
+    )
+    title = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE
+    )
+    environment = models.CharField(
+        max_length=8, choices=Environment.choices, default=Environment.DEV
+    )
+    risk_tier = models.CharField(max_length=8, choices=RiskTier.choices, default=RiskTier.LOW)
+    data_sensitivity = models.CharField(max_length=16, choices=Sensitivity.choices)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Short-term state (the Durable Object's storage); dropped after its TTL.
+    state = models.JSONField(default=dict, blank=True)
+    state_expires_at = models.DateTimeField(null=True, blank=True)
+    next_seq = models.PositiveIntegerField(default=1, editable=False)
+    tokens_used = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "session"
+
+    def __str__(self) -> str:
+        return self.title or f"session {str(self.id)[:8]}"
+
+
+class TurnStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_TURN_STATUSES = frozenset({TurnStatus.COMPLETED, TurnStatus.FAILED, TurnStatus.CANCELLED})
+
+
+class Turn(TenantOwned):
+    """One user message and everything the agent did about it (a state machine).
+
+    queued → running → (waiting →) completed | failed | cancelled
+    """
+
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="turns")
+    seq = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=TurnStatus.choices, default=TurnStatus.QUEUED)
+    user_message = models.TextField()
+    final_answer = models.TextField(blank=True)
+    outcome = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="completed, max_steps_exceeded, malformed_output, provider_error, …",
+    )
+    detail = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Deliveries to a worker.")
+    cancel_requested = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=128, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="uniq_turn_session_seq")
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"turn {self.seq} of {self.session_id}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_TURN_STATUSES
+
+
+class ActionNode(TenantOwned):
+    """A node of the turn's action graph: a model call, a tool call or an observation.
+
+    `node_id` is the loop's deterministic id (and idempotency key); `parents`
+    holds the node ids this one depends on, making the graph a DAG. `outputs` is
+    what end users may see; `scratchpad` (the model's full reasoning) is for
+    admins only.
+    """
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="nodes")
+    node_id = models.CharField(max_length=200)
+    position = models.PositiveIntegerField(help_text="Order in which the node was first saved.")
+    kind = models.CharField(max_length=16)
+    status = models.CharField(max_length=24)
+    step_index = models.PositiveIntegerField()
+    call_index = models.PositiveIntegerField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    parents = models.JSONField(default=list)
+    inputs = models.JSONField(default=dict)
+    outputs = models.JSONField(default=dict)
+    scratchpad = models.JSONField(default=dict)
+    latency_ms = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["turn", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "node_id"], name="uniq_node_turn_node_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.node_id} ({self.status})"
+
+
+class SessionEvent(TenantOwned):
+    """A durable event of a session, in order. Its `seq` is the SSE event id.
+
+    Model tokens are streamed live but not stored here: the final answer in
+    `turn.completed` carries the same text, so a reconnecting client misses nothing.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
+    turn = models.ForeignKey(
+        Turn, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    type = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["session", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.id}"

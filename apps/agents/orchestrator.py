@@ -1,0 +1,278 @@
+"""Runs one turn: the session lock, the loop over Django-backed ports, the outcome.
+
+The Durable-Object property — one turn per session at a time, in order — comes
+from a Postgres advisory lock held on a dedicated connection for the length of
+the turn. If the worker dies, its connection dies and the lock goes with it, so
+the redelivered task (acks_late + reject_on_worker_lost) or the recovery sweep
+can take the turn over and resume it from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.agents.adapters import (
+    CancellableToolbox,
+    DbCheckpointStore,
+    DbEventSink,
+    RouterModelPort,
+    SessionTokenBudget,
+    Toolbox,
+    TurnCancelled,
+)
+from apps.agents.events import event_record
+from apps.agents.models import (
+    TERMINAL_TURN_STATUSES,
+    AgentSession,
+    Turn,
+    TurnStatus,
+)
+from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
+from apps.agents.services import turn_dispatch, turn_dispatch_next
+from apps.llm.services import router_for_tenant
+from apps.llm.types import Message
+
+logger = logging.getLogger("warden.agents")
+
+
+def _lock_key(session_id: uuid.UUID) -> int:
+    digest = hashlib.blake2b(session_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextlib.contextmanager
+def session_lock(session_id: uuid.UUID) -> Iterator[bool]:
+    """Try to take the session's advisory lock; yields whether we hold it."""
+    params = connection.settings_dict
+    conn = psycopg.connect(
+        dbname=params["NAME"],
+        user=params.get("USER") or None,
+        password=params.get("PASSWORD") or None,
+        host=params.get("HOST") or None,
+        port=params.get("PORT") or None,
+        autocommit=True,
+        application_name="warden-session-lock",
+    )
+    try:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [_lock_key(session_id)]).fetchone()
+        yield bool(row and row[0])
+    finally:
+        conn.close()  # releases the lock
+
+
+def history_for(turn: Turn) -> list[Message]:
+    """The conversation before this turn: earlier user messages and final answers."""
+    messages: list[Message] = []
+    earlier = Turn.objects.filter(
+        session_id=turn.session_id, seq__lt=turn.seq, status=TurnStatus.COMPLETED
+    ).order_by("seq")
+    for prior in earlier:
+        messages.append(Message(role="user", content=prior.user_message))
+        messages.append(Message(role="assistant", content=prior.final_answer))
+    return messages
+
+
+_STATUS = {
+    "completed": TurnStatus.COMPLETED,
+    "waiting_approval": TurnStatus.WAITING,
+    "failed": TurnStatus.FAILED,
+    "max_steps_exceeded": TurnStatus.FAILED,
+    "budget_exceeded": TurnStatus.FAILED,
+}
+
+
+def turn_execute(*, turn_id: uuid.UUID | str) -> str:
+    """Run or resume the turn if it is its session's turn; returns what happened."""
+    turn = Turn.objects.select_related("session__agent").filter(id=turn_id).first()
+    if turn is None:
+        return "missing"
+    if turn.is_terminal:
+        return "already_finished"
+    with session_lock(turn.session_id) as held:
+        if not held:
+            # Another worker runs this session; it dispatches the next turn when done.
+            return "session_busy"
+        turn.refresh_from_db()
+        if turn.is_terminal:
+            return "already_finished"
+        if turn.status == TurnStatus.WAITING:
+            return "waiting"
+        blocked = (
+            Turn.objects.filter(session_id=turn.session_id, seq__lt=turn.seq)
+            .exclude(status__in=TERMINAL_TURN_STATUSES)
+            .exists()
+        )
+        if blocked:
+            return "blocked_by_earlier_turn"
+        result = _run_locked(turn)
+    turn_dispatch_next(session_id=turn.session_id)
+    return result
+
+
+def _run_locked(turn: Turn) -> str:
+    session: AgentSession = turn.session
+    agent = session.agent
+    now = timezone.now()
+    Turn.objects.filter(id=turn.id).update(
+        status=TurnStatus.RUNNING,
+        attempts=turn.attempts + 1,
+        started_at=turn.started_at or now,
+        heartbeat_at=now,
+    )
+    turn.refresh_from_db()
+    events = DbEventSink(session, turn)
+    allowed = [e.name for e in agent.allowed_endpoints.all()] or None
+    config = LoopConfig(
+        max_steps=agent.max_steps,
+        max_reprompts=settings.WARDEN_MAX_REPROMPTS,
+        max_output_tokens=min(1024, agent.max_output_tokens_per_turn),
+        min_output_tokens=min(128, agent.max_output_tokens_per_turn),
+        json_steps=_json_steps(turn, allowed),
+    )
+    try:
+        outcome = run_turn(
+            turn_id=str(turn.id),
+            user_message=turn.user_message,
+            model=RouterModelPort(
+                router=router_for_tenant(tenant_id=turn.tenant_id),
+                turn=turn,
+                tier=agent.model_tier,
+                sensitivity=session.data_sensitivity,
+                allowed=allowed,
+            ),
+            tools=CancellableToolbox(Toolbox(agent.allowed_tools), turn),
+            system_prompt=agent.system_prompt,
+            history=history_for(turn),
+            budget=SessionTokenBudget(
+                session=session,
+                turn=turn,
+                per_turn=agent.max_input_tokens_per_turn + agent.max_output_tokens_per_turn,
+                per_session=agent.max_tokens_per_session,
+            ),
+            events=events,
+            checkpoints=DbCheckpointStore(turn),
+            config=config,
+            attributes={
+                "tenant": str(turn.tenant_id),
+                "session": str(session.id),
+                "agent": agent.slug,
+                "environment": session.environment,
+                "risk_tier": session.risk_tier,
+                "data_sensitivity": session.data_sensitivity,
+            },
+        )
+    except TurnCancelled:
+        _finish(
+            turn,
+            status=TurnStatus.CANCELLED,
+            outcome="cancelled",
+            detail="",
+            events=[("turn.cancelled", {"turn_id": str(turn.id)})],
+        )
+        return "cancelled"
+    except Exception as exc:
+        logger.exception("turn crashed", extra={"turn_id": str(turn.id)})
+        _finish(
+            turn,
+            status=TurnStatus.FAILED,
+            outcome="internal_error",
+            detail=f"internal error ({type(exc).__name__})",
+            events=[("turn.failed", {"turn_id": str(turn.id), "reason": "internal_error"})],
+        )
+        return "failed"
+    _record_outcome(turn, outcome, events.deferred)
+    return outcome.status
+
+
+def _json_steps(turn: Turn, allowed: list[str] | None) -> bool:
+    """Native tool calls when the agent's first eligible endpoint has them, else JSON steps.
+
+    Fixed for the whole turn so a failover never changes the step format mid-turn.
+    """
+    router = router_for_tenant(tenant_id=turn.tenant_id)
+    tier = turn.session.agent.model_tier
+    for endpoint in router.endpoints:
+        if allowed and endpoint.name not in allowed:
+            continue
+        if endpoint.tier == tier and endpoint.allows(turn.session.data_sensitivity):
+            return not endpoint.supports_tools
+    return False
+
+
+def _record_outcome(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, Any]]) -> None:
+    status = _STATUS.get(outcome.status, TurnStatus.FAILED)
+    reason = outcome.reason or outcome.status
+    detail = outcome.detail
+    events = list(deferred)
+    if not events:  # the loop always emits one; be safe if it did not
+        events = [
+            (
+                "turn.failed" if status == TurnStatus.FAILED else "turn.completed",
+                {"turn_id": str(turn.id), "reason": reason},
+            )
+        ]
+    _finish(
+        turn,
+        status=status,
+        outcome="completed" if status == TurnStatus.COMPLETED else reason,
+        detail=detail,
+        final_answer=outcome.final_answer or "",
+        input_tokens=outcome.usage.input_tokens,
+        output_tokens=outcome.usage.output_tokens,
+        events=events,
+    )
+
+
+def _finish(
+    turn: Turn,
+    *,
+    status: str,
+    outcome: str,
+    detail: str,
+    events: list[tuple[str, Any]],
+    final_answer: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+) -> None:
+    with transaction.atomic():
+        locked = Turn.objects.select_for_update().get(id=turn.id)
+        locked.status = status
+        locked.outcome = outcome
+        locked.detail = detail
+        locked.final_answer = final_answer
+        locked.input_tokens = input_tokens
+        locked.output_tokens = output_tokens
+        if status in TERMINAL_TURN_STATUSES:
+            locked.finished_at = timezone.now()
+        locked.save()
+        session = AgentSession.objects.select_for_update().get(id=turn.session_id)
+        session.tokens_used += input_tokens + output_tokens
+        session.save(update_fields=["tokens_used", "updated_at"])
+        for event, payload in events:
+            event_record(session=session, turn=locked, event=event, data=payload)
+
+
+def turns_recover() -> int:
+    """Re-dispatch turns whose worker vanished or whose dispatch was lost.
+
+    Safe to over-dispatch: turn_execute takes the session lock and checks order.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.WARDEN_TURN_STALE_SECONDS)
+    count = 0
+    orphaned = Turn.objects.filter(status=TurnStatus.RUNNING, heartbeat_at__lt=stale)
+    lost = Turn.objects.filter(status=TurnStatus.QUEUED, created_at__lt=stale)
+    for turn in [*orphaned, *lost]:
+        turn_dispatch(turn_id=turn.id)
+        count += 1
+    return count

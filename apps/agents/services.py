@@ -1,0 +1,239 @@
+"""Writes for agents, sessions and turns."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.agents.events import event_record
+from apps.agents.exceptions import (
+    AgentInactive,
+    MessageInvalid,
+    SessionNotActive,
+    TurnNotCancellable,
+)
+from apps.agents.models import (
+    TERMINAL_TURN_STATUSES,
+    Agent,
+    AgentSession,
+    SessionStatus,
+    Turn,
+    TurnStatus,
+)
+from apps.core.context import current_request_id
+from apps.core.exceptions import Conflict, InvalidInput
+from apps.llm.models import ModelEndpoint, Sensitivity
+from apps.tenants.models import Tenant
+
+logger = logging.getLogger("warden.agents")
+
+_AGENT_FIELDS = {
+    "name",
+    "slug",
+    "description",
+    "system_prompt",
+    "model_tier",
+    "allowed_tools",
+    "max_steps",
+    "data_sensitivity",
+    "max_input_tokens_per_turn",
+    "max_output_tokens_per_turn",
+    "max_tokens_per_session",
+    "is_active",
+}
+
+
+def agent_save(
+    *,
+    tenant: Tenant,
+    agent: Agent | None = None,
+    allowed_endpoints: list[ModelEndpoint] | None = None,
+    **fields: Any,
+) -> Agent:
+    unknown = set(fields) - _AGENT_FIELDS
+    if unknown:
+        raise InvalidInput(f"Unknown agent fields: {', '.join(sorted(unknown))}.")
+    agent = agent or Agent(tenant=tenant)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    if not isinstance(agent.allowed_tools, list) or not all(
+        isinstance(t, str) for t in agent.allowed_tools
+    ):
+        raise InvalidInput("allowed_tools must be a list of tool names.", code="invalid_tools")
+    if agent.max_steps < 1 or agent.max_steps > 100:
+        raise InvalidInput("max_steps must be between 1 and 100.", code="invalid_max_steps")
+    if allowed_endpoints and any(e.tenant_id != tenant.id for e in allowed_endpoints):
+        raise InvalidInput("Unknown model endpoint.", code="unknown_endpoint")
+    try:
+        with transaction.atomic():
+            agent.save()
+            if allowed_endpoints is not None:
+                agent.allowed_endpoints.set(allowed_endpoints)
+    except IntegrityError as exc:
+        raise Conflict(f"An agent with slug {agent.slug!r} exists.", code="slug_taken") from exc
+    return agent
+
+
+def session_create(
+    *,
+    tenant: Tenant,
+    agent: Agent,
+    user: AbstractBaseUser | None,
+    title: str = "",
+    environment: str = "dev",
+    risk_tier: str = "low",
+    data_sensitivity: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> AgentSession:
+    if agent.tenant_id != tenant.id:
+        raise InvalidInput("Unknown agent.", code="unknown_agent")
+    if not agent.is_active:
+        raise AgentInactive(f"Agent {agent.name!r} is disabled.")
+    sensitivity = data_sensitivity or agent.data_sensitivity
+    # A session may raise its sensitivity above the agent's default, never lower it.
+    order = list(Sensitivity.values)
+    if order.index(sensitivity) < order.index(agent.data_sensitivity):
+        raise InvalidInput(
+            f"data_sensitivity can't be below the agent's ({agent.data_sensitivity}).",
+            code="sensitivity_too_low",
+        )
+    return AgentSession.objects.create(
+        tenant=tenant,
+        agent=agent,
+        user=user if user and user.is_authenticated else None,
+        title=title,
+        environment=environment,
+        risk_tier=risk_tier,
+        data_sensitivity=sensitivity,
+        metadata=metadata or {},
+    )
+
+
+def session_state_set(
+    *, session: AgentSession, state: dict[str, Any], ttl_seconds: int | None = None
+) -> AgentSession:
+    ttl = ttl_seconds if ttl_seconds is not None else settings.WARDEN_SESSION_STATE_TTL_SECONDS
+    session.state = state
+    session.state_expires_at = timezone.now() + timedelta(seconds=ttl)
+    session.save(update_fields=["state", "state_expires_at", "updated_at"])
+    return session
+
+
+def session_state_get(*, session: AgentSession) -> dict[str, Any]:
+    if session.state_expires_at and session.state_expires_at <= timezone.now():
+        return {}
+    return dict(session.state)
+
+
+def session_close(*, session: AgentSession, cancel: bool = False) -> AgentSession:
+    """Close (or cancel) a session: queued turns are cancelled, a running one asked to stop."""
+    with transaction.atomic():
+        session = AgentSession.objects.select_for_update().get(id=session.id)
+        if session.status != SessionStatus.ACTIVE:
+            return session
+        session.status = SessionStatus.CANCELLED if cancel else SessionStatus.CLOSED
+        session.save(update_fields=["status", "updated_at"])
+        for turn in session.turns.exclude(status__in=TERMINAL_TURN_STATUSES):
+            _cancel(turn)
+    return session
+
+
+def turn_enqueue(
+    *, session: AgentSession, message: Any, requested_by: AbstractBaseUser | None = None
+) -> Turn:
+    """Accept a user message as a queued turn; the worker picks it up after commit."""
+    if not isinstance(message, str) or not message.strip():
+        raise MessageInvalid("The message is empty.", code="empty_message")
+    limit = settings.WARDEN_MAX_MESSAGE_CHARS
+    if len(message) > limit:
+        raise MessageInvalid(
+            f"The message has {len(message)} characters; the limit is {limit}.",
+            code="message_too_long",
+        )
+    with transaction.atomic():
+        # The row lock orders concurrent messages of one session: seq is gap-free.
+        session = (
+            AgentSession.objects.select_for_update().select_related("agent").get(id=session.id)
+        )
+        if session.status != SessionStatus.ACTIVE:
+            raise SessionNotActive(f"This session is {session.status}; start a new one.")
+        if not session.agent.is_active:
+            raise AgentInactive(f"Agent {session.agent.name!r} is disabled.")
+        pending = session.turns.filter(status=TurnStatus.QUEUED).count()
+        if pending >= settings.WARDEN_MAX_QUEUED_TURNS:
+            raise Conflict(
+                f"{pending} turns are already queued on this session; wait for them.",
+                code="too_many_queued_turns",
+            )
+        turn = Turn.objects.create(
+            tenant_id=session.tenant_id,
+            session=session,
+            seq=session.next_seq,
+            user_message=message,
+            requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
+            request_id=current_request_id() or "",
+        )
+        session.next_seq += 1
+        session.save(update_fields=["next_seq", "updated_at"])
+        event_record(
+            session=session,
+            turn=turn,
+            event="turn.accepted",
+            data={"turn_id": str(turn.id), "seq": turn.seq, "message": message},
+        )
+        transaction.on_commit(lambda: turn_dispatch(turn_id=turn.id))
+    return turn
+
+
+def turn_dispatch(*, turn_id: Any) -> None:
+    """Hand the turn to a worker. A broker outage leaves it queued; recovery re-dispatches."""
+    from apps.agents.tasks import run_turn
+
+    try:
+        run_turn.apply_async(args=[str(turn_id)])
+    except Exception:  # the turn is durable; turns_recover will dispatch it again
+        logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
+
+
+def _cancel(turn: Turn) -> None:
+    if turn.status in (TurnStatus.QUEUED, TurnStatus.WAITING):
+        turn.status = TurnStatus.CANCELLED
+        turn.outcome = "cancelled"
+        turn.finished_at = timezone.now()
+        turn.save(update_fields=["status", "outcome", "finished_at", "updated_at"])
+        event_record(
+            session=turn.session, turn=turn, event="turn.cancelled", data={"turn_id": str(turn.id)}
+        )
+    else:  # running: the worker stops at its next model or tool call
+        turn.cancel_requested = True
+        turn.save(update_fields=["cancel_requested", "updated_at"])
+
+
+def turn_cancel(*, turn: Turn) -> Turn:
+    with transaction.atomic():
+        turn = Turn.objects.select_for_update().select_related("session").get(id=turn.id)
+        if turn.status in TERMINAL_TURN_STATUSES:
+            raise TurnNotCancellable(f"This turn is already {turn.status}.")
+        _cancel(turn)
+        session_id = turn.session_id
+    if turn.status == TurnStatus.CANCELLED:
+        turn_dispatch_next(session_id=session_id)
+    return turn
+
+
+def turn_dispatch_next(*, session_id: Any) -> None:
+    """Dispatch the earliest unfinished turn of the session, if it is queued."""
+    nxt = (
+        Turn.objects.filter(session_id=session_id)
+        .exclude(status__in=TERMINAL_TURN_STATUSES)
+        .order_by("seq")
+        .first()
+    )
+    if nxt is not None and nxt.status == TurnStatus.QUEUED:
+        turn_dispatch(turn_id=nxt.id)

@@ -1,0 +1,21 @@
+"""Authenticate a plain Django request (async views, SSE) with the API's own classes."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+from apps.tenants.identity import Identity
+
+
+def authenticate_request(request: HttpRequest) -> Identity:
+    """The request's Identity, or a DRF APIException (401/403/503) saying why not."""
+    drf_request = Request(
+        request, authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    )
+    identity = drf_request.auth
+    if not isinstance(identity, Identity):
+        raise NotAuthenticated()
+    return identity

@@ -1,0 +1,29 @@
+"""Small shared pieces for API views."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.api.pagination import Pagination
+
+T = TypeVar("T")
+
+
+def get_or_404(fetch: Callable[[], T], what: str) -> T:
+    """Run a tenant-scoped selector; a miss (or another tenant's id) is a plain 404."""
+    try:
+        return fetch()
+    except (ObjectDoesNotExist, ValidationError) as exc:
+        raise NotFound(f"No such {what}.") from exc
+
+
+def paginated(request: Request, view: Any, queryset: Any, serializer_class: type) -> Response:
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)

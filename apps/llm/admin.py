@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from apps.core.exceptions import WardenError
+from apps.llm import services
+from apps.llm.models import ModelEndpoint
+from apps.tenants.admin_scoping import TenantScopedAdmin
+
+
+class EndpointForm(forms.ModelForm):
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted. Leave empty to keep the current key.",
+    )
+    clear_api_key = forms.BooleanField(required=False)
+
+    class Meta:
+        model = ModelEndpoint
+        fields = [
+            "tenant",
+            "name",
+            "provider",
+            "model",
+            "base_url",
+            "tier",
+            "context_window",
+            "supports_tools",
+            "supports_json_schema",
+            "allowed_sensitivities",
+            "price_input_per_mtok",
+            "price_output_per_mtok",
+            "timeout_s",
+            "priority",
+            "options",
+            "is_active",
+        ]
+
+
+@admin.register(ModelEndpoint)
+class ModelEndpointAdmin(TenantScopedAdmin):
+    form = EndpointForm
+    list_display = [
+        "name",
+        "tenant",
+        "provider",
+        "model",
+        "tier",
+        "priority",
+        "is_active",
+        "has_api_key",
+    ]
+    list_filter = ["tenant", "provider", "tier", "is_active"]
+    search_fields = ["name", "model"]
+
+    @admin.display(boolean=True, description="API key")
+    def has_api_key(self, obj: ModelEndpoint) -> bool:
+        return obj.has_api_key
+
+    def save_model(self, request: HttpRequest, obj: ModelEndpoint, form: Any, change: bool) -> None:
+        api_key = form.cleaned_data.get("api_key") or None
+        if form.cleaned_data.get("clear_api_key"):
+            api_key = ""
+        fields = {name: getattr(obj, name) for name in services._EDITABLE}
+        try:
+            services.endpoint_save(tenant=obj.tenant, endpoint=obj, api_key=api_key, **fields)
+        except WardenError as exc:
+            messages.error(request, exc.message)

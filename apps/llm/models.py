@@ -1,0 +1,76 @@
+"""Model endpoints a tenant's agents may be routed to."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+from apps.tenants.models import TenantOwned
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible (OpenAI, vLLM, Ollama, llama.cpp)"
+    ANTHROPIC = "anthropic", "Anthropic"
+    LOCAL = "local", "Embedded local model (llama.cpp)"
+    SCRIPTED = "scripted", "Scripted (deterministic, for tests and demos)"
+
+
+class Tier(models.TextChoices):
+    SMALL = "small", "Small"
+    LARGE = "large", "Large"
+
+
+class Sensitivity(models.TextChoices):
+    PUBLIC = "public", "Public"
+    INTERNAL = "internal", "Internal"
+    CONFIDENTIAL = "confidential", "Confidential"
+
+
+def default_sensitivities() -> list[str]:
+    return [Sensitivity.PUBLIC, Sensitivity.INTERNAL]
+
+
+class ModelEndpoint(TenantOwned):
+    """One model behind one provider, with what the router needs to choose it.
+
+    The API key is stored encrypted (Fernet) and never leaves the worker that
+    calls the provider: not in API responses, events, logs or prompts.
+    """
+
+    name = models.SlugField(max_length=100)
+    provider = models.CharField(max_length=16, choices=ProviderKind.choices)
+    model = models.CharField(max_length=200, help_text="Model name as the provider knows it.")
+    base_url = models.URLField(blank=True, help_text="Empty for the provider's default.")
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.SMALL)
+    context_window = models.PositiveIntegerField(default=8192)
+    supports_tools = models.BooleanField(default=True, help_text="Native tool calling.")
+    supports_json_schema = models.BooleanField(
+        default=False, help_text="Can constrain output to a JSON Schema."
+    )
+    allowed_sensitivities = models.JSONField(
+        default=default_sensitivities,
+        help_text='Data sensitivities this endpoint may see, e.g. ["public", "internal"].',
+    )
+    price_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0))
+    price_output_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0))
+    timeout_s = models.FloatField(default=60.0)
+    priority = models.IntegerField(default=100, help_text="Lower is tried first within a tier.")
+    options = models.JSONField(
+        default=dict, blank=True, help_text='Provider options, e.g. {"script": [...]}.'
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="uniq_endpoint_tenant_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider}:{self.model})"
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key_encrypted)

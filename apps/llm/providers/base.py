@@ -1,0 +1,135 @@
+"""What every model provider is, and how a model endpoint is described.
+
+Framework-free: the integrator maps its `ModelEndpoint` rows onto `EndpointConfig`,
+and everything below the router only ever sees these plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from apps.llm.types import MalformedOutput as MalformedOutput  # re-exported
+from apps.llm.types import (
+    ModelRequest,
+    ModelResponse,
+    ProviderUnavailable,
+    Usage,
+)
+
+ProviderKind = Literal["openai", "anthropic", "local", "scripted"]
+Tier = Literal["small", "large"]
+TokenCallback = Callable[[str], None]
+
+PROVIDER_KINDS: tuple[str, ...] = ("openai", "anthropic", "local", "scripted")
+TIERS: tuple[str, ...] = ("small", "large")
+DEFAULT_SENSITIVITIES: frozenset[str] = frozenset({"public", "internal"})
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """One model endpoint the router may use.
+
+    `api_key` is excluded from repr (and so from logs, tracebacks and events).
+    `options` carries provider-specific settings, e.g. `{"script": [...]}` for the
+    scripted model or `{"max_tokens_param": "max_completion_tokens"}`.
+    """
+
+    name: str
+    kind: ProviderKind
+    model: str
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+    tier: Tier = "small"
+    context_window: int = 8192
+    supports_tools: bool = True
+    supports_json_schema: bool = False
+    allowed_sensitivities: frozenset[str] = DEFAULT_SENSITIVITIES
+    price_input_per_mtok: Decimal = Decimal(0)
+    price_output_per_mtok: Decimal = Decimal(0)
+    timeout_s: float = 60.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROVIDER_KINDS:
+            raise ValueError(f"endpoint {self.name!r}: unknown provider kind {self.kind!r}")
+        if self.tier not in TIERS:
+            raise ValueError(f"endpoint {self.name!r}: unknown tier {self.tier!r}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"endpoint {self.name!r}: timeout_s must be positive")
+        # Accept any iterable of strings (a Django ArrayField gives a list) but
+        # store a frozenset so the config stays immutable and membership is exact.
+        object.__setattr__(self, "allowed_sensitivities", frozenset(self.allowed_sensitivities))
+        object.__setattr__(self, "price_input_per_mtok", Decimal(str(self.price_input_per_mtok)))
+        object.__setattr__(self, "price_output_per_mtok", Decimal(str(self.price_output_per_mtok)))
+
+    def allows(self, sensitivity: str) -> bool:
+        return sensitivity in self.allowed_sensitivities
+
+
+def cost_of(endpoint: EndpointConfig, usage: Usage) -> Decimal:
+    """Price of `usage` on `endpoint`, in the currency its prices are given in."""
+    return (
+        Decimal(usage.input_tokens) * endpoint.price_input_per_mtok
+        + Decimal(usage.output_tokens) * endpoint.price_output_per_mtok
+    ) / _MILLION
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model behind one endpoint.
+
+    When `on_token` is given the provider streams and calls it once per text delta,
+    in order; the returned response still carries the whole text. Errors are always
+    `ProviderError`s: `ProviderTimeout` / `ProviderUnavailable` (retryable, the router
+    fails over), `MalformedOutput` or a plain non-retryable `ProviderError`.
+    """
+
+    def complete(
+        self, request: ModelRequest, *, on_token: TokenCallback | None = None
+    ) -> ModelResponse: ...
+
+
+class StreamInterrupted(ProviderUnavailable):
+    """A streamed answer broke off after some tokens had reached `on_token`.
+
+    The router does not fail over in that case (the user has already seen part of an
+    answer from this endpoint); the loop decides whether to retry the step.
+    """
+
+    def __init__(self, message: str, *, tokens_emitted: int) -> None:
+        super().__init__(message)
+        self.tokens_emitted = tokens_emitted
+
+
+class TokenSinkError(Exception):
+    """Carries an exception raised by the caller's `on_token` out of a provider.
+
+    Providers translate transport failures into `ProviderError`s with a broad
+    `except`; an error in the caller's own callback (a websocket publish that failed)
+    must not be mistaken for a sick endpoint. Providers re-raise `error` unchanged.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def guard_sink(on_token: TokenCallback) -> TokenCallback:
+    """Wrap `on_token` so its exceptions surface as `TokenSinkError`."""
+
+    def emit(text: str) -> None:
+        try:
+            on_token(text)
+        except Exception as exc:
+            raise TokenSinkError(exc) from exc
+
+    return emit
+
+
+def effective_timeout(endpoint: EndpointConfig, request: ModelRequest) -> float:
+    """The tighter of the endpoint's and the request's timeout."""
+    return min(endpoint.timeout_s, request.timeout_s)

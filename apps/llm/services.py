@@ -1,0 +1,131 @@
+"""Writes for model endpoints, and the per-process router built from them."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from apps.core import crypto
+from apps.core.exceptions import Conflict
+from apps.llm.exceptions import EndpointInvalid
+from apps.llm.models import ModelEndpoint, Sensitivity
+from apps.llm.providers.base import EndpointConfig
+from apps.llm.router import ModelRouter
+from apps.tenants.models import Tenant
+
+_EDITABLE = {
+    "name",
+    "provider",
+    "model",
+    "base_url",
+    "tier",
+    "context_window",
+    "supports_tools",
+    "supports_json_schema",
+    "allowed_sensitivities",
+    "price_input_per_mtok",
+    "price_output_per_mtok",
+    "timeout_s",
+    "priority",
+    "options",
+    "is_active",
+}
+
+
+def _validate(endpoint: ModelEndpoint) -> None:
+    unknown = set(endpoint.allowed_sensitivities or []) - set(Sensitivity.values)
+    if not isinstance(endpoint.allowed_sensitivities, list) or unknown:
+        raise EndpointInvalid(
+            f"allowed_sensitivities must be a list of {', '.join(Sensitivity.values)}."
+        )
+    if endpoint.timeout_s <= 0:
+        raise EndpointInvalid("timeout_s must be positive.")
+    if endpoint.provider == "scripted" and "script" in (endpoint.options or {}):
+        from apps.llm.providers.scripted import validate_script
+
+        try:
+            validate_script(endpoint.options["script"])
+        except ValueError as exc:
+            raise EndpointInvalid(f"options.script: {exc}") from exc
+
+
+def endpoint_save(
+    *,
+    tenant: Tenant,
+    endpoint: ModelEndpoint | None = None,
+    api_key: str | None = None,
+    **fields: Any,
+) -> ModelEndpoint:
+    """Create (endpoint=None) or update an endpoint. `api_key` is encrypted; "" clears it."""
+    unknown = set(fields) - _EDITABLE
+    if unknown:
+        raise EndpointInvalid(f"Unknown endpoint fields: {', '.join(sorted(unknown))}.")
+    endpoint = endpoint or ModelEndpoint(tenant=tenant)
+    for name, value in fields.items():
+        setattr(endpoint, name, value)
+    if api_key is not None:
+        endpoint.api_key_encrypted = crypto.encrypt(api_key) if api_key else ""
+    _validate(endpoint)
+    try:
+        with transaction.atomic():
+            endpoint.save()
+    except IntegrityError as exc:
+        raise Conflict(f"An endpoint named {endpoint.name!r} exists.", code="name_taken") from exc
+    return endpoint
+
+
+def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
+    """The router's view of a row; the only place the API key is decrypted."""
+    return EndpointConfig(
+        name=endpoint.name,
+        kind=endpoint.provider,  # type: ignore[arg-type]
+        model=endpoint.model,
+        base_url=endpoint.base_url,
+        api_key=crypto.decrypt(endpoint.api_key_encrypted) if endpoint.api_key_encrypted else "",
+        tier=endpoint.tier,  # type: ignore[arg-type]
+        context_window=endpoint.context_window,
+        supports_tools=endpoint.supports_tools,
+        supports_json_schema=endpoint.supports_json_schema,
+        allowed_sensitivities=frozenset(endpoint.allowed_sensitivities),
+        price_input_per_mtok=endpoint.price_input_per_mtok,
+        price_output_per_mtok=endpoint.price_output_per_mtok,
+        timeout_s=endpoint.timeout_s,
+        options=dict(endpoint.options or {}),
+    )
+
+
+# Routers live as long as the worker process, so circuit breakers remember an
+# endpoint's failures across turns. A change to any endpoint of the tenant
+# (updated_at) builds a fresh router.
+_routers: dict[uuid.UUID, tuple[tuple[Any, ...], ModelRouter]] = {}
+_routers_lock = threading.Lock()
+
+
+def router_for_tenant(*, tenant_id: uuid.UUID) -> ModelRouter:
+    rows = list(
+        ModelEndpoint.objects.filter(tenant_id=tenant_id, is_active=True).order_by(
+            "priority", "name"
+        )
+    )
+    signature = tuple((row.id, row.updated_at) for row in rows)
+    with _routers_lock:
+        cached = _routers.get(tenant_id)
+        if cached and cached[0] == signature:
+            return cached[1]
+        router = ModelRouter(
+            [endpoint_config(row) for row in rows],
+            fail_max=settings.WARDEN_BREAKER_FAIL_MAX,
+            reset_timeout_s=settings.WARDEN_BREAKER_RESET_SECONDS,
+        )
+        # The old router is dropped, not closed: another thread may still be
+        # mid-call on it; its connection pools go with it when it is collected.
+        _routers[tenant_id] = (signature, router)
+        return router
+
+
+def endpoint_delete(*, endpoint: ModelEndpoint) -> None:
+    endpoint.delete()

@@ -1,0 +1,20 @@
+"""Model routing and the agent loop."""
+
+from __future__ import annotations
+
+from config.env import env_float, env_int, env_list
+
+WARDEN_BREAKER_FAIL_MAX = env_int("WARDEN_BREAKER_FAIL_MAX", 3)
+WARDEN_BREAKER_RESET_SECONDS = env_float("WARDEN_BREAKER_RESET_SECONDS", 30.0)
+WARDEN_MAX_MESSAGE_CHARS = env_int("WARDEN_MAX_MESSAGE_CHARS", 32_000)
+WARDEN_MAX_QUEUED_TURNS = env_int("WARDEN_MAX_QUEUED_TURNS", 20)
+WARDEN_MAX_REPROMPTS = env_int("WARDEN_MAX_REPROMPTS", 2)
+# A running turn without a heartbeat for this long is presumed orphaned (worker
+# gone) and re-dispatched; the session lock keeps a live one from running twice.
+WARDEN_TURN_STALE_SECONDS = env_int("WARDEN_TURN_STALE_SECONDS", 120)
+WARDEN_SESSION_STATE_TTL_SECONDS = env_int("WARDEN_SESSION_STATE_TTL_SECONDS", 86_400)
+# SSE: seconds between keep-alive comments while nothing happens.
+WARDEN_SSE_KEEPALIVE_SECONDS = env_float("WARDEN_SSE_KEEPALIVE_SECONDS", 15.0)
+
+# Extra modules that register builtin tools (apps.tools.registry.builtin_tool).
+WARDEN_TOOL_MODULES = env_list("WARDEN_TOOL_MODULES", [])

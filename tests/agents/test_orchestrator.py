@@ -1,0 +1,207 @@
+"""The turn runner in-process (no worker): outcomes, the action graph, events, resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.agents import orchestrator, services
+from apps.agents.models import ActionNode, Agent, SessionEvent, TurnStatus
+from tests.agents.conftest import make_agent, make_session
+from tests.conftest import World
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
+
+
+def test_two_tool_turn_completes_with_graph_and_events(world: World, two_tool_agent: Agent) -> None:
+    session = make_session(two_tool_agent, world.alice)
+    turn = services.turn_enqueue(session=session, message="what time is it?")
+    assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED
+    assert turn.outcome == "completed"
+    assert "Answer:" in turn.final_answer and "42" in turn.final_answer
+    assert turn.attempts == 1
+
+    nodes = list(ActionNode.objects.filter(turn=turn).order_by("position"))
+    kinds = [(n.kind, n.status) for n in nodes]
+    tool_nodes = [n for n in nodes if n.kind == "tool_call"]
+    assert [n.inputs.get("name") or n.inputs.get("tool") for n in tool_nodes] == [
+        "clock_now",
+        "calculator",
+    ], kinds
+    assert all(n.status == "completed" for n in tool_nodes)
+    # A DAG: every parent is an earlier node of the same turn.
+    seen: set[str] = set()
+    for node in nodes:
+        assert set(node.parents) <= seen, (node.node_id, node.parents)
+        seen.add(node.node_id)
+
+    events = list(SessionEvent.objects.filter(session=session).values_list("type", flat=True))
+    assert events[0] == "turn.accepted"
+    assert events[-1] == "turn.completed"
+    assert events.count("tool.call") == 2 and events.count("tool.result") == 2
+
+
+def test_max_steps_ends_the_turn_clearly(world: World) -> None:
+    forever = [{"tool": "calculator", "arguments": {"expression": "1+1"}}] * 10
+    agent = make_agent(world.tenant_a, forever, tools=["calculator"], slug="loopy", max_steps=3)
+    turn = services.turn_enqueue(session=make_session(agent), message="loop")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.FAILED
+    assert turn.outcome == "max_steps_exceeded"
+    assert ActionNode.objects.filter(turn=turn, kind="tool_call").count() == 3
+
+
+def test_malformed_output_is_reprompted_then_succeeds(world: World) -> None:
+    script = [
+        {"tool": "calculator", "raw_arguments": "{not json"},
+        {"tool": "calculator", "arguments": {"expression": "2+2"}},
+        {"final": "It is ${last_tool_result}"},
+    ]
+    agent = make_agent(world.tenant_a, script, tools=["calculator"], slug="sloppy")
+    session = make_session(agent)
+    turn = services.turn_enqueue(session=session, message="2+2?")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+    malformed = ActionNode.objects.get(turn=turn, kind="model_call", status="malformed")
+    assert malformed.outputs.get("error")
+    assert SessionEvent.objects.filter(session=session, type="step.malformed").count() == 1
+    # The malformed call was never executed: only the valid one ran.
+    assert ActionNode.objects.filter(turn=turn, kind="tool_call").count() == 1
+
+
+def test_malformed_output_gives_up_after_the_bound(world: World) -> None:
+    script = [{"tool": "calculator", "raw_arguments": "{nope"}] * 6
+    agent = make_agent(world.tenant_a, script, tools=["calculator"], slug="hopeless")
+    turn = services.turn_enqueue(session=make_session(agent), message="2+2?")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.FAILED
+    assert turn.outcome == "malformed_output"
+    assert ActionNode.objects.filter(turn=turn, kind="model_call", status="malformed").count() == 3
+    assert not ActionNode.objects.filter(turn=turn, kind="tool_call").exists()
+
+
+def test_provider_failure_fails_the_turn_and_the_session_stays_usable(world: World) -> None:
+    agent = make_agent(world.tenant_a, [{"error": "timeout"}], slug="flaky")
+    session = make_session(agent)
+    first = services.turn_enqueue(session=session, message="hello")
+    orchestrator.turn_execute(turn_id=first.id)
+    first.refresh_from_db()
+    assert first.status == TurnStatus.FAILED
+    assert first.outcome == "provider_error"
+    failed = SessionEvent.objects.get(session=session, turn=first, type="turn.failed")
+    assert failed.payload["reason"] == "provider_error"
+
+    endpoint = agent.allowed_endpoints.get()
+    from apps.llm.services import endpoint_save
+
+    endpoint_save(
+        tenant=world.tenant_a, endpoint=endpoint, options={"script": [{"final": "recovered"}]}
+    )
+    second = services.turn_enqueue(session=session, message="again")
+    orchestrator.turn_execute(turn_id=second.id)
+    second.refresh_from_db()
+    assert second.status == TurnStatus.COMPLETED
+    assert second.final_answer == "recovered"
+
+
+def test_later_turn_waits_for_earlier_one(world: World, two_tool_agent: Agent) -> None:
+    session = make_session(two_tool_agent)
+    first = services.turn_enqueue(session=session, message="one")
+    second = services.turn_enqueue(session=session, message="two")
+    assert orchestrator.turn_execute(turn_id=second.id) == "blocked_by_earlier_turn"
+    second.refresh_from_db()
+    assert second.status == TurnStatus.QUEUED
+    orchestrator.turn_execute(turn_id=first.id)
+    orchestrator.turn_execute(turn_id=second.id)
+    second.refresh_from_db()
+    assert second.status == TurnStatus.COMPLETED
+    assert second.seq == first.seq + 1
+
+
+def test_session_lock_excludes_a_second_runner(world: World, two_tool_agent: Agent) -> None:
+    session = make_session(two_tool_agent)
+    turn = services.turn_enqueue(session=session, message="one")
+    with orchestrator.session_lock(session.id) as held:
+        assert held
+        assert orchestrator.turn_execute(turn_id=turn.id) == "session_busy"
+    assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+
+
+def test_resume_skips_finished_steps(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ledger = tmp_path / "ledger.txt"
+    script = [
+        {"tool": "append_line", "arguments": {"path": str(ledger), "text": "paid"}},
+        {"final": "done: ${last_tool_result}"},
+    ]
+    agent = make_agent(world.tenant_a, script, tools=["append_line"], slug="payer")
+    turn = services.turn_enqueue(session=make_session(agent), message="pay")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED
+    # Pretend the worker died after the tool but before the outcome was written:
+    type(turn).objects.filter(id=turn.id).update(status=TurnStatus.RUNNING, final_answer="")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED
+    assert turn.attempts == 2
+    assert ledger.read_text().splitlines() == ["paid"]
+
+
+def test_interrupted_non_idempotent_tool_fails_visibly(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ledger = tmp_path / "ledger.txt"
+    script = [
+        {"tool": "append_line", "arguments": {"path": str(ledger), "text": "paid"}},
+        {"final": "done"},
+    ]
+    agent = make_agent(world.tenant_a, script, tools=["append_line"], slug="payer2")
+    turn = services.turn_enqueue(session=make_session(agent), message="pay")
+    orchestrator.turn_execute(turn_id=turn.id)
+    # Simulate a crash during the tool call: the node says "started", never finished.
+    node = ActionNode.objects.get(turn=turn, kind="tool_call")
+    ActionNode.objects.filter(id=node.id).update(status="started", outputs={})
+    ActionNode.objects.filter(turn=turn, position__gt=node.position).delete()
+    type(turn).objects.filter(id=turn.id).update(status=TurnStatus.RUNNING)
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.FAILED
+    assert turn.outcome == "non_idempotent_tool_interrupted"
+    assert ledger.read_text().splitlines() == ["paid"]
+
+
+def test_cancelled_queued_turn_never_runs(world: World, two_tool_agent: Agent) -> None:
+    session = make_session(two_tool_agent)
+    turn = services.turn_enqueue(session=session, message="one")
+    services.turn_cancel(turn=turn)
+    assert orchestrator.turn_execute(turn_id=turn.id) == "already_finished"
+    assert not ActionNode.objects.filter(turn=turn).exists()
+    assert SessionEvent.objects.filter(turn=turn, type="turn.cancelled").exists()
+
+
+def test_confidential_session_refuses_endpoints_not_marked_for_it(world: World) -> None:
+    from apps.llm.services import endpoint_save
+
+    endpoint = endpoint_save(
+        tenant=world.tenant_a,
+        name="public-only",
+        provider="scripted",
+        model="s",
+        allowed_sensitivities=["public", "internal"],
+        options={"script": [{"final": "leak"}]},
+    )
+    agent = services.agent_save(
+        tenant=world.tenant_a, name="C", slug="conf", allowed_endpoints=[endpoint]
+    )
+    session = services.session_create(
+        tenant=world.tenant_a, agent=agent, user=None, data_sensitivity="confidential"
+    )
+    turn = services.turn_enqueue(session=session, message="secret stuff")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.FAILED
+    assert turn.outcome == "provider_error"
+    assert "confidential" in turn.detail
+    assert turn.final_answer == ""
