@@ -144,17 +144,7 @@ class WorkerProcess:
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[WorkerProcess]:
-    from django.db import connection
-
-    test_db = connection.settings_dict["NAME"]
-    base_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"{base_url}/{test_db}",
-        "WARDEN_LOG_FORMAT": "console",
-    }
-    worker = WorkerProcess(env)
+    worker = WorkerProcess(_test_env())
     worker.start()
     yield worker
     worker.stop()
@@ -171,3 +161,64 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+class LiveServer:
+    """daphne serving the real ASGI app (HTTP + websockets) on the test database."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        from config.embedded import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = ROOT / "var" / "test" / "daphne.log"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "config.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        from config.embedded import port_in_use
+
+        deadline = time.monotonic() + 30
+        while not port_in_use(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daphne did not start: {self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _test_env() -> dict[str, str]:
+    from django.db import connection
+
+    test_db = connection.settings_dict["NAME"]
+    base_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"{base_url}/{test_db}",
+        "WARDEN_LOG_FORMAT": "console",
+    }
+
+
+@pytest.fixture(scope="session")
+def daphne_url(django_db_setup: None) -> Iterator[str]:
+    server = LiveServer(_test_env())
+    yield server.url
+    server.stop()
