@@ -1,0 +1,208 @@
+"""Secrets at rest, and the ephemeral credential minted for each tool call.
+
+Secrets (an MCP server's API key, say) are stored Fernet-encrypted. Keys come from settings as
+a list, newest first: the first encrypts, all decrypt (MultiFernet), and `rotate_secret`
+re-encrypts a stored token under the newest key.
+
+Per-call credentials are short-lived HS256 JWTs scoped to one tenant, session, tool (the JWT
+audience) and resource (the scope). The platform mints one per tool invocation and hands it to
+the tool server in a header or an environment variable; the model never sees it. A tool server
+(or the platform, on the way back in) verifies it with `verify_credential`, which says exactly
+why a token is refused so the refusal can be audited.
+
+Framework-free: no Django imports; the integrator passes keys from settings.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jwt
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+MAX_CREDENTIAL_TTL_S = 300
+ISSUER = "warden"
+_ALGORITHM = "HS256"
+_MIN_SIGNING_KEY_BYTES = 32
+
+Key = str | bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets at rest
+
+
+class SecretDecryptionError(Exception):
+    """The ciphertext was not made by any of the given keys, or was tampered with."""
+
+
+def generate_secret_key() -> str:
+    """A new Fernet key (url-safe base64 text), for settings."""
+    return Fernet.generate_key().decode()
+
+
+def _fernet(keys: Key | Sequence[Key]) -> MultiFernet:
+    if isinstance(keys, str | bytes):
+        keys = [keys]
+    if not keys:
+        raise ValueError("at least one encryption key is required")
+    return MultiFernet([Fernet(k) for k in keys])
+
+
+def encrypt_secret(plaintext: str, key: Key | Sequence[Key]) -> str:
+    """Encrypt under `key` (or the first of a newest-first list of keys)."""
+    return _fernet(key).encrypt(plaintext.encode()).decode()
+
+
+def decrypt_secret(token: str, key: Key | Sequence[Key]) -> str:
+    """Decrypt with `key` or any key of the list."""
+    try:
+        return _fernet(key).decrypt(token.encode()).decode()
+    except InvalidToken:
+        # Never include the token: it is the secret's ciphertext, and logs keep it forever.
+        raise SecretDecryptionError("secret cannot be decrypted with the configured keys") from None
+
+
+def rotate_secret(token: str, keys: Sequence[Key]) -> str:
+    """Re-encrypt a stored secret under the newest key (keys[0]); older keys may then retire."""
+    try:
+        return _fernet(keys).rotate(token.encode()).decode()
+    except InvalidToken:
+        raise SecretDecryptionError("secret cannot be decrypted with the configured keys") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Ephemeral per-call credentials
+
+
+class CredentialTTLTooLong(ValueError):
+    pass
+
+
+class CredentialRefused(Exception):
+    """A credential was refused. `reason` is stable, for audit events and API errors:
+    expired, not_yet_valid, bad_signature, malformed, wrong_audience, wrong_scope, wrong_tenant.
+    """
+
+    def __init__(self, reason: str, message: str, *, jti: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.jti = jti
+
+
+@dataclass(frozen=True)
+class CredentialClaims:
+    tenant_id: str
+    session_id: str
+    tool: str
+    resource: str
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+def _signing_key(key: Key) -> bytes:
+    raw = key.encode() if isinstance(key, str) else key
+    if len(raw) < _MIN_SIGNING_KEY_BYTES:
+        raise ValueError(f"the signing key must be at least {_MIN_SIGNING_KEY_BYTES} bytes")
+    return raw
+
+
+def mint_credential(
+    *,
+    signing_key: Key,
+    tenant_id: str,
+    session_id: str,
+    tool: str,
+    resource: str,
+    ttl_s: int = 60,
+    now: float | None = None,
+) -> str:
+    """A signed token for one call of `tool` on `resource`, valid for `ttl_s` (≤ 300) seconds."""
+    if ttl_s <= 0:
+        raise ValueError("ttl_s must be positive")
+    if ttl_s > MAX_CREDENTIAL_TTL_S:
+        raise CredentialTTLTooLong(
+            f"a tool credential may live at most {MAX_CREDENTIAL_TTL_S}s, not {ttl_s}s"
+        )
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": ISSUER,
+        "aud": tool,
+        "sub": f"session:{session_id}",
+        "tenant": tenant_id,
+        "sid": session_id,
+        "scope": resource,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, _signing_key(signing_key), algorithm=_ALGORITHM)
+
+
+def verify_credential(
+    token: str,
+    *,
+    signing_key: Key,
+    tenant_id: str,
+    tool: str,
+    resource: str,
+    leeway_s: float = 0,
+) -> CredentialClaims:
+    """Check a credential for `tool` on `resource` in `tenant_id`; CredentialRefused says why."""
+    key = _signing_key(signing_key)
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[_ALGORITHM],
+            audience=tool,
+            issuer=ISSUER,
+            leeway=leeway_s,
+            options={"require": ["exp", "iat", "nbf", "aud", "iss", "jti"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise CredentialRefused("expired", "the credential has expired", jti=_jti(token)) from None
+    except jwt.ImmatureSignatureError:
+        raise CredentialRefused(
+            "not_yet_valid", "the credential is not valid yet", jti=_jti(token)
+        ) from None
+    except jwt.InvalidAudienceError:
+        raise CredentialRefused(
+            "wrong_audience", f"the credential was not issued for tool {tool!r}", jti=_jti(token)
+        ) from None
+    except jwt.InvalidSignatureError:
+        raise CredentialRefused("bad_signature", "the credential's signature is invalid") from None
+    except jwt.InvalidTokenError as exc:
+        raise CredentialRefused("malformed", f"the credential is malformed: {exc}") from None
+    jti = str(claims["jti"])
+    if claims.get("tenant") != tenant_id:
+        raise CredentialRefused("wrong_tenant", "the credential belongs to another tenant", jti=jti)
+    if claims.get("scope") != resource:
+        raise CredentialRefused(
+            "wrong_scope", f"the credential does not cover resource {resource!r}", jti=jti
+        )
+    return CredentialClaims(
+        tenant_id=claims["tenant"],
+        session_id=str(claims.get("sid", "")),
+        tool=tool,
+        resource=claims["scope"],
+        jti=jti,
+        issued_at=int(claims["iat"]),
+        expires_at=int(claims["exp"]),
+    )
+
+
+def _jti(token: str) -> str | None:
+    # Only for the audit record of a refusal whose signature was already checked by PyJWT
+    # (expiry and audience are checked after the signature).
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    jti = claims.get("jti")
+    return str(jti) if jti is not None else None
