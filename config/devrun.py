@@ -48,6 +48,44 @@ def _acquire_lock(var: Path) -> IO[str]:
     return handle
 
 
+def _start_local_llm(env: dict[str, str], var: Path) -> subprocess.Popen[bytes] | None:
+    """Serve the embedded local model with llama.cpp, if it is installed (`make install-llm`)."""
+    if env_str("WARDEN_LOCAL_LLM", "auto").lower() in ("off", "0", "false", "no"):
+        return None
+    from apps.llm.local_models import CHAT_FORMATS, gguf_path
+    from apps.llm.providers.local_llama import llama_server_available, server_command
+
+    model = env_str("WARDEN_LOCAL_LLM_MODEL", "smollm2")
+    path = gguf_path(model, cache_dir=var / "models") if llama_server_available() else None
+    if path is None:
+        _log("no embedded local model (run `make install-llm`: llama.cpp compiles ~10 min once);")
+        _log("the scripted demo agent works without it.")
+        return None
+    port = env_int("WARDEN_LOCAL_LLM_PORT", 8081)
+    if port_in_use(port):
+        from config.embedded import free_port
+
+        port = free_port()
+    log = (var / "local-llm.log").open("ab")
+    proc = subprocess.Popen(
+        server_command(path, port=port, model_alias=model, chat_format=CHAT_FORMATS.get(model)),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while not port_in_use(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _log(f"the local model did not start (see {var / 'local-llm.log'}); skipping it.")
+            proc.kill()
+            return None
+        time.sleep(0.2)
+    env["WARDEN_LOCAL_LLM_URL"] = f"http://127.0.0.1:{port}/v1"
+    env["WARDEN_LOCAL_LLM_MODEL"] = model
+    _log(f"started local model {model} (llama.cpp, pid {proc.pid}) on port {port}")
+    return proc
+
+
 def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
@@ -96,6 +134,9 @@ def main() -> int:
                 env["DATABASE_URL"] = state.database_url
             if state.redis_url and need_redis:
                 env["REDIS_URL"] = state.redis_url
+        local_llm = _start_local_llm(env, var)
+        if local_llm is not None:
+            children.append(local_llm)
         _manage(env, "migrate", "--no-input", "-v", "0")
         _manage(env, "seed_demo")
         commands = {
@@ -139,7 +180,8 @@ def main() -> int:
         while not stopping:
             for child in children:
                 if child.poll() is not None:
-                    _log(f"process {child.args[2]} exited with {child.returncode}; stopping.")
+                    name = " ".join(map(str, list(child.args)[1:4]))  # type: ignore[arg-type]
+                    _log(f"process {name} exited with {child.returncode}; stopping.")
                     stopping = True
             time.sleep(0.5)
         return 0

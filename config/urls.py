@@ -1,15 +1,16 @@
 """URL routes. The user-facing surface is fixed by ARCHITECTURE.md."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core import views as core_views
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.tenants.api.urls")),
     path("", include("apps.llm.api.urls")),
     path("", include("apps.agents.api.urls")),
+    path("", include("apps.tools.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -62,6 +62,28 @@ def _turn(world: World) -> dict[str, Any]:
     return {"turn_id": turn_enqueue(session=_session_obj(world), message="hi").id}
 
 
+def _mcp_server_obj(world: World) -> Any:
+    from apps.tools.services import mcp_server_save
+
+    # Unreachable on purpose: a foreign discover must be refused before any connection.
+    return mcp_server_save(
+        tenant=world.tenant_a,
+        name="a-server",
+        transport="streamable_http",
+        url="http://127.0.0.1:9/",
+    )
+
+
+def _mcp_server(world: World) -> dict[str, Any]:
+    return {"server_id": _mcp_server_obj(world).id}
+
+
+def _tool(world: World) -> dict[str, Any]:
+    from apps.tools.services import tool_register_wasm
+
+    return {"tool_id": tool_register_wasm(tenant=world.tenant_a, module="word_count").id}
+
+
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
@@ -77,6 +99,13 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     "turn-detail": (_turn, [("get", None)]),
     "turn-cancel": (_turn, [("post", None)]),
     "turn-steps": (_turn, [("get", None)]),
+    "mcp-server-detail": (
+        _mcp_server,
+        [("get", None), ("patch", {"description": "x"}), ("delete", None)],
+    ),
+    "mcp-server-discover": (_mcp_server, [("post", None)]),
+    "tool-detail": (_tool, [("get", None), ("patch", {"enabled": True})]),
+    "tool-approve": (_tool, [("post", None)]),
 }
 
 
@@ -119,6 +148,11 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
     assert not Agent.objects.filter(tenant=world.tenant_a, name="x").exists()
     assert not AgentSession.objects.filter(tenant=world.tenant_a).exclude(status="active").exists()
     assert not Turn.objects.filter(tenant=world.tenant_a).exclude(status="queued").exists()
+    from apps.tools.models import McpServer, Tool
+
+    assert not McpServer.objects.filter(tenant=world.tenant_a).exclude(status="unknown").exists()
+    assert not McpServer.objects.filter(tenant=world.tenant_a, description="x").exists()
+    assert not Tool.objects.filter(tenant=world.tenant_a, enabled=True).exists()
 
 
 def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:
@@ -136,3 +170,7 @@ def test_lists_only_show_own_tenant(world: World, charlie_client: APIClient) -> 
     keys = charlie_client.get("/api/v1/api-keys").json()
     assert all(k["name"] != "a-only" for k in keys["results"])
     assert charlie_client.get("/api/v1/tenant").json()["slug"] == "globex"
+    _mcp_server(world)
+    _tool(world)
+    assert charlie_client.get("/api/v1/mcp-servers").json()["results"] == []
+    assert charlie_client.get("/api/v1/tools").json()["results"] == []

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.db.models import Max
@@ -21,6 +20,7 @@ from apps.agents.runtime.ports import (
     StepRecord,
     ToolResult,
 )
+from apps.llm.providers.base import Tier
 from apps.llm.router import ModelRouter, escalate
 from apps.llm.types import (
     ModelRequest,
@@ -30,7 +30,9 @@ from apps.llm.types import (
     ToolSpec,
     Usage,
 )
-from apps.tools.registry import BuiltinTool, ToolError, get_builtin
+from apps.tools import jobs as tool_jobs
+from apps.tools.execution import ResolvedTool, outcome_error_text, resolve_tools, tool_call
+from apps.tools.executors.base import ToolOutcome
 
 logger = logging.getLogger("warden.agents")
 
@@ -166,7 +168,8 @@ class RouterModelPort:
         stream: bool = True,
     ) -> None:
         self.router, self.turn = router, turn
-        self.tier, self.sensitivity, self.allowed = tier, sensitivity, allowed
+        self.tier: Tier = cast(Tier, tier)
+        self.sensitivity, self.allowed = sensitivity, allowed
         self.stream = stream
 
     def complete(self, request: ModelRequest) -> ModelResponse:
@@ -175,7 +178,7 @@ class RouterModelPort:
         attempt = int(request.metadata.get("attempt", 0))
         # The second re-prompt in a row goes to the larger tier: a small model that
         # failed the schema twice rarely gets it right the third time.
-        tier = escalate(self.tier) if attempt >= 2 else self.tier  # type: ignore[arg-type]
+        tier: Tier = escalate(self.tier) if attempt >= 2 else self.tier
         turn = self.turn
 
         def on_token(text: str) -> None:
@@ -185,7 +188,7 @@ class RouterModelPort:
             return self.router.complete(
                 request,
                 tier=tier,
-                sensitivity=self.sensitivity,  # type: ignore[arg-type]
+                sensitivity=self.sensitivity,
                 on_token=on_token if self.stream else None,
                 allowed=self.allowed,
             )
@@ -196,7 +199,7 @@ class RouterModelPort:
             return self.router.complete(
                 request,
                 tier=self.tier,
-                sensitivity=self.sensitivity,  # type: ignore[arg-type]
+                sensitivity=self.sensitivity,
                 on_token=on_token if self.stream else None,
                 allowed=self.allowed,
             )
@@ -205,48 +208,115 @@ class RouterModelPort:
 # --------------------------------------------------------------------------- tools
 
 
-class Toolbox:
-    """The tools an agent may call, resolved by name (builtin registry for now)."""
+class ToolJobPending(BaseException):
+    """Raised by the toolbox when a long-running tool was handed to a job of its own.
 
-    def __init__(self, names: Sequence[str]) -> None:
-        self.tools: dict[str, BuiltinTool] = {}
-        for name in names:
-            tool = get_builtin(name)
-            if tool is not None:
-                self.tools[name] = tool
-            else:
-                logger.warning("agent names unknown tool", extra={"tool": name})
+    A BaseException for the same reason as TurnCancelled. The orchestrator parks the turn
+    (waiting, outcome "waiting_tool") and only then calls `dispatch()`, so the job can never
+    finish and requeue a turn that is not parked yet (apps/tools/jobs.py has the whole flow).
+    """
+
+    def __init__(self, *, job_id: Any, tool: str, node_id: str) -> None:
+        super().__init__(f"tool {tool!r} runs as job {job_id}")
+        self.job_id, self.tool, self.node_id = job_id, tool, node_id
+
+    def dispatch(self) -> None:
+        tool_jobs.tool_job_dispatch(job_id=self.job_id)
+
+    def event_payload(self, turn: Turn) -> dict[str, Any]:
+        return {
+            "turn_id": str(turn.id),
+            "node_id": self.node_id,
+            "tool": self.tool,
+            "job_id": str(self.job_id),
+            "reason": "tool_running",
+        }
+
+
+def outcome_to_result(outcome: ToolOutcome) -> ToolResult:
+    """The executor's outcome as the loop's observation: the full content on success (the
+    loop stores it on the node and caps what the model sees), else the stable error code and
+    the reason, so the model can react."""
+    if outcome.ok:
+        return ToolResult(ok=True, output=outcome.content)
+    return ToolResult(ok=False, error=outcome_error_text(outcome))
+
+
+class Toolbox:
+    """The tools an agent may call: its allowed names resolved against the tenant's catalog
+    (a builtin the catalog does not list still resolves from the registry; a disabled row
+    always wins), run through this process's GuardedExecutor with a credential minted for
+    each call. Long-running tools go to a job of their own (ToolJobPending).
+
+    Resolution needs the turn (tenant, session); CancellableToolbox binds it.
+    """
+
+    def __init__(self, names: Sequence[str], *, turn: Turn | None = None) -> None:
+        self.names = list(names)
+        self.turn = turn
+        self._tools: dict[str, ResolvedTool] | None = None
+
+    @property
+    def tools(self) -> dict[str, ResolvedTool]:
+        if self._tools is None:
+            if self.turn is None:
+                raise RuntimeError("the toolbox needs its turn to resolve the catalog")
+            self._tools = resolve_tools(tenant_id=self.turn.tenant_id, names=self.names)
+        return self._tools
 
     def list_specs(self) -> Sequence[ToolSpec]:
         return [
-            ToolSpec(name=t.name, description=t.description, input_schema=t.input_schema)
+            ToolSpec(
+                name=t.definition.name,
+                description=t.definition.description,
+                input_schema=dict(t.definition.input_schema),
+            )
             for t in self.tools.values()
         ]
 
     def is_idempotent(self, name: str) -> bool:
         tool = self.tools.get(name)
-        return bool(tool and tool.idempotent)
+        return bool(tool and tool.definition.idempotent)
 
     def execute(self, call: ToolCall, *, ctx: StepContext) -> ToolResult:
         tool = self.tools.get(call.name)
-        if tool is None:
-            return ToolResult(ok=False, error=f"tool {call.name!r} is not available to this agent")
-        started = time.monotonic()
-        try:
-            output = tool.function(dict(call.arguments))
-        except ToolError as exc:
-            return ToolResult(ok=False, error=str(exc))
+        turn = self.turn
+        if tool is None or turn is None:
+            return ToolResult(
+                ok=False, error=f"tool_unavailable: tool {call.name!r} is not available"
+            )
+        if tool.long_running:
+            job = tool_jobs.tool_job_create(
+                turn=turn, node_id=ctx.idempotency_key, tool=tool, arguments=call.arguments
+            )
+            raise ToolJobPending(job_id=job.id, tool=call.name, node_id=ctx.idempotency_key)
+        outcome = tool_call(
+            tool,
+            call.arguments,
+            tenant_id=str(turn.tenant_id),
+            session_id=str(turn.session_id),
+            turn_id=str(turn.id),
+            idempotency_key=ctx.idempotency_key,
+        )
         logger.info(
             "tool ran",
-            extra={"tool": call.name, "ms": round((time.monotonic() - started) * 1000, 1)},
+            extra={
+                "tool": call.name,
+                "ok": outcome.ok,
+                "error_code": outcome.error_code,
+                "attempts": outcome.attempts,
+                "ms": round(outcome.latency_ms, 1),
+            },
         )
-        return ToolResult(ok=True, output=output)
+        return outcome_to_result(outcome)
 
 
 class CancellableToolbox:
-    """Checks for cancellation before every tool call."""
+    """Binds the toolbox to its turn and checks for cancellation before every tool call."""
 
     def __init__(self, inner: Toolbox, turn: Turn) -> None:
+        if inner.turn is None:
+            inner.turn = turn
         self.inner, self.turn = inner, turn
 
     def list_specs(self) -> Sequence[ToolSpec]:

@@ -45,7 +45,7 @@ class TurnInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["seq", "status", "outcome", "user_message", "final_answer", "created_at"]
+    fields = ("seq", "status", "outcome", "user_message", "final_answer", "created_at")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

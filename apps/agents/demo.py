@@ -1,38 +1,163 @@
-"""The demo tenant's agents and model endpoints, seeded by `manage.py seed_demo`.
+"""The demo tenant's tools, agents and model endpoints, seeded by `manage.py seed_demo`.
 
 The small local model can't be relied on to pick tools, so the walk-through
-agent runs on the scripted model and says so in its name: it shows tool calls,
-streaming and the action graph on every run, deterministically.
+agent runs on the scripted model and says so in its name: it calls the time MCP
+server and the WASM word counter, streams its answer and leaves an action graph,
+on every run, deterministically.
+
+Tools: the time MCP server (stdio, `python -m mcp_server_time`), the git MCP
+server (stdio, on a small repository under var/demo-repo) and the WASM
+`word_count` tool. The read-only ones are approved; the git tools that change
+the repository stay pending approval, for the console to show. A discovery that
+fails is logged, never fatal: `make run` must come up anyway.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+from django.conf import settings
 
 from apps.agents.models import Agent
 from apps.agents.services import agent_save
+from apps.core.exceptions import WardenError
 from apps.llm.models import ModelEndpoint
 from apps.llm.services import endpoint_save
 from apps.tenants.models import Tenant
+from apps.tools import services as tool_services
+from apps.tools.models import McpServer, Tool
+
+logger = logging.getLogger("warden.demo")
 
 DEMO_SCRIPT: list[dict[str, Any]] = [
-    {"tool": "clock_now", "arguments": {"timezone": "UTC"}, "say": "First I'll check the time."},
-    {"tool": "calculator", "arguments": {"expression": "6 * 7"}, "say": "Now a quick calculation."},
     {
-        "final": "(scripted demo) The clock says ${tool_result_1}; the calculator says "
-        "${tool_result_2}. You said: ${last_user_message}"
+        "tool": "get_current_time",
+        "arguments": {"timezone": "UTC"},
+        "say": "First I'll ask the time MCP server.",
+    },
+    {
+        "tool": "word_count",
+        "arguments": {"text": "${last_user_message}"},
+        "say": "Now I'll count your words in the WASM sandbox.",
+    },
+    {
+        "final": "(scripted demo) The time server says ${tool_result_1}; the WASM word counter "
+        "says ${tool_result_2} for your message: ${last_user_message}"
     },
 ]
+DEMO_AGENT_TOOLS = ["get_current_time", "word_count", "git_status", "git_log"]
 
 
 def _endpoint(tenant: Tenant, name: str, **fields: Any) -> ModelEndpoint:
     existing = ModelEndpoint.objects.filter(tenant=tenant, name=name).first()
     if existing:
+        if existing.options != fields.get("options", existing.options):
+            # An older seed's script: bring the walk-through up to date.
+            return endpoint_save(tenant=tenant, endpoint=existing, options=fields["options"])
         return existing
     return endpoint_save(tenant=tenant, name=name, **fields)
 
 
+def _demo_repository() -> Path | None:
+    """A small git repository for the git MCP server (created once, with one commit)."""
+    repo = Path(settings.VAR_DIR) / "demo-repo"
+    if (repo / ".git").exists():
+        return repo
+    git = shutil.which("git")
+    if git is None:
+        logger.warning("git is not installed: the demo git MCP server is skipped")
+        return None
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "README.md").write_text(
+        "# Demo repository\n\nThe demo agent's git MCP server reads this repository.\n"
+    )
+    identity = ["-c", "user.name=Warden demo", "-c", "user.email=demo@warden.invalid"]
+    try:
+        for command in (
+            ["init", "-q"],
+            ["add", "README.md"],
+            ["commit", "-q", "-m", "Initial commit of the demo repository"],
+        ):
+            subprocess.run([git, "-C", str(repo), *identity, *command], check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("could not create the demo git repository: %s", exc)
+        shutil.rmtree(repo, ignore_errors=True)
+        return None
+    return repo
+
+
+def _server(tenant: Tenant, name: str, description: str, args: list[str]) -> McpServer | None:
+    existing = McpServer.objects.filter(tenant=tenant, name=name).first()
+    try:
+        # The interpreter's path may differ from the last run's (a new venv): keep it current.
+        return tool_services.mcp_server_save(
+            tenant=tenant,
+            server=existing,
+            name=name,
+            description=description,
+            transport="stdio",
+            command=sys.executable,
+            args=args,
+        )
+    except WardenError as exc:
+        logger.warning("demo MCP server %s not registered: %s", name, exc.message)
+        return None
+
+
+def _discover(server: McpServer, *, read_only: bool = False) -> None:
+    """Discover, then approve the server's tools (only the read-only ones if asked).
+
+    Approving also re-approves a tool whose schema changed (a new package version): the demo
+    trusts the packages it installs; a real tenant's operator would look first.
+    """
+    try:
+        tool_services.tool_discover(server=server)
+    except WardenError as exc:
+        logger.warning("demo discovery of %s failed: %s", server.name, exc.message)
+        return
+    # Only tools not approved as they are now: one an operator disabled stays disabled.
+    for tool in Tool.objects.filter(server=server, missing=False):
+        pending = tool.approved_schema_hash != tool.schema_hash
+        if pending and (not read_only or tool.annotations.get("readOnlyHint") is True):
+            tool_services.tool_approve(tool=tool)
+
+
+def seed_demo_tools(*, tenant: Tenant) -> None:
+    time_server = _server(
+        tenant,
+        "time",
+        "Current time and time-zone conversion (the mcp-server-time package).",
+        ["-m", "mcp_server_time"],
+    )
+    if time_server is not None:
+        _discover(time_server)
+    repo = _demo_repository()
+    if repo is not None:
+        git_server = _server(
+            tenant,
+            "git",
+            f"Git on the demo repository {repo} (the mcp-server-git package).",
+            ["-m", "mcp_server_git", "--repository", str(repo)],
+        )
+        if git_server is not None:
+            # Read-only tools only: the ones that change the repository wait for an operator.
+            _discover(git_server, read_only=True)
+    try:
+        word_count = tool_services.tool_register_wasm(tenant=tenant, module="word_count")
+        if word_count.approved_schema_hash != word_count.schema_hash:
+            tool_services.tool_approve(tool=word_count)
+    except WardenError as exc:
+        logger.warning("demo WASM tool not registered: %s", exc.message)
+
+
 def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
+    seed_demo_tools(tenant=tenant)
     scripted = _endpoint(
         tenant,
         "scripted-demo",
@@ -45,18 +170,55 @@ def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
         options={"script": DEMO_SCRIPT},
     )
     agents = []
-    if not Agent.objects.filter(tenant=tenant, slug="demo-scripted").exists():
+    demo = Agent.objects.filter(tenant=tenant, slug="demo-scripted").first()
+    if demo is not None and demo.allowed_tools != DEMO_AGENT_TOOLS:
+        agent_save(tenant=tenant, agent=demo, allowed_tools=DEMO_AGENT_TOOLS)
+    if demo is None:
         agents.append(
             agent_save(
                 tenant=tenant,
                 name="Demo agent (scripted model)",
                 slug="demo-scripted",
-                description="Walks through tool calls deterministically on the scripted model.",
+                description="Calls the time MCP server and the WASM word counter, then "
+                "answers, deterministically on the scripted model.",
                 system_prompt="You are Warden's demo agent. Use tools when they help.",
                 model_tier="small",
-                allowed_tools=["clock_now", "calculator"],
+                allowed_tools=DEMO_AGENT_TOOLS,
                 max_steps=6,
                 allowed_endpoints=[scripted],
             )
         )
+    local_url = os.environ.get("WARDEN_LOCAL_LLM_URL")
+    if local_url:
+        model = os.environ.get("WARDEN_LOCAL_LLM_MODEL", "smollm2")
+        local = ModelEndpoint.objects.filter(tenant=tenant, name="local-model").first()
+        fields: dict[str, Any] = {
+            "provider": "local",
+            "model": model,
+            "base_url": local_url,
+            "tier": "small",
+            "context_window": 4096,
+            "supports_tools": False,
+            "supports_json_schema": True,
+            "allowed_sensitivities": ["public", "internal", "confidential"],
+            "timeout_s": 120.0,
+            "priority": 50,
+        }
+        # The port may differ from the last run: keep the endpoint pointing at this one.
+        local = endpoint_save(tenant=tenant, endpoint=local, name="local-model", **fields)
+        if not Agent.objects.filter(tenant=tenant, slug="local-assistant").exists():
+            agents.append(
+                agent_save(
+                    tenant=tenant,
+                    name=f"Assistant (local {model}, no API key)",
+                    slug="local-assistant",
+                    description="A tiny local model served by llama.cpp, with "
+                    "JSON-schema-constrained steps.",
+                    system_prompt="You are a helpful assistant. Use a tool when it helps.",
+                    model_tier="small",
+                    allowed_tools=["clock_now", "calculator"],
+                    max_steps=4,
+                    allowed_endpoints=[local],
+                )
+            )
     return agents

@@ -27,6 +27,7 @@ EventType = Literal[
     "model.token",
     "tool.call",
     "tool.result",
+    "tool.progress",
     "policy.denied",
     "error",
 ]
@@ -46,6 +47,7 @@ DURABLE_EVENT_TYPES: frozenset[str] = frozenset(
         "model.called",
         "tool.call",
         "tool.result",
+        "tool.progress",
         "policy.denied",
         "error",
     }

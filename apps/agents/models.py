@@ -198,7 +198,7 @@ class SessionEvent(TenantOwned):
     `turn.completed` carries the same text, so a reconnecting client misses nothing.
     """
 
-    id = models.BigAutoField(primary_key=True)
+    id = models.BigAutoField(primary_key=True)  # type: ignore[assignment]  # ordered, for SSE
     session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
     turn = models.ForeignKey(
         Turn, null=True, blank=True, on_delete=models.CASCADE, related_name="+"

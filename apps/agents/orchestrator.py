@@ -29,6 +29,7 @@ from apps.agents.adapters import (
     RouterModelPort,
     SessionTokenBudget,
     Toolbox,
+    ToolJobPending,
     TurnCancelled,
 )
 from apps.agents.events import event_record
@@ -181,6 +182,18 @@ def _run_locked(turn: Turn) -> str:
             events=[("turn.cancelled", {"turn_id": str(turn.id)})],
         )
         return "cancelled"
+    except ToolJobPending as pending:
+        # A long-running tool runs as its own job: park the turn, free this worker, and only
+        # then start the job (it requeues the turn when done; the loop replays its node).
+        _finish(
+            turn,
+            status=TurnStatus.WAITING,
+            outcome="waiting_tool",
+            detail=f"waiting for tool {pending.tool} (job {pending.job_id})",
+            events=[("turn.waiting", pending.event_payload(turn))],
+        )
+        transaction.on_commit(pending.dispatch)
+        return "waiting"
     except Exception as exc:
         logger.exception("turn crashed", extra={"turn_id": str(turn.id)})
         _finish(

@@ -24,6 +24,8 @@ def session_list(*, identity: Identity) -> QuerySet[AgentSession]:
     qs = AgentSession.objects.filter(tenant=identity.tenant).select_related("agent")
     if identity.via == "api_key" or identity.is_operator:
         return qs
+    if identity.user_id is None:
+        return qs.none()
     return qs.filter(user_id=identity.user_id)
 
 

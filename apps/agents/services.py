@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -84,7 +84,7 @@ def session_create(
     *,
     tenant: Tenant,
     agent: Agent,
-    user: AbstractBaseUser | None,
+    user: User | None,
     title: str = "",
     environment: str = "dev",
     risk_tier: str = "low",
@@ -144,9 +144,7 @@ def session_close(*, session: AgentSession, cancel: bool = False) -> AgentSessio
     return session
 
 
-def turn_enqueue(
-    *, session: AgentSession, message: Any, requested_by: AbstractBaseUser | None = None
-) -> Turn:
+def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | None = None) -> Turn:
     """Accept a user message as a queued turn; the worker picks it up after commit."""
     if not isinstance(message, str) or not message.strip():
         raise MessageInvalid("The message is empty.", code="empty_message")

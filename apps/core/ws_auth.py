@@ -39,8 +39,8 @@ def _resolve(scope: dict[str, Any]) -> tuple[Any, str | None]:
     user = scope.get("user")
     if user is not None and user.is_authenticated:
         slug = (query.get("tenant") or [None])[0]
-        identity = identity_for_user(user, slug)
-        return identity, None if identity else "no_tenant"
+        session_identity = identity_for_user(user, slug)
+        return session_identity, None if session_identity else "no_tenant"
     return None, "not_authenticated"
 
 

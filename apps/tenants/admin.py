@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.api.views import authenticated_user
 from apps.core.exceptions import WardenError
 from apps.tenants import services
 from apps.tenants.admin_scoping import TenantScopedAdmin, administered_tenant_ids
@@ -102,7 +103,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
             return []
         return [*self.readonly_fields, "tenant", "expires_at"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return ["tenant", "name", "scopes", "expires_at"]
         return ["tenant", "name", *self.readonly_fields, "expires_at"]
@@ -116,7 +117,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
             name=obj.name,
             scopes=form.cleaned_data["scopes"],
             expires_at=obj.expires_at,
-            created_by=request.user,
+            created_by=authenticated_user(request),
         )
         obj.pk = key.pk
         messages.warning(request, f"API key created. Copy it now, it is not shown again: {raw}")

@@ -20,7 +20,7 @@ from apps.tenants.models import Tenant
 def administered_tenant_ids(request: HttpRequest) -> set[Any]:
     cache = getattr(request, "_warden_admin_tenants", None)
     if cache is None:
-        cache = set(selectors.tenant_ids_administered_by(user=request.user))
+        cache = selectors.tenant_ids_administered_by(user=request.user)
         request._warden_admin_tenants = cache  # type: ignore[attr-defined]
     return cache
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.request import Request
@@ -47,7 +47,7 @@ def _fail(exc: AuthError) -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed(exc.message, code=exc.code)
 
 
-def identity_for_api_key(raw_key: str) -> tuple[AbstractBaseUser | AnonymousUser, Identity]:
+def identity_for_api_key(raw_key: str) -> tuple[User | AnonymousUser, Identity]:
     key = api_key_authenticate(raw_key=raw_key)
     scopes = frozenset(key.scopes)
     roles = frozenset(_SCOPE_ROLES[ApiKeyScope(s)] for s in scopes if s in ApiKeyScope.values)
@@ -62,7 +62,7 @@ def identity_for_api_key(raw_key: str) -> tuple[AbstractBaseUser | AnonymousUser
     return (key.created_by or AnonymousUser()), identity
 
 
-def identity_for_user(user: AbstractBaseUser, tenant_slug: str | None) -> Identity | None:
+def identity_for_user(user: User, tenant_slug: str | None) -> Identity | None:
     """The identity of a logged-in console user, for the tenant asked for or their first."""
     memberships = selectors.memberships_for_user(user=user)
     membership: Membership | None

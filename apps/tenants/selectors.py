@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from apps.tenants.exceptions import TenantNotFound
@@ -18,7 +18,7 @@ def tenant_get_by_slug(*, slug: str) -> Tenant:
         raise TenantNotFound(f"No active tenant {slug!r}.") from exc
 
 
-def memberships_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
+def memberships_for_user(*, user: User) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(user=user, tenant__is_active=True)
         .select_related("tenant")
@@ -26,14 +26,15 @@ def memberships_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
     )
 
 
-def membership_for(*, tenant: Tenant, user: AbstractBaseUser) -> Membership | None:
+def membership_for(*, tenant: Tenant, user: User) -> Membership | None:
     return Membership.objects.filter(tenant=tenant, user=user).first()
 
 
-def tenant_ids_administered_by(*, user: AbstractBaseUser) -> QuerySet[Membership]:
-    return Membership.objects.filter(user=user, role__in=ADMIN_ROLES).values_list(
-        "tenant_id", flat=True
-    )
+def tenant_ids_administered_by(*, user: User | AnonymousUser) -> set[uuid.UUID]:
+    if not isinstance(user, User):
+        return set()
+    rows = Membership.objects.filter(user=user, role__in=ADMIN_ROLES)
+    return set(rows.values_list("tenant_id", flat=True))
 
 
 def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:

@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ API_KEY_PREFIX = "wdn"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
-def tenant_create(*, name: str, slug: str, owner: AbstractBaseUser | None = None) -> Tenant:
+def tenant_create(*, name: str, slug: str, owner: User | None = None) -> Tenant:
     with transaction.atomic():
         if Tenant.objects.filter(slug=slug).exists():
             raise Conflict(f"A tenant with slug {slug!r} already exists.", code="slug_taken")
@@ -32,7 +32,7 @@ def tenant_create(*, name: str, slug: str, owner: AbstractBaseUser | None = None
     return tenant
 
 
-def membership_add(*, tenant: Tenant, user: AbstractBaseUser, role: str) -> Membership:
+def membership_add(*, tenant: Tenant, user: User, role: str) -> Membership:
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}.", code="unknown_role")
     try:
@@ -71,7 +71,7 @@ def membership_remove(*, membership: Membership) -> None:
         membership.delete()
 
 
-def user_get_or_create_by_username(*, username: str, email: str = "") -> AbstractBaseUser:
+def user_get_or_create_by_username(*, username: str, email: str = "") -> User:
     user_model = get_user_model()
     user, _ = user_model.objects.get_or_create(username=username, defaults={"email": email})
     return user
@@ -90,7 +90,7 @@ def api_key_create(
     name: str,
     scopes: list[str],
     expires_at: datetime | None = None,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key. Returns the row and the plaintext key, which is never stored."""
     unknown = sorted(set(scopes) - set(ApiKeyScope.values))

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.llm",
     "apps.agents",
+    "apps.tools",
 ]
 
 MIDDLEWARE = [
@@ -86,3 +87,4 @@ from config.settings.database import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
+from config.settings.tools import *  # noqa: E402,F403

@@ -1,10 +1,12 @@
 """Local development (`make run`)."""
 
+from config.env import env_bool
 from config.settings.base import *  # noqa: F403
+from config.settings.base import SECRET_KEY
 from config.settings.paths import VAR_DIR
 
-DEBUG = env_bool("DJANGO_DEBUG", True)  # noqa: F405
-if not SECRET_KEY:  # noqa: F405
+DEBUG = env_bool("DJANGO_DEBUG", True)
+if not SECRET_KEY:
     # A per-checkout key, created once, so sessions survive restarts of `make run`.
     _key_file = VAR_DIR / "secret_key"
     if not _key_file.exists():

@@ -16,5 +16,5 @@ WARDEN_SESSION_STATE_TTL_SECONDS = env_int("WARDEN_SESSION_STATE_TTL_SECONDS", 8
 # SSE: seconds between keep-alive comments while nothing happens.
 WARDEN_SSE_KEEPALIVE_SECONDS = env_float("WARDEN_SSE_KEEPALIVE_SECONDS", 15.0)
 
-# Extra modules that register builtin tools (apps.tools.registry.builtin_tool).
+# Extra modules that register builtin tools (apps.tools.executors.builtin.default_registry).
 WARDEN_TOOL_MODULES = env_list("WARDEN_TOOL_MODULES", [])

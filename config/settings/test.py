@@ -28,3 +28,5 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
 WARDEN_TOOL_MODULES = ["tests.agents.tools"]
+# The tests start their own MCP servers (python scripts); production keeps the default.
+WARDEN_MCP_STDIO_COMMANDS = ["*"]

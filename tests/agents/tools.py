@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from apps.tools.registry import builtin_tool
+from apps.tools.executors.base import report_progress
+from apps.tools.executors.builtin import BuiltinCall, default_registry
 
 _PATH = {"type": "string"}
 
 
-@builtin_tool(
-    name="append_line",
+@default_registry.register(
+    "append_line",
     description="Append a line to a file (NOT idempotent: each run adds a line).",
     input_schema={
         "type": "object",
@@ -25,8 +27,10 @@ _PATH = {"type": "string"}
         "required": ["path", "text"],
     },
     idempotent=False,
+    risk_tier="low",
+    replace=True,
 )
-def append_line(arguments: dict[str, Any]) -> dict[str, Any]:
+def append_line(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
     path = Path(arguments["path"])
     with path.open("a") as handle:
         handle.write(arguments["text"] + "\n")
@@ -35,16 +39,20 @@ def append_line(arguments: dict[str, Any]) -> dict[str, Any]:
     return {"lines": len(path.read_text().splitlines())}
 
 
-@builtin_tool(
-    name="slow_marker",
+@default_registry.register(
+    "slow_marker",
     description="Write the worker pid to a marker file, then take a while (idempotent).",
     input_schema={
         "type": "object",
         "properties": {"path": _PATH, "seconds": {"type": "number"}},
         "required": ["path", "seconds"],
     },
+    idempotent=True,
+    risk_tier="low",
+    timeout_s=120.0,
+    replace=True,
 )
-def slow_marker(arguments: dict[str, Any]) -> dict[str, Any]:
+def slow_marker(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
     path = Path(arguments["path"])
     with path.open("a") as handle:
         handle.write(f"{os.getpid()}\n")
@@ -53,15 +61,39 @@ def slow_marker(arguments: dict[str, Any]) -> dict[str, Any]:
     return {"slept": arguments["seconds"], "runs": len(path.read_text().splitlines())}
 
 
-@builtin_tool(
-    name="sleepy",
+@default_registry.register(
+    "sleepy",
     description="Take `seconds` to answer (for ordering and concurrency tests).",
     input_schema={
         "type": "object",
         "properties": {"seconds": {"type": "number"}},
         "required": ["seconds"],
     },
+    idempotent=True,
+    risk_tier="low",
+    timeout_s=120.0,
+    replace=True,
 )
-def sleepy(arguments: dict[str, Any]) -> dict[str, Any]:
+def sleepy(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
     time.sleep(float(arguments["seconds"]))
     return {"slept": arguments["seconds"]}
+
+
+@default_registry.register(
+    "count_up",
+    description="Count from 1 to `steps`, reporting progress at each step (a long-running job).",
+    input_schema={
+        "type": "object",
+        "properties": {"steps": {"type": "integer", "minimum": 1, "maximum": 20}},
+        "required": ["steps"],
+        "additionalProperties": False,
+    },
+    idempotent=True,
+    risk_tier="low",
+    replace=True,
+)
+def count_up(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
+    steps = int(arguments["steps"])
+    for step in range(1, steps + 1):
+        report_progress(step, steps, f"step {step} of {steps}")
+    return {"counted": steps, "pid": os.getpid()}

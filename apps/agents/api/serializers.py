@@ -9,7 +9,9 @@ from apps.llm.models import Sensitivity, Tier
 
 
 class AgentSerializer(serializers.ModelSerializer):
-    allowed_endpoints = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    allowed_endpoints: serializers.Field = serializers.SlugRelatedField(
+        slug_field="name", many=True, read_only=True
+    )
 
     class Meta:
         model = Agent

@@ -52,7 +52,9 @@ def _backlog(session: AgentSession, after: int) -> list[dict[str, Any]]:
     return [row_to_wire(row) for row in selectors.event_list_after(session=session, after_id=after)]
 
 
-async def session_events(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def session_events(
+    request: HttpRequest, session_id: uuid.UUID
+) -> HttpResponse | StreamingHttpResponse:
     if request.method != "GET":
         return JsonResponse(error_body("method_not_allowed", "Use GET."), status=405)
     raw_last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"

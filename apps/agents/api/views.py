@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from apps.agents import selectors, services
 from apps.agents.api import serializers as s
 from apps.agents.models import Agent, AgentSession, Turn
-from apps.core.api.views import get_or_404, paginated
+from apps.core.api.views import authenticated_user, get_or_404, paginated
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.llm.models import ModelEndpoint
 from apps.tenants.permissions import (
@@ -130,7 +130,9 @@ class SessionListApi(APIView):
         tenant = request_identity(request).tenant
         agent_id = fields.pop("agent")
         agent = get_or_404(lambda: selectors.agent_get(tenant=tenant, agent_id=agent_id), "agent")
-        session = services.session_create(tenant=tenant, agent=agent, user=request.user, **fields)
+        session = services.session_create(
+            tenant=tenant, agent=agent, user=authenticated_user(request), **fields
+        )
         return Response(s.SessionSerializer(session).data, status=status.HTTP_201_CREATED)
 
 
@@ -204,7 +206,9 @@ class TurnListApi(APIView):
         data = s.TurnCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         turn = services.turn_enqueue(
-            session=session, message=data.validated_data["message"], requested_by=request.user
+            session=session,
+            message=data.validated_data["message"],
+            requested_by=authenticated_user(request),
         )
         return Response(s.TurnSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
 

@@ -14,6 +14,7 @@ read in a re-prompt, so it says what was wrong and where.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -150,6 +151,20 @@ def _describe(errors: Sequence[ValidationError], limit: int = 3) -> str:
     return "; ".join(parts)
 
 
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Validator:
+    """A checked validator per distinct schema, built once per process.
+
+    Checking a schema against its metaschema costs milliseconds; every turn of
+    every agent would otherwise pay it again for the same catalog schemas.
+    """
+    schema = json.loads(schema_json)
+    cls = validator_for(schema, default=Draft202012Validator)
+    # A broken inputSchema is a catalog bug, not the model's fault: fail loudly.
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 class StepParser:
     """Turns a `ModelResponse` into a validated `Step` for one agent's tools.
 
@@ -159,13 +174,10 @@ class StepParser:
 
     def __init__(self, tools: Sequence[ToolSpec], *, json_steps: bool = False) -> None:
         self.json_steps = json_steps
-        self._validators: dict[str, Validator] = {}
-        for tool in tools:
-            schema = _arguments_schema(tool)
-            cls = validator_for(schema, default=Draft202012Validator)
-            # A broken inputSchema is a catalog bug, not the model's fault: fail loudly.
-            cls.check_schema(schema)
-            self._validators[tool.name] = cls(schema)
+        self._validators: dict[str, Validator] = {
+            tool.name: _validator(json.dumps(_arguments_schema(tool), sort_keys=True))
+            for tool in tools
+        }
 
     def parse(self, response: ModelResponse, *, call_id_prefix: str = "call-") -> Step:
         thought = response.text.strip()

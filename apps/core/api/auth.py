@@ -12,9 +12,8 @@ from apps.tenants.identity import Identity
 
 def authenticate_request(request: HttpRequest) -> Identity:
     """The request's Identity, or a DRF APIException (401/403/503) saying why not."""
-    drf_request = Request(
-        request, authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
-    )
+    classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+    drf_request = Request(request, authenticators=[cls() for cls in classes])  # type: ignore[operator]
     identity = drf_request.auth
     if not isinstance(identity, Identity):
         raise NotAuthenticated()

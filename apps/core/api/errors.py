@@ -105,8 +105,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         auth_header = getattr(exc, "auth_header", None)
         if auth_header:
             headers["WWW-Authenticate"] = auth_header
-        if isinstance(exc, drf.Throttled) and exc.wait:
-            headers["Retry-After"] = str(int(exc.wait))
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, drf.Throttled) and wait:
+            headers["Retry-After"] = str(int(wait))
         return Response(error_body(code, message), status=exc.status_code, headers=headers)
 
     logger.exception("unhandled API error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -23,7 +24,13 @@ def get_or_404(fetch: Callable[[], T], what: str) -> T:
         raise NotFound(f"No such {what}.") from exc
 
 
+def authenticated_user(request: Any) -> User | None:
+    """The request's Django user, or None (anonymous, or an API key without a creator)."""
+    user = getattr(request, "user", None)
+    return user if isinstance(user, User) else None
+
+
 def paginated(request: Request, view: Any, queryset: Any, serializer_class: type) -> Response:
     paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
+    page: Any = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)

@@ -70,8 +70,14 @@ def server_command(
     n_ctx: int = DEFAULT_CONTEXT,
     model_alias: str = DEFAULT_MODEL_ALIAS,
     python: str = sys.executable,
+    chat_format: str | None = None,
 ) -> list[str]:
-    """argv that starts llama-cpp-python's OpenAI-compatible server for `gguf_path`."""
+    """argv that starts llama-cpp-python's OpenAI-compatible server for `gguf_path`.
+
+    `chat_format` is needed when the GGUF carries no chat template (Gemma 3's
+    doesn't: without "gemma" llama.cpp falls back to llama-2 prompts).
+    """
+    extra = ["--chat_format", chat_format] if chat_format else []
     return [
         python,
         "-m",
@@ -88,6 +94,7 @@ def server_command(
         str(n_ctx),
         "--interrupt_requests",
         "False",
+        *extra,
     ]
 
 

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.views import authenticated_user, paginated
 from apps.tenants import selectors, services
 from apps.tenants.api import serializers as s
 from apps.tenants.models import ApiKey, Membership
@@ -54,23 +55,14 @@ class TenantApi(APIView):
         return Response(s.TenantSerializer(request_identity(request).tenant).data)
 
 
-class _PaginatedListMixin:
-    def paginate(self, request: Request, queryset: object, serializer_class: type) -> Response:
-        from apps.core.api.pagination import Pagination
-
-        paginator = Pagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)  # type: ignore[arg-type]
-        return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
-
-class MemberListApi(_PaginatedListMixin, APIView):
+class MemberListApi(APIView):
     permission_classes = [IsTenantAdminForWrites]
 
     @extend_schema(responses=s.MembershipSerializer(many=True), summary="List members")
     def get(self, request: Request) -> Response:
         tenant = request_identity(request).tenant
-        return self.paginate(
-            request, selectors.membership_list(tenant=tenant), s.MembershipSerializer
+        return paginated(
+            request, self, selectors.membership_list(tenant=tenant), s.MembershipSerializer
         )
 
     @extend_schema(
@@ -125,13 +117,13 @@ class MemberDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ApiKeyListApi(_PaginatedListMixin, APIView):
+class ApiKeyListApi(APIView):
     permission_classes = [IsTenantAdmin]
 
     @extend_schema(responses=s.ApiKeySerializer(many=True), summary="List API keys")
     def get(self, request: Request) -> Response:
         tenant = request_identity(request).tenant
-        return self.paginate(request, selectors.api_key_list(tenant=tenant), s.ApiKeySerializer)
+        return paginated(request, self, selectors.api_key_list(tenant=tenant), s.ApiKeySerializer)
 
     @extend_schema(
         request=s.ApiKeyCreateSerializer,
@@ -147,7 +139,7 @@ class ApiKeyListApi(_PaginatedListMixin, APIView):
             name=data.validated_data["name"],
             scopes=data.validated_data["scopes"],
             expires_at=data.validated_data.get("expires_at"),
-            created_by=request.user if request.user.is_authenticated else None,
+            created_by=authenticated_user(request),
         )
         body = s.ApiKeySerializer(key).data
         body["key"] = raw

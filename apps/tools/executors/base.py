@@ -14,7 +14,8 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -105,6 +106,25 @@ class ToolOutcome:
     error_message: str | None = None
     attempts: int = 1
     latency_ms: float = 0.0
+
+
+# Progress of a long-running call: (progress, total or None, message or None). Whoever runs the
+# call as a job sets a reporter here; builtins see it through the copied context of their thread,
+# and the MCP executor forwards the server's progress notifications to it. Reporters must not
+# block: they may be called on the MCP pool's event loop.
+ProgressReporter = Callable[[float, float | None, str | None], None]
+progress_reporter: ContextVar[ProgressReporter | None] = ContextVar(
+    "warden_tool_progress", default=None
+)
+
+
+def report_progress(
+    progress: float, total: float | None = None, message: str | None = None
+) -> None:
+    """For builtin tools: report how far a long call has got (a no-op when nobody listens)."""
+    reporter = progress_reporter.get()
+    if reporter is not None:
+        reporter(progress, total, message)
 
 
 class ToolExecutor(Protocol):

@@ -20,7 +20,14 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from mcp_types import CallToolResult
 
-from .base import CallContext, ToolDefinition, ToolDiscoveryError, ToolFailed, ToolOutcome
+from .base import (
+    CallContext,
+    ToolDefinition,
+    ToolDiscoveryError,
+    ToolFailed,
+    ToolOutcome,
+    progress_reporter,
+)
 from .mcp_pool import McpClientPool, McpServerConfig, default_pool
 
 __all__ = [
@@ -174,7 +181,12 @@ class McpExecutor:
     ) -> ToolOutcome:
         config = self._config(tool.server)
         result = self.pool.call_tool(
-            config, tool.call_name, arguments, timeout_s=tool.timeout_s, credential=ctx.credential
+            config,
+            tool.call_name,
+            arguments,
+            timeout_s=tool.timeout_s,
+            credential=ctx.credential,
+            progress=progress_reporter.get(),
         )
         if result.is_error:
             text = result_content(result)

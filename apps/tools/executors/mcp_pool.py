@@ -58,6 +58,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from .base import (
+    ProgressReporter,
     ToolArgumentsInvalid,
     ToolDiscoveryError,
     ToolError,
@@ -406,11 +407,13 @@ class McpClientPool:
         *,
         timeout_s: float,
         credential: str | None = None,
+        progress: ProgressReporter | None = None,
     ) -> CallToolResult:
         """One `tools/call`. Raises a ToolError subclass on failure (an isError result is
-        returned as is; McpExecutor turns it into ToolFailed)."""
+        returned as is; McpExecutor turns it into ToolFailed). `progress` receives the server's
+        progress notifications, on the pool's loop thread (it must not block)."""
         return self._run(
-            self._call(config, name, dict(arguments), timeout_s, credential),
+            self._call(config, name, dict(arguments), timeout_s, credential, progress),
             timeout_s + config.connect_timeout_s + _BACKSTOP_GRACE_S,
         )
 
@@ -564,6 +567,7 @@ class McpClientPool:
         arguments: dict[str, Any],
         timeout_s: float,
         credential: str | None,
+        progress: ProgressReporter | None = None,
     ) -> CallToolResult:
         state = _CallState()
         dedicated = False
@@ -582,9 +586,20 @@ class McpClientPool:
         else:
             conn = await self._connection(config)
         assert conn.client is not None
+        on_progress = None
+        if progress is not None:
+            report = progress
+
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
+                report(progress, total, message)
+
         token = _CALL_STATE.set(state)
         try:
-            return await conn.client.call_tool(name, arguments, read_timeout_seconds=timeout_s)
+            return await conn.client.call_tool(
+                name, arguments, read_timeout_seconds=timeout_s, progress_callback=on_progress
+            )
         except MCPError as exc:
             raise self._mapped(config.key, conn, exc, state) from None
         except ValidationError as exc:

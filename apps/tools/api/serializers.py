@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.core.api.serializers import StrictInputSerializer
+from apps.llm.models import Sensitivity
+from apps.tools.models import McpServer, RiskTier, Tool, Transport
+
+
+class McpServerSerializer(serializers.ModelSerializer):
+    has_auth_secret = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = McpServer
+        fields = [
+            "id",
+            "name",
+            "description",
+            "transport",
+            "command",
+            "args",
+            "env",
+            "url",
+            "auth_header",
+            "auth_env",
+            "has_auth_secret",
+            "credential_header",
+            "credential_env",
+            "connect_timeout_s",
+            "status",
+            "last_discovered_at",
+            "last_error",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class McpServerInputSerializer(StrictInputSerializer):
+    name = serializers.SlugField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True)
+    transport = serializers.ChoiceField(choices=Transport.choices)
+    command = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    args = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    url = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    auth_secret = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="Stored encrypted; never returned. Empty clears it.",
+    )
+    auth_header = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    auth_env = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    credential_header = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    credential_env = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    connect_timeout_s = serializers.FloatField(min_value=0.1, max_value=120, required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class DiscoverInputSerializer(StrictInputSerializer):
+    approve = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Enable new tools at once (a changed tool always waits for approval).",
+    )
+
+
+class DiscoveryResultSerializer(serializers.Serializer):
+    listed = serializers.IntegerField()
+    created = serializers.ListField(child=serializers.CharField())
+    schema_changed = serializers.ListField(child=serializers.CharField())
+    missing = serializers.ListField(child=serializers.CharField())
+    restored = serializers.ListField(child=serializers.CharField())
+    unchanged = serializers.ListField(child=serializers.CharField())
+
+
+class DiscoverResponseSerializer(serializers.Serializer):
+    server = McpServerSerializer()
+    result = DiscoveryResultSerializer()
+
+
+class ToolSerializer(serializers.ModelSerializer):
+    server = serializers.UUIDField(source="server_id", read_only=True, allow_null=True)
+    server_name = serializers.CharField(source="server.name", read_only=True, default=None)
+    available = serializers.BooleanField(source="is_available", read_only=True)
+    pending_approval = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tool
+        fields = [
+            "id",
+            "name",
+            "remote_name",
+            "title",
+            "description",
+            "input_schema",
+            "output_schema",
+            "annotations",
+            "source",
+            "server",
+            "server_name",
+            "wasm_module",
+            "wasm_memory_mb",
+            "risk_tier",
+            "data_sensitivity",
+            "idempotent",
+            "timeout_s",
+            "retry_max_attempts",
+            "retry_base_delay_s",
+            "retry_max_delay_s",
+            "long_running",
+            "enabled",
+            "available",
+            "pending_approval",
+            "schema_hash",
+            "approved_schema_hash",
+            "approved_at",
+            "schema_changed",
+            "missing",
+            "last_seen_at",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_pending_approval(self, tool: Tool) -> bool:
+        return tool.schema_hash != tool.approved_schema_hash
+
+
+class ToolUpdateSerializer(StrictInputSerializer):
+    enabled = serializers.BooleanField(
+        required=False, help_text="true approves the tool's current schema."
+    )
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
+    data_sensitivity = serializers.ChoiceField(choices=Sensitivity.choices, required=False)
+    idempotent = serializers.BooleanField(required=False)
+    timeout_s = serializers.FloatField(min_value=0.01, max_value=3600, required=False)
+    retry_max_attempts = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    retry_base_delay_s = serializers.FloatField(min_value=0, max_value=60, required=False)
+    retry_max_delay_s = serializers.FloatField(min_value=0, max_value=600, required=False)
+    long_running = serializers.BooleanField(required=False)
+    wasm_memory_mb = serializers.IntegerField(min_value=1, max_value=4096, required=False)

@@ -1,0 +1,207 @@
+"""MCP servers and the tool catalog. Members read; operators, admins and owners change.
+
+Discovery that cannot get a usable tool list from the server (unreachable, timed out,
+malformed list) answers 502 with code `discovery_failed` and `details.reason` (the executor's
+code: connect_failed, connect_timeout, timeout, discovery_invalid, …): the request was fine,
+the upstream MCP server was not. The catalog is unchanged and the server's status says why.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.api.errors import error_body
+from apps.core.api.views import authenticated_user, get_or_404, paginated
+from apps.tenants.permissions import IsTenantOperatorForWrites, request_identity
+from apps.tools import selectors, services
+from apps.tools.api.serializers import (
+    DiscoverInputSerializer,
+    DiscoverResponseSerializer,
+    McpServerInputSerializer,
+    McpServerSerializer,
+    ToolSerializer,
+    ToolUpdateSerializer,
+)
+from apps.tools.exceptions import DiscoveryFailed
+from apps.tools.models import McpServer, Tool, ToolSource
+
+
+def _server(request: Request, server_id: uuid.UUID) -> McpServer:
+    tenant = request_identity(request).tenant
+    return get_or_404(
+        lambda: selectors.mcp_server_get(tenant=tenant, server_id=server_id), "MCP server"
+    )
+
+
+def _tool(request: Request, tool_id: uuid.UUID) -> Tool:
+    tenant = request_identity(request).tenant
+    return get_or_404(lambda: selectors.tool_get(tenant=tenant, tool_id=tool_id), "tool")
+
+
+class McpServerListApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    @extend_schema(responses=McpServerSerializer(many=True), summary="List MCP servers")
+    def get(self, request: Request) -> Response:
+        tenant = request_identity(request).tenant
+        return paginated(
+            request, self, selectors.mcp_server_list(tenant=tenant), McpServerSerializer
+        )
+
+    @extend_schema(
+        request=McpServerInputSerializer,
+        responses={201: McpServerSerializer},
+        summary="Register an MCP server",
+    )
+    def post(self, request: Request) -> Response:
+        data = McpServerInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        secret = fields.pop("auth_secret", None)
+        server = services.mcp_server_save(
+            tenant=request_identity(request).tenant, auth_secret=secret, **fields
+        )
+        return Response(McpServerSerializer(server).data, status=status.HTTP_201_CREATED)
+
+
+class McpServerDetailApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    @extend_schema(responses=McpServerSerializer, summary="Get an MCP server")
+    def get(self, request: Request, server_id: uuid.UUID) -> Response:
+        return Response(McpServerSerializer(_server(request, server_id)).data)
+
+    @extend_schema(
+        request=McpServerInputSerializer,
+        responses=McpServerSerializer,
+        summary="Change an MCP server",
+    )
+    def patch(self, request: Request, server_id: uuid.UUID) -> Response:
+        server = _server(request, server_id)
+        data = McpServerInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        secret = fields.pop("auth_secret", None)
+        server = services.mcp_server_save(
+            tenant=server.tenant, server=server, auth_secret=secret, **fields
+        )
+        return Response(McpServerSerializer(server).data)
+
+    @extend_schema(
+        responses={204: None}, summary="Delete an MCP server (and its tools from the catalog)"
+    )
+    def delete(self, request: Request, server_id: uuid.UUID) -> Response:
+        services.mcp_server_delete(server=_server(request, server_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class McpServerDiscoverApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    @extend_schema(
+        request=DiscoverInputSerializer,
+        responses={200: DiscoverResponseSerializer},
+        summary="Discover the server's tools and upsert the catalog",
+        description="New tools arrive disabled unless `approve`; a tool whose schema changed "
+        "since approval is disabled until re-enabled; tools the server no longer lists are "
+        "flagged missing. 502 `discovery_failed` when the server gave no usable tool list.",
+    )
+    def post(self, request: Request, server_id: uuid.UUID) -> Response:
+        server = _server(request, server_id)
+        data = DiscoverInputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        try:
+            result = services.tool_discover(
+                server=server,
+                approve=data.validated_data["approve"],
+                by=authenticated_user(request),
+            )
+        except DiscoveryFailed as exc:
+            return Response(
+                error_body(exc.code, exc.message, exc.details), status=status.HTTP_502_BAD_GATEWAY
+            )
+        server.refresh_from_db()
+        return Response({"server": McpServerSerializer(server).data, "result": result.as_dict()})
+
+
+def _bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValidationError({name: ["Must be true or false."]})
+
+
+class ToolListApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    @extend_schema(
+        responses=ToolSerializer(many=True),
+        summary="List the tool catalog",
+        parameters=[
+            OpenApiParameter("source", str, enum=ToolSource.values),
+            OpenApiParameter("server", uuid.UUID, description="Tools of this MCP server."),
+            OpenApiParameter("enabled", bool),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        tenant = request_identity(request).tenant
+        source = request.query_params.get("source") or None
+        if source is not None and source not in ToolSource.values:
+            raise ValidationError({"source": [f"Must be one of {', '.join(ToolSource.values)}."]})
+        server = None
+        server_id = request.query_params.get("server")
+        if server_id:
+            try:
+                server = _server(request, uuid.UUID(server_id))
+            except ValueError:
+                raise ValidationError({"server": ["Must be a UUID."]}) from None
+        tools = selectors.tool_list(
+            tenant=tenant, source=source, server=server, enabled=_bool_param(request, "enabled")
+        )
+        return paginated(request, self, tools, ToolSerializer)
+
+
+class ToolDetailApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    @extend_schema(responses=ToolSerializer, summary="Get a tool")
+    def get(self, request: Request, tool_id: uuid.UUID) -> Response:
+        return Response(ToolSerializer(_tool(request, tool_id)).data)
+
+    @extend_schema(
+        request=ToolUpdateSerializer,
+        responses=ToolSerializer,
+        summary="Govern a tool (enable = approve its current schema)",
+    )
+    def patch(self, request: Request, tool_id: uuid.UUID) -> Response:
+        tool = _tool(request, tool_id)
+        data = ToolUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        tool = services.tool_update(
+            tool=tool, by=authenticated_user(request), **dict(data.validated_data)
+        )
+        return Response(ToolSerializer(tool).data)
+
+
+class ToolApproveApi(APIView):
+    permission_classes = [IsTenantOperatorForWrites]
+
+    @extend_schema(
+        request=None,
+        responses=ToolSerializer,
+        summary="Approve the tool's current schema and enable it",
+    )
+    def post(self, request: Request, tool_id: uuid.UUID) -> Response:
+        tool = services.tool_approve(tool=_tool(request, tool_id), by=authenticated_user(request))
+        return Response(ToolSerializer(tool).data)

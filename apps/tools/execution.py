@@ -1,0 +1,341 @@
+"""Running catalog tools in a worker: definitions from rows, one guarded executor per process,
+and the ephemeral credential minted for every call.
+
+    tools = resolve_tools(tenant_id=..., names=agent.allowed_tools)
+    outcome = tool_call(tools["get_current_time"], {"timezone": "UTC"}, tenant_id=..., ...)
+
+The executors (apps/tools/executors) are framework-free; this module maps catalog rows onto
+their `ToolDefinition`s, MCP server configs and WASM module specs. Those are looked up by key
+from process-wide maps filled here just before each call, so the executors never touch the
+database and a changed row (a rotated secret, say) is picked up by the next call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from apps.core import crypto
+from apps.tools import selectors
+from apps.tools.builtins import load_builtins
+from apps.tools.credentials import (
+    MAX_CREDENTIAL_TTL_S,
+    CredentialClaims,
+    CredentialRefused,
+    mint_credential,
+    verify_credential,
+)
+from apps.tools.executors.base import CallContext, RetryPolicy, ToolDefinition, ToolOutcome
+from apps.tools.executors.builtin import BuiltinExecutor
+from apps.tools.executors.mcp import McpExecutor, McpServerConfig, default_pool
+from apps.tools.executors.wasm import MIB, WasmExecutor, WasmModuleSpec, shipped_module
+from apps.tools.executors.wrapper import CircuitBreakers, GuardedExecutor, cap_for_model
+from apps.tools.models import McpServer, Tool, ToolSource
+
+logger = logging.getLogger("warden.tools")
+audit = logging.getLogger("warden.audit")
+
+
+@dataclass(frozen=True)
+class ResolvedTool:
+    """A tool an agent may call in this turn, ready to run.
+
+    `resource` is the credential's scope: `mcp:<server name>`, `wasm:<module>` or
+    `builtin:<name>`. `row` is None for a builtin that the catalog does not list.
+    """
+
+    definition: ToolDefinition
+    resource: str
+    long_running: bool = False
+    row: Tool | None = None
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+
+# --------------------------------------------------------------------------- rows → executors
+
+
+def mcp_server_key(server: McpServer) -> str:
+    # Unique across tenants (two tenants may both call a server "git"): the key names the
+    # pooled connection and the circuit breaker.
+    return f"{server.name}@{server.id}"
+
+
+def mcp_server_config(server: McpServer) -> McpServerConfig:
+    """The executor's view of a server row; the only place its auth secret is decrypted.
+
+    Raises ValueError for a configuration the executor refuses and SecretDecryptError when the
+    secret cannot be read with the configured keys.
+    """
+    env = {str(k): str(v) for k, v in (server.env or {}).items()}
+    headers: dict[str, str] = {}
+    if server.auth_secret_encrypted:
+        secret = crypto.decrypt(server.auth_secret_encrypted)
+        if server.transport == "stdio":
+            env[server.auth_env] = secret
+        else:
+            header = server.auth_header or "Authorization"
+            headers[header] = f"Bearer {secret}" if header.lower() == "authorization" else secret
+    return McpServerConfig(
+        key=mcp_server_key(server),
+        transport=server.transport,  # type: ignore[arg-type]
+        command=server.command or None,
+        args=tuple(str(a) for a in (server.args or [])),
+        env=env,
+        url=server.url or None,
+        headers=headers,
+        credential_header=server.credential_header or None,
+        credential_env=server.credential_env or None,
+        connect_timeout_s=server.connect_timeout_s,
+    )
+
+
+def wasm_module_spec(tool: Tool) -> WasmModuleSpec:
+    """The sandbox's view of a WASM tool: its module pinned to the approved bytes."""
+    return shipped_module(
+        tool.wasm_module,
+        sha256=tool.wasm_sha256 or None,
+        memory_limit_bytes=tool.wasm_memory_mb * MIB,
+    )
+
+
+def _wasm_key(tool: Tool) -> str:
+    return f"{tool.wasm_module}@{tool.id}"
+
+
+def credential_resource(tool: Tool) -> str:
+    if tool.source == ToolSource.MCP and tool.server is not None:
+        return f"mcp:{tool.server.name}"
+    if tool.source == ToolSource.WASM:
+        return f"wasm:{tool.wasm_module}"
+    return f"builtin:{tool.remote_name}"
+
+
+def tool_definition(tool: Tool) -> ToolDefinition:
+    """A catalog row as the executors see it. Builtins take their schemas from the code that
+    runs them (the deployment is their source of truth); the catalog governs the rest."""
+    description, input_schema, output_schema = (
+        tool.description,
+        tool.input_schema,
+        tool.output_schema,
+    )
+    if tool.source == ToolSource.BUILTIN:
+        live = load_builtins().get(tool.remote_name)  # KeyError: no longer deployed
+        description, input_schema, output_schema = (
+            live.description,
+            live.input_schema,
+            live.output_schema,
+        )
+        server = tool.remote_name
+    elif tool.source == ToolSource.MCP:
+        assert tool.server is not None
+        server = mcp_server_key(tool.server)
+    else:
+        server = _wasm_key(tool)
+    return ToolDefinition(
+        name=tool.name,
+        description=description,
+        input_schema=input_schema or {"type": "object"},
+        output_schema=output_schema or None,
+        source=tool.source,  # type: ignore[arg-type]
+        server=server,
+        risk_tier=tool.risk_tier,  # type: ignore[arg-type]
+        idempotent=tool.idempotent,
+        timeout_s=tool.timeout_s,
+        retry=RetryPolicy(
+            max_attempts=tool.retry_max_attempts,
+            base_delay_s=tool.retry_base_delay_s,
+            max_delay_s=tool.retry_max_delay_s,
+        ),
+        remote_name=tool.remote_name,
+    )
+
+
+def resolve_tools(*, tenant_id: uuid.UUID, names: Iterable[str]) -> dict[str, ResolvedTool]:
+    """The usable tools among `names`, by name.
+
+    A catalog row decides: a disabled, unapproved, changed or missing tool is not usable, even
+    if a builtin of that name exists. A name the catalog lacks may still be a builtin from the
+    registry (with the registry's own settings).
+    """
+    registry = load_builtins()
+    wanted = list(dict.fromkeys(names))
+    rows = selectors.tools_by_name(tenant_id=tenant_id, names=wanted)
+    resolved: dict[str, ResolvedTool] = {}
+    for name in wanted:
+        row = rows.get(name)
+        if row is not None:
+            if not row.is_available:
+                logger.info("tool not available", extra={"tool": name, "tenant_id": str(tenant_id)})
+                continue
+            try:
+                definition = tool_definition(row)
+            except KeyError:
+                logger.warning("builtin tool is not deployed", extra={"tool": name})
+                continue
+            resolved[name] = ResolvedTool(
+                definition=definition,
+                resource=credential_resource(row),
+                long_running=row.long_running,
+                row=row,
+            )
+        elif name in registry:
+            resolved[name] = ResolvedTool(
+                definition=registry.get(name).definition(), resource=f"builtin:{name}"
+            )
+        else:
+            logger.warning("agent names unknown tool", extra={"tool": name})
+    return resolved
+
+
+# --------------------------------------------------------------------------- the executor
+
+# Filled just before each call; the executors look configs up by key.
+_mcp_configs: dict[str, McpServerConfig] = {}
+_wasm_specs: dict[str, WasmModuleSpec] = {}
+_executor: GuardedExecutor | None = None
+_builtin_executor: BuiltinExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def executor() -> GuardedExecutor:
+    """This process's executor: its circuit breakers and MCP connections outlive a turn."""
+    global _executor, _builtin_executor
+    with _executor_lock:
+        if _executor is None:
+            _builtin_executor = BuiltinExecutor(load_builtins())
+            _executor = GuardedExecutor(
+                {
+                    "mcp": McpExecutor(_mcp_configs.__getitem__),
+                    "wasm": WasmExecutor(_wasm_specs.__getitem__),
+                    "builtin": _builtin_executor,
+                },
+                breakers=CircuitBreakers(
+                    fail_max=settings.WARDEN_TOOL_BREAKER_FAIL_MAX,
+                    reset_timeout_s=settings.WARDEN_TOOL_BREAKER_RESET_SECONDS,
+                ),
+            )
+        return _executor
+
+
+def executor_shutdown() -> None:
+    """Close pooled MCP connections (stopping stdio servers) and the builtin threads."""
+    global _executor, _builtin_executor
+    with _executor_lock:
+        if _builtin_executor is not None:
+            _builtin_executor.shutdown()
+        _executor = _builtin_executor = None
+    default_pool().close()
+
+
+def _forget_executor_in_child() -> None:
+    # The builtin thread pool does not survive a fork (Celery prefork): start over.
+    global _executor, _builtin_executor
+    _executor = _builtin_executor = None
+
+
+os.register_at_fork(after_in_child=_forget_executor_in_child)
+
+
+def failure_outcome(code: str, message: str) -> ToolOutcome:
+    text, _ = cap_for_model(f"Tool call failed ({code}): {message}", 4096)
+    return ToolOutcome(ok=False, error_code=code, error_message=message, model_text=text)
+
+
+def outcome_error_text(outcome: ToolOutcome) -> str:
+    """What the model and the event stream are told: the stable code, then the reason."""
+    return f"{outcome.error_code}: {outcome.error_message}"
+
+
+def tool_call(
+    tool: ResolvedTool,
+    arguments: Mapping[str, Any],
+    *,
+    tenant_id: str,
+    session_id: str,
+    turn_id: str,
+    idempotency_key: str,
+) -> ToolOutcome:
+    """Run one call: validated, timed out, retried and capped by the guarded executor, with a
+    fresh credential scoped to this tenant, session, tool and resource."""
+    row = tool.row
+    try:
+        if row is not None and row.source == ToolSource.MCP and row.server is not None:
+            _mcp_configs[tool.definition.server] = mcp_server_config(row.server)
+        elif row is not None and row.source == ToolSource.WASM:
+            _wasm_specs[tool.definition.server] = wasm_module_spec(row)
+    except (ValueError, LookupError, crypto.SecretDecryptError) as exc:
+        logger.warning("tool misconfigured", extra={"tool": tool.name, "error": str(exc)})
+        return failure_outcome("tool_misconfigured", str(exc))
+    credential = credential_mint(
+        tenant_id=tenant_id,
+        session_id=session_id,
+        tool=tool.definition.call_name,
+        resource=tool.resource,
+    )
+    ctx = CallContext(
+        tenant_id=tenant_id,
+        session_id=session_id,
+        turn_id=turn_id,
+        idempotency_key=idempotency_key,
+        credential=credential,
+    )
+    return executor().execute(tool.definition, arguments, ctx=ctx)
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def credential_signing_key() -> str:
+    """`WARDEN_TOOL_CREDENTIAL_KEY`, or a key derived from SECRET_KEY (never SECRET_KEY itself)."""
+    configured: str = settings.WARDEN_TOOL_CREDENTIAL_KEY
+    if configured:
+        return configured
+    return hashlib.sha256(f"warden-tool-credential:{settings.SECRET_KEY}".encode()).hexdigest()
+
+
+def credential_mint(*, tenant_id: str, session_id: str, tool: str, resource: str) -> str:
+    ttl = min(int(settings.WARDEN_TOOL_CREDENTIAL_TTL_SECONDS), MAX_CREDENTIAL_TTL_S)
+    return mint_credential(
+        signing_key=credential_signing_key(),
+        tenant_id=tenant_id,
+        session_id=session_id,
+        tool=tool,
+        resource=resource,
+        ttl_s=ttl,
+    )
+
+
+def credential_check(*, token: str, tenant_id: str, tool: str, resource: str) -> CredentialClaims:
+    """Verify a credential presented back to the platform; a refusal is audited (the reason
+    and the token's id, never the token) and re-raised as CredentialRefused."""
+    try:
+        return verify_credential(
+            token,
+            signing_key=credential_signing_key(),
+            tenant_id=tenant_id,
+            tool=tool,
+            resource=resource,
+        )
+    except CredentialRefused as exc:
+        audit.warning(
+            "tool credential refused",
+            extra={
+                "reason": exc.reason,
+                "jti": exc.jti,
+                "tenant_id": tenant_id,
+                "tool": tool,
+                "resource": resource,
+            },
+        )
+        raise
