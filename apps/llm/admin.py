@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from apps.core.exceptions import WardenError
 from apps.llm import services
-from apps.llm.models import ModelEndpoint
+from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint
 from apps.tenants.admin_scoping import TenantScopedAdmin
 
 
@@ -22,24 +22,7 @@ class EndpointForm(forms.ModelForm):
 
     class Meta:
         model = ModelEndpoint
-        fields = [
-            "tenant",
-            "name",
-            "provider",
-            "model",
-            "base_url",
-            "tier",
-            "context_window",
-            "supports_tools",
-            "supports_json_schema",
-            "allowed_sensitivities",
-            "price_input_per_mtok",
-            "price_output_per_mtok",
-            "timeout_s",
-            "priority",
-            "options",
-            "is_active",
-        ]
+        fields = ["tenant", *ENDPOINT_EDITABLE_FIELDS]
 
 
 @admin.register(ModelEndpoint)

@@ -31,6 +31,26 @@ def default_sensitivities() -> list[str]:
     return [Sensitivity.PUBLIC, Sensitivity.INTERNAL]
 
 
+# What operators may set on an endpoint (the API key is separate: it is write-only).
+ENDPOINT_EDITABLE_FIELDS: tuple[str, ...] = (
+    "name",
+    "provider",
+    "model",
+    "base_url",
+    "tier",
+    "context_window",
+    "supports_tools",
+    "supports_json_schema",
+    "allowed_sensitivities",
+    "price_input_per_mtok",
+    "price_output_per_mtok",
+    "timeout_s",
+    "priority",
+    "options",
+    "is_active",
+)
+
+
 class ModelEndpoint(TenantOwned):
     """One model behind one provider, with what the router needs to choose it.
 

@@ -12,28 +12,12 @@ from django.db import IntegrityError, transaction
 from apps.core import crypto
 from apps.core.exceptions import Conflict
 from apps.llm.exceptions import EndpointInvalid
-from apps.llm.models import ModelEndpoint, Sensitivity
+from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint, Sensitivity
 from apps.llm.providers.base import EndpointConfig
 from apps.llm.router import ModelRouter
 from apps.tenants.models import Tenant
 
-_EDITABLE = {
-    "name",
-    "provider",
-    "model",
-    "base_url",
-    "tier",
-    "context_window",
-    "supports_tools",
-    "supports_json_schema",
-    "allowed_sensitivities",
-    "price_input_per_mtok",
-    "price_output_per_mtok",
-    "timeout_s",
-    "priority",
-    "options",
-    "is_active",
-}
+_EDITABLE = frozenset(ENDPOINT_EDITABLE_FIELDS)
 
 
 def _validate(endpoint: ModelEndpoint) -> None:

@@ -205,3 +205,43 @@ def test_confidential_session_refuses_endpoints_not_marked_for_it(world: World) 
     assert turn.outcome == "provider_error"
     assert "confidential" in turn.detail
     assert turn.final_answer == ""
+
+
+def test_repeated_malformed_output_escalates_to_the_large_tier(world: World) -> None:
+    from apps.llm.services import endpoint_save
+
+    small = endpoint_save(
+        tenant=world.tenant_a,
+        name="small-sloppy",
+        provider="scripted",
+        model="s",
+        tier="small",
+        options={"script": [{"tool": "calculator", "raw_arguments": "{bad"}] * 4},
+    )
+    large = endpoint_save(
+        tenant=world.tenant_a,
+        name="large-careful",
+        provider="scripted",
+        model="l",
+        tier="large",
+        options={"script": [{"final": "the large model answered"}] * 4},
+    )
+    agent = services.agent_save(
+        tenant=world.tenant_a,
+        name="E",
+        slug="escalate",
+        model_tier="small",
+        allowed_tools=["calculator"],
+        allowed_endpoints=[small, large],
+    )
+    session = make_session(agent)
+    turn = services.turn_enqueue(session=session, message="2+2?")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+    assert turn.final_answer == "the large model answered"
+    called = [
+        e.payload["endpoint"]
+        for e in SessionEvent.objects.filter(session=session, type="model.called").order_by("id")
+    ]
+    assert called == ["small-sloppy", "small-sloppy", "large-careful"]

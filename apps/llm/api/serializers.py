@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.core.api.serializers import StrictInputSerializer
-from apps.llm.models import ModelEndpoint, ProviderKind, Sensitivity, Tier
+from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint, ProviderKind, Sensitivity, Tier
 
 
 class EndpointSerializer(serializers.ModelSerializer):
@@ -11,27 +11,7 @@ class EndpointSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelEndpoint
-        fields = [
-            "id",
-            "name",
-            "provider",
-            "model",
-            "base_url",
-            "tier",
-            "context_window",
-            "supports_tools",
-            "supports_json_schema",
-            "allowed_sensitivities",
-            "price_input_per_mtok",
-            "price_output_per_mtok",
-            "timeout_s",
-            "priority",
-            "options",
-            "is_active",
-            "has_api_key",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *ENDPOINT_EDITABLE_FIELDS, "has_api_key", "created_at", "updated_at"]
 
 
 class EndpointInputSerializer(StrictInputSerializer):

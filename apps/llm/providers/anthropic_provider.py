@@ -24,6 +24,7 @@ from apps.llm.providers.base import (
     TokenSinkError,
     effective_timeout,
     guard_sink,
+    map_sdk_error,
 )
 from apps.llm.types import (
     Message,
@@ -98,23 +99,8 @@ def to_anthropic_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
 
 
 def map_anthropic_error(endpoint: EndpointConfig, exc: Exception) -> ProviderError:
-    where = f"endpoint {endpoint.name!r}"
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderTimeout(f"{where}: timed out")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderUnavailable(f"{where}: connection failed ({type(exc.__cause__).__name__})")
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        detail = str(exc.message)[:_ERROR_BODY_CHARS]
-        if status == 408:
-            return ProviderTimeout(f"{where}: HTTP 408 {detail}")
-        # 529 "overloaded" is >= 500 too.
-        if status == 429 or status >= 500:
-            return ProviderUnavailable(f"{where}: HTTP {status} {detail}")
-        return ProviderError(f"{where}: HTTP {status} {detail}", retryable=False)
-    if isinstance(exc, anthropic.APIError):
-        return ProviderUnavailable(f"{where}: bad response ({str(exc)[:_ERROR_BODY_CHARS]})")
-    return ProviderUnavailable(f"{where}: unreadable response ({type(exc).__name__}: {exc})")
+    """SDK exception → the router's error vocabulary."""
+    return map_sdk_error(endpoint, exc, anthropic)
 
 
 class AnthropicProvider:

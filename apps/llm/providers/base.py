@@ -15,6 +15,8 @@ from apps.llm.types import MalformedOutput as MalformedOutput  # re-exported
 from apps.llm.types import (
     ModelRequest,
     ModelResponse,
+    ProviderError,
+    ProviderTimeout,
     ProviderUnavailable,
     Usage,
 )
@@ -133,3 +135,32 @@ def guard_sink(on_token: TokenCallback) -> TokenCallback:
 def effective_timeout(endpoint: EndpointConfig, request: ModelRequest) -> float:
     """The tighter of the endpoint's and the request's timeout."""
     return min(endpoint.timeout_s, request.timeout_s)
+
+
+_ERROR_DETAIL_CHARS = 300
+
+
+def map_sdk_error(endpoint: EndpointConfig, exc: Exception, sdk: Any) -> ProviderError:
+    """An official SDK's exception → the router's error vocabulary.
+
+    The `openai` and `anthropic` SDKs are generated from one template and share
+    their exception classes' names and shapes, so one mapping serves both.
+    """
+    where = f"endpoint {endpoint.name!r}"
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderTimeout(f"{where}: timed out")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderUnavailable(f"{where}: connection failed ({type(exc.__cause__).__name__})")
+    if isinstance(exc, sdk.APIStatusError):
+        status = exc.status_code
+        detail = str(exc.message)[:_ERROR_DETAIL_CHARS]
+        if status == 408:
+            return ProviderTimeout(f"{where}: HTTP 408 {detail}")
+        # 429 is a rate limit; 5xx includes Anthropic's 529 "overloaded".
+        if status == 429 or status >= 500:
+            return ProviderUnavailable(f"{where}: HTTP {status} {detail}")
+        return ProviderError(f"{where}: HTTP {status} {detail}", retryable=False)
+    if isinstance(exc, sdk.APIError):
+        # A malformed body or an error event inside a stream: the endpoint is sick.
+        return ProviderUnavailable(f"{where}: bad response ({str(exc)[:_ERROR_DETAIL_CHARS]})")
+    return ProviderUnavailable(f"{where}: unreadable response ({type(exc).__name__}: {exc})")

@@ -26,6 +26,7 @@ from apps.llm.providers.base import (
     TokenSinkError,
     effective_timeout,
     guard_sink,
+    map_sdk_error,
 )
 from apps.llm.types import (
     Message,
@@ -190,23 +191,7 @@ def build_response(
 
 def map_openai_error(endpoint: EndpointConfig, exc: Exception) -> ProviderError:
     """SDK exception → the router's error vocabulary."""
-    where = f"endpoint {endpoint.name!r}"
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderTimeout(f"{where}: timed out")
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderUnavailable(f"{where}: connection failed ({type(exc.__cause__).__name__})")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        detail = str(exc.message)[:_ERROR_BODY_CHARS]
-        if status == 408:
-            return ProviderTimeout(f"{where}: HTTP 408 {detail}")
-        if status == 429 or status >= 500:
-            return ProviderUnavailable(f"{where}: HTTP {status} {detail}")
-        return ProviderError(f"{where}: HTTP {status} {detail}", retryable=False)
-    if isinstance(exc, openai.APIError):
-        # A malformed body or an error event inside a stream: the endpoint is sick.
-        return ProviderUnavailable(f"{where}: bad response ({str(exc)[:_ERROR_BODY_CHARS]})")
-    return ProviderUnavailable(f"{where}: unreadable response ({type(exc).__name__}: {exc})")
+    return map_sdk_error(endpoint, exc, openai)
 
 
 class OpenAICompatProvider:

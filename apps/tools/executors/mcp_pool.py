@@ -294,6 +294,8 @@ class _Connection:
         except TimeoutError:
             # Stuck in the handshake, where the stop event is not awaited: cancel instead.
             await self.close(cancel=True)
+            if self._ready.done() and not self._ready.cancelled():
+                self._ready.exception()  # retrieved: we report the timeout instead
             raise ToolUnavailable(
                 f"connecting to MCP server {self.config.key} timed out after "
                 f"{self.config.connect_timeout_s:g}s",
