@@ -245,3 +245,28 @@ def test_repeated_malformed_output_escalates_to_the_large_tier(world: World) -> 
         for e in SessionEvent.objects.filter(session=session, type="model.called").order_by("id")
     ]
     assert called == ["small-sloppy", "small-sloppy", "large-careful"]
+
+
+def test_recovery_redispatches_orphaned_and_lost_turns_only(
+    world: World, two_tool_agent: Agent, no_dispatch: list[str]
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.agents.models import Turn
+
+    session = make_session(two_tool_agent)
+    orphaned = services.turn_enqueue(session=make_session(two_tool_agent), message="lost worker")
+    lost = services.turn_enqueue(session=session, message="lost dispatch")
+    fresh = services.turn_enqueue(session=make_session(two_tool_agent), message="just queued")
+    long_ago = timezone.now() - timedelta(hours=1)
+    Turn.objects.filter(id=orphaned.id).update(status=TurnStatus.RUNNING, heartbeat_at=long_ago)
+    Turn.objects.filter(id=lost.id).update(created_at=long_ago)
+    no_dispatch.clear()
+
+    assert orchestrator.turns_recover() == 2
+    assert sorted(no_dispatch) == sorted([str(orphaned.id), str(lost.id)])
+    assert str(fresh.id) not in no_dispatch
+    # The orphaned turn resumes when its task runs again.
+    assert orchestrator.turn_execute(turn_id=orphaned.id) == "completed"
