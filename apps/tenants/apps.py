@@ -5,3 +5,6 @@ class TenantsConfig(AppConfig):
     name = "apps.tenants"
     label = "tenants"
     verbose_name = "Tenants and identity"
+
+    def ready(self) -> None:
+        from apps.tenants import schema  # noqa: F401  (registers the OpenAPI auth schemes)

@@ -29,10 +29,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "API key or OIDC JWT"}
-        }
+    "ENUM_NAME_OVERRIDES": {
+        "SensitivityEnum": "apps.llm.models.Sensitivity",
+        "TierEnum": "apps.llm.models.Tier",
     },
-    "SECURITY": [{"bearerAuth": []}],
 }

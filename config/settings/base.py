@@ -3,6 +3,8 @@ of this file so that dev/test/prod only state what differs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from config.env import env_bool, env_int, env_list, env_str
 from config.settings.paths import BASE_DIR, VAR_DIR
 
@@ -33,6 +35,9 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.ApiBodySizeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the console's static files from daphne too (no separate web server needed);
+    # in DEBUG straight from the apps, in production from collectstatic's STATIC_ROOT.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -71,7 +76,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT: Path | None = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Request bodies above this size are refused with 413 before they are read.

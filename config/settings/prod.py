@@ -1,6 +1,6 @@
 """Production: everything comes from the environment; missing secrets are fatal."""
 
-from config.env import ConfigError, env_bool
+from config.env import ConfigError, env_bool, env_int
 from config.settings.base import *  # noqa: F403
 
 if not SECRET_KEY:  # noqa: F405
@@ -12,3 +12,6 @@ DEBUG = False
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TLS usually ends at the load balancer; turn these on when this process sees HTTPS.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)

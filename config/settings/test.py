@@ -30,3 +30,9 @@ ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
 WARDEN_TOOL_MODULES = ["tests.agents.tools"]
 # The tests start their own MCP servers (python scripts); production keeps the default.
 WARDEN_MCP_STDIO_COMMANDS = ["*"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = None  # served from the apps (finders); nothing is collected in tests

@@ -38,6 +38,7 @@ from apps.llm.types import (
     MalformedOutput,
     Message,
     ModelRequest,
+    ModelResponse,
     ProviderError,
     ToolCall,
     ToolSpec,
@@ -296,10 +297,10 @@ class _Turn:
         unusable = ""  # the provider's reason when the output could not even be parsed
         try:
             response = self.model.complete(request)
-            usage = response.usage
+            usage = reported_or_estimated_usage(request, response)
         except MalformedOutput as exc:
             response, unusable = exc.response, str(exc)
-            usage = response.usage
+            usage = reported_or_estimated_usage(request, response)
         except ProviderError as exc:
             failure = exc
         finally:
@@ -660,6 +661,23 @@ def build_messages(
         system = f"{system}\n\n{render_tool_instructions(tools)}".strip()
     messages = [Message(role="system", content=system)] if system else []
     return [*messages, *history, Message(role="user", content=user_message)]
+
+
+def reported_or_estimated_usage(request: ModelRequest, response: ModelResponse) -> Usage:
+    """The provider's usage, or an estimate when it reported none.
+
+    Some servers (llama.cpp while streaming) send no usage at all; a budget that
+    took that as "free" would never stop such a model, so we count 4 characters
+    a token instead.
+    """
+    if response.usage.input_tokens or response.usage.output_tokens:
+        return response.usage
+    produced = response.raw_text or response.text
+    produced += "".join(json.dumps(c.arguments) + c.name for c in response.tool_calls)
+    return Usage(
+        input_tokens=max(1, estimate_tokens(request) - request.max_output_tokens),
+        output_tokens=max(1, len(produced) // 4),
+    )
 
 
 def estimate_tokens(request: ModelRequest) -> int:

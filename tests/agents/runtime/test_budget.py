@@ -85,3 +85,18 @@ def test_budget_port_raising_is_the_only_refusal():
     assert outcome.status == "budget_exceeded"
     assert outcome.detail == "session budget of 40000 tokens used up"
     assert model.requests == []
+
+
+def test_a_model_that_reports_no_usage_is_still_charged() -> None:
+    from apps.agents.runtime.loop import run_turn
+    from apps.agents.runtime.memory import DictTools, FixedBudget, ScriptedModel
+    from apps.llm.types import ModelResponse
+
+    budget = FixedBudget(10_000)
+    model = ScriptedModel([ModelResponse(text="Here is a long enough final answer.")])
+    outcome = run_turn(
+        turn_id="t", user_message="hello there", model=model, tools=DictTools(), budget=budget
+    )
+    assert outcome.status == "completed"
+    assert outcome.usage.input_tokens > 0 and outcome.usage.output_tokens > 0
+    assert budget.spent == outcome.usage.input_tokens + outcome.usage.output_tokens
