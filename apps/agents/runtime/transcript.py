@@ -1,0 +1,99 @@
+"""The transcript: how checkpointed records become messages again, and token estimates.
+
+Pure functions over the loop's records and the model contract; the loop uses
+them for live steps and replays alike, which is what keeps a resumed turn's
+history identical to the one the crashed run had.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from apps.llm.types import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+
+from .ports import StepRecord
+from .steps import Step, render_tool_instructions
+
+
+def build_messages(
+    *,
+    system_prompt: str,
+    history: Sequence[Message],
+    user_message: str,
+    tools: Sequence[ToolSpec],
+    json_steps: bool,
+) -> list[Message]:
+    system = system_prompt
+    if json_steps:
+        system = f"{system}\n\n{render_tool_instructions(tools)}".strip()
+    messages = [Message(role="system", content=system)] if system else []
+    return [*messages, *history, Message(role="user", content=user_message)]
+
+
+def reported_or_estimated_usage(request: ModelRequest, response: ModelResponse) -> Usage:
+    """The provider's usage, or an estimate when it reported none.
+
+    Some servers (llama.cpp while streaming) send no usage at all; a budget that
+    took that as "free" would never stop such a model, so we count 4 characters
+    a token instead.
+    """
+    if response.usage.input_tokens or response.usage.output_tokens:
+        return response.usage
+    produced = response.raw_text or response.text
+    produced += "".join(json.dumps(c.arguments) + c.name for c in response.tool_calls)
+    return Usage(
+        input_tokens=max(1, estimate_tokens(request) - request.max_output_tokens),
+        output_tokens=max(1, len(produced) // 4),
+    )
+
+
+def estimate_tokens(request: ModelRequest) -> int:
+    """A deliberately rough upper-ish bound (4 characters a token) plus the full
+    output allowance: good enough to reserve against; settle corrects it."""
+    chars = sum(
+        len(m.content) + sum(len(json.dumps(c.arguments)) + len(c.name) for c in m.tool_calls)
+        for m in request.messages
+    )
+    if request.tools:
+        chars += len(json.dumps([asdict(spec) for spec in request.tools]))
+    if request.response_schema:
+        chars += len(json.dumps(request.response_schema))
+    return chars // 4 + request.max_output_tokens
+
+
+def step_from_record(record: StepRecord) -> Step:
+    return Step(
+        thought=record.scratchpad.get("thought", ""),
+        rationale=record.outputs["rationale"],
+        tool_calls=tuple(ToolCall(**call) for call in record.outputs["tool_calls"]),
+        final_answer=record.outputs["final_answer"],
+    )
+
+
+def assistant_message(record: StepRecord) -> Message:
+    """The model's accepted reply as it goes into the history (live and replayed alike)."""
+    text = record.scratchpad.get("text", "")
+    if record.outputs["native"]:
+        calls = tuple(ToolCall(**call) for call in record.outputs["tool_calls"])
+        return Message(role="assistant", content=text, tool_calls=calls)
+    return Message(role="assistant", content=text)
+
+
+def malformed_reply(record: StepRecord) -> str:
+    """What the model said in a rejected attempt, echoed back so it can correct it.
+    Invalid native tool calls are echoed as JSON text: sent as real tool calls
+    they would need tool results the loop never produced."""
+    text = record.scratchpad.get("text", "")
+    attempted = record.outputs.get("attempted_calls") or []
+    if attempted:
+        calls = [{"tool": c["name"], "arguments": c["arguments"]} for c in attempted]
+        text = f"{text}\n{json.dumps(calls)}".strip()
+    return text or "(empty reply)"
+
+
+def jsonable(value: Any) -> Any:
+    """Tool output as plain JSON, so it can be checkpointed and replayed."""
+    return json.loads(json.dumps(value, default=str))
