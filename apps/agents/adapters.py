@@ -246,21 +246,18 @@ class Toolbox:
     """The tools an agent may call: its allowed names resolved against the tenant's catalog
     (a builtin the catalog does not list still resolves from the registry; a disabled row
     always wins), run through this process's GuardedExecutor with a credential minted for
-    each call. Long-running tools go to a job of their own (ToolJobPending).
-
-    Resolution needs the turn (tenant, session); CancellableToolbox binds it.
+    each call. Long-running tools go to a job of their own (ToolJobPending). Every call
+    first checks whether the turn was cancelled.
     """
 
-    def __init__(self, names: Sequence[str], *, turn: Turn | None = None) -> None:
+    def __init__(self, names: Sequence[str], *, turn: Turn) -> None:
         self.names = list(names)
         self.turn = turn
         self._tools: dict[str, ResolvedTool] | None = None
 
     @property
     def tools(self) -> dict[str, ResolvedTool]:
-        if self._tools is None:
-            if self.turn is None:
-                raise RuntimeError("the toolbox needs its turn to resolve the catalog")
+        if self._tools is None:  # resolved once per turn, on first use
             self._tools = resolve_tools(tenant_id=self.turn.tenant_id, names=self.names)
         return self._tools
 
@@ -279,9 +276,10 @@ class Toolbox:
         return bool(tool and tool.definition.idempotent)
 
     def execute(self, call: ToolCall, *, ctx: StepContext) -> ToolResult:
+        _check_cancelled(self.turn)
         tool = self.tools.get(call.name)
         turn = self.turn
-        if tool is None or turn is None:
+        if tool is None:
             return ToolResult(
                 ok=False, error=f"tool_unavailable: tool {call.name!r} is not available"
             )
@@ -309,25 +307,6 @@ class Toolbox:
             },
         )
         return outcome_to_result(outcome)
-
-
-class CancellableToolbox:
-    """Binds the toolbox to its turn and checks for cancellation before every tool call."""
-
-    def __init__(self, inner: Toolbox, turn: Turn) -> None:
-        if inner.turn is None:
-            inner.turn = turn
-        self.inner, self.turn = inner, turn
-
-    def list_specs(self) -> Sequence[ToolSpec]:
-        return self.inner.list_specs()
-
-    def is_idempotent(self, name: str) -> bool:
-        return self.inner.is_idempotent(name)
-
-    def execute(self, call: ToolCall, *, ctx: StepContext) -> ToolResult:
-        _check_cancelled(self.turn)
-        return self.inner.execute(call, ctx=ctx)
 
 
 # --------------------------------------------------------------------------- budget

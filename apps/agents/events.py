@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-from django.db import transaction
-
 from apps.agents.models import AgentSession, SessionEvent, Turn
-from apps.core.events import publish_now
+from apps.core.events import publish_now, publish_on_commit
 
 EventType = Literal[
     "turn.accepted",
@@ -31,27 +29,6 @@ EventType = Literal[
     "policy.denied",
     "error",
 ]
-
-# What the loop emits, mapped onto the stream's event types. Anything else the
-# loop emits is stored under its own name.
-DURABLE_EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "turn.accepted",
-        "turn.started",
-        "turn.waiting",
-        "turn.completed",
-        "turn.failed",
-        "turn.cancelled",
-        "step.rationale",
-        "step.malformed",
-        "model.called",
-        "tool.call",
-        "tool.result",
-        "tool.progress",
-        "policy.denied",
-        "error",
-    }
-)
 
 
 class StreamMessage(TypedDict):
@@ -91,7 +68,7 @@ def event_record(
         "turn": str(turn.id) if turn else None,
         "data": data,
     }
-    transaction.on_commit(lambda: publish_now(session_group(session.id), dict(message)))
+    publish_on_commit(session_group(session.id), dict(message))
     return row
 
 

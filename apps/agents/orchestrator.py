@@ -23,7 +23,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.agents.adapters import (
-    CancellableToolbox,
     DbCheckpointStore,
     DbEventSink,
     RouterModelPort,
@@ -41,6 +40,7 @@ from apps.agents.models import (
 )
 from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
 from apps.agents.services import turn_dispatch, turn_dispatch_next
+from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
 from apps.llm.types import Message
 
@@ -134,25 +134,27 @@ def _run_locked(turn: Turn) -> str:
     turn.refresh_from_db()
     events = DbEventSink(session, turn)
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
+    # One router for the turn (built from the tenant's endpoints, cached per process).
+    router = router_for_tenant(tenant_id=turn.tenant_id)
     config = LoopConfig(
         max_steps=agent.max_steps,
         max_reprompts=settings.WARDEN_MAX_REPROMPTS,
         max_output_tokens=min(1024, agent.max_output_tokens_per_turn),
         min_output_tokens=min(128, agent.max_output_tokens_per_turn),
-        json_steps=_json_steps(turn, allowed),
+        json_steps=_json_steps(router, turn, allowed),
     )
     try:
         outcome = run_turn(
             turn_id=str(turn.id),
             user_message=turn.user_message,
             model=RouterModelPort(
-                router=router_for_tenant(tenant_id=turn.tenant_id),
+                router=router,
                 turn=turn,
                 tier=agent.model_tier,
                 sensitivity=session.data_sensitivity,
                 allowed=allowed,
             ),
-            tools=CancellableToolbox(Toolbox(agent.allowed_tools), turn),
+            tools=Toolbox(agent.allowed_tools, turn=turn),
             system_prompt=agent.system_prompt,
             history=history_for(turn),
             budget=SessionTokenBudget(
@@ -208,19 +210,17 @@ def _run_locked(turn: Turn) -> str:
     return outcome.status
 
 
-def _json_steps(turn: Turn, allowed: list[str] | None) -> bool:
-    """Native tool calls when the agent's first eligible endpoint has them, else JSON steps.
+def _json_steps(router: ModelRouter, turn: Turn, allowed: list[str] | None) -> bool:
+    """Native tool calls when the router's first choice has them, else JSON steps.
 
     Fixed for the whole turn so a failover never changes the step format mid-turn.
     """
-    router = router_for_tenant(tenant_id=turn.tenant_id)
-    tier = turn.session.agent.model_tier
-    for endpoint in router.endpoints:
-        if allowed and endpoint.name not in allowed:
-            continue
-        if endpoint.tier == tier and endpoint.allows(turn.session.data_sensitivity):
-            return not endpoint.supports_tools
-    return False
+    first = router.first_choice(
+        tier=turn.session.agent.model_tier,  # type: ignore[arg-type]
+        sensitivity=turn.session.data_sensitivity,
+        allowed=allowed,
+    )
+    return first is not None and not first.supports_tools
 
 
 def _record_outcome(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, Any]]) -> None:

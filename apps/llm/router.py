@@ -237,6 +237,13 @@ class ModelRouter:
             f"all eligible model endpoints failed: {summary}", attempts=attempts
         ) from attempts[-1].error
 
+    def first_choice(
+        self, *, tier: Tier, sensitivity: str, allowed: Collection[str] | None = None
+    ) -> EndpointConfig | None:
+        """The endpoint a request without tools would try first (None if none is eligible)."""
+        candidates, _ = self._eligible(ModelRequest(messages=()), tier, sensitivity, allowed)
+        return candidates[0][0] if candidates else None
+
     def cost(self, endpoint: str | EndpointConfig, usage: Usage) -> Decimal:
         """Price of `usage` on an endpoint (by name or config)."""
         config = self._by_name[endpoint] if isinstance(endpoint, str) else endpoint

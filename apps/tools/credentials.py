@@ -10,68 +10,44 @@ the tool server in a header or an environment variable; the model never sees it.
 (or the platform, on the way back in) verifies it with `verify_credential`, which says exactly
 why a token is refused so the refusal can be audited.
 
-Framework-free: no Django imports; the integrator passes keys from settings.
+Framework-free: no Django settings are read here; the integrator passes keys from settings.
+The Fernet functions live in `apps.core.crypto` (re-exported here).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jwt
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from apps.core.crypto import (  # re-exported: secrets at rest live in core
+    Key,
+    SecretDecryptionError,
+    decrypt_secret,
+    encrypt_secret,
+    generate_secret_key,
+    rotate_secret,
+)
 
 MAX_CREDENTIAL_TTL_S = 300
 ISSUER = "warden"
 _ALGORITHM = "HS256"
 _MIN_SIGNING_KEY_BYTES = 32
 
-Key = str | bytes
+__all__ = [
+    "Key",
+    "SecretDecryptionError",
+    "decrypt_secret",
+    "encrypt_secret",
+    "generate_secret_key",
+    "rotate_secret",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Secrets at rest
-
-
-class SecretDecryptionError(Exception):
-    """The ciphertext was not made by any of the given keys, or was tampered with."""
-
-
-def generate_secret_key() -> str:
-    """A new Fernet key (url-safe base64 text), for settings."""
-    return Fernet.generate_key().decode()
-
-
-def _fernet(keys: Key | Sequence[Key]) -> MultiFernet:
-    if isinstance(keys, str | bytes):
-        keys = [keys]
-    if not keys:
-        raise ValueError("at least one encryption key is required")
-    return MultiFernet([Fernet(k) for k in keys])
-
-
-def encrypt_secret(plaintext: str, key: Key | Sequence[Key]) -> str:
-    """Encrypt under `key` (or the first of a newest-first list of keys)."""
-    return _fernet(key).encrypt(plaintext.encode()).decode()
-
-
-def decrypt_secret(token: str, key: Key | Sequence[Key]) -> str:
-    """Decrypt with `key` or any key of the list."""
-    try:
-        return _fernet(key).decrypt(token.encode()).decode()
-    except InvalidToken:
-        # Never include the token: it is the secret's ciphertext, and logs keep it forever.
-        raise SecretDecryptionError("secret cannot be decrypted with the configured keys") from None
-
-
-def rotate_secret(token: str, keys: Sequence[Key]) -> str:
-    """Re-encrypt a stored secret under the newest key (keys[0]); older keys may then retire."""
-    try:
-        return _fernet(keys).rotate(token.encode()).decode()
-    except InvalidToken:
-        raise SecretDecryptionError("secret cannot be decrypted with the configured keys") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def mcp_server_key(server: McpServer) -> str:
 def mcp_server_config(server: McpServer) -> McpServerConfig:
     """The executor's view of a server row; the only place its auth secret is decrypted.
 
-    Raises ValueError for a configuration the executor refuses and SecretDecryptError when the
+    Raises ValueError for a configuration the executor refuses and SecretDecryptionError when the
     secret cannot be read with the configured keys.
     """
     env = {str(k): str(v) for k, v in (server.env or {}).items()}
@@ -274,7 +274,7 @@ def tool_call(
             _mcp_configs[tool.definition.server] = mcp_server_config(row.server)
         elif row is not None and row.source == ToolSource.WASM:
             _wasm_specs[tool.definition.server] = wasm_module_spec(row)
-    except (ValueError, LookupError, crypto.SecretDecryptError) as exc:
+    except (ValueError, LookupError, crypto.SecretDecryptionError) as exc:
         logger.warning("tool misconfigured", extra={"tool": tool.name, "error": str(exc)})
         return failure_outcome("tool_misconfigured", str(exc))
     credential = credential_mint(

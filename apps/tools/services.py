@@ -208,7 +208,7 @@ def tool_discover(
     """
     try:
         config = mcp_server_config(server)
-    except (ValueError, crypto.SecretDecryptError) as exc:
+    except (ValueError, crypto.SecretDecryptionError) as exc:
         _record_failure(server, "server_misconfigured", str(exc))
         raise DiscoveryFailed(
             f"MCP server {server.name} is misconfigured: {exc}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dj_database_url
 
 from config.embedded import ServiceState
-from config.env import ConfigError, env_int, env_str
+from config.env import env_int, env_str
 from config.settings.paths import VAR_DIR
 
 
@@ -28,7 +28,7 @@ if DATABASE_URL:
             DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0), conn_health_checks=True
         )
     }
-else:  # fail at first use with a message that says what to do
+else:  # nothing configured: the first query fails (set DATABASE_URL, or run `make run`)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
@@ -40,11 +40,3 @@ else:  # fail at first use with a message that says what to do
 
 if not REDIS_URL:
     REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def require_services() -> None:
-    if not DATABASE_URL:
-        raise ConfigError(
-            "No DATABASE_URL and no embedded services running: run `make run`, "
-            "or set DATABASE_URL and REDIS_URL."
-        )

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api.views import authenticated_user, paginated
+from apps.core.api.views import authenticated_user, get_or_404, paginated
 from apps.tenants import selectors, services
 from apps.tenants.api import serializers as s
 from apps.tenants.models import ApiKey, Membership
@@ -86,12 +84,11 @@ class MemberDetailApi(APIView):
     permission_classes = [IsTenantAdminForWrites]
 
     def _get(self, request: Request, membership_id: uuid.UUID) -> Membership:
-        try:
-            return selectors.membership_get(
-                tenant=request_identity(request).tenant, membership_id=membership_id
-            )
-        except ObjectDoesNotExist as exc:
-            raise NotFound("No such member in this tenant.") from exc
+        tenant = request_identity(request).tenant
+        return get_or_404(
+            lambda: selectors.membership_get(tenant=tenant, membership_id=membership_id),
+            "member in this tenant",
+        )
 
     @extend_schema(responses=s.MembershipSerializer, summary="Get a member")
     def get(self, request: Request, membership_id: uuid.UUID) -> Response:
@@ -150,10 +147,10 @@ class ApiKeyDetailApi(APIView):
     permission_classes = [IsTenantAdmin]
 
     def _get(self, request: Request, key_id: uuid.UUID) -> ApiKey:
-        try:
-            return selectors.api_key_get(tenant=request_identity(request).tenant, key_id=key_id)
-        except ObjectDoesNotExist as exc:
-            raise NotFound("No such API key in this tenant.") from exc
+        tenant = request_identity(request).tenant
+        return get_or_404(
+            lambda: selectors.api_key_get(tenant=tenant, key_id=key_id), "API key in this tenant"
+        )
 
     @extend_schema(responses=s.ApiKeySerializer, summary="Get an API key (never its secret)")
     def get(self, request: Request, key_id: uuid.UUID) -> Response:
