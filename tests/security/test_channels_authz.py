@@ -71,7 +71,7 @@ async def _refused_on_websocket(
 
 
 @pytest.mark.asyncio
-async def test_read_only_key_can_neither_start_nor_cancel_turns_over_websocket(
+async def test_read_only_key_can_neither_start_nor_cancel_turns_but_a_write_key_can(
     world: World, agent: Agent
 ) -> None:
     session = await sync_to_async(make_session)(agent, world.alice)
@@ -80,21 +80,7 @@ async def test_read_only_key_can_neither_start_nor_cancel_turns_over_websocket(
     )
     await _refused_on_websocket(session, key=read_key)
 
-
-@pytest.mark.asyncio
-async def test_viewer_role_can_neither_start_nor_cancel_turns_over_websocket(
-    world: World, agent: Agent, viewer: Any
-) -> None:
-    session = await sync_to_async(make_session)(agent, viewer)
-    cookie = await sync_to_async(session_cookie)(viewer)
-    await _refused_on_websocket(session, cookie=cookie)
-
-
-@pytest.mark.asyncio
-async def test_write_key_still_starts_and_cancels_turns_over_websocket(
-    world: World, agent: Agent
-) -> None:
-    session = await sync_to_async(make_session)(agent, world.alice)
+    # A write key on the same session still starts and cancels turns.
     _, write_key = await sync_to_async(api_key_create)(
         tenant=world.tenant_a, name="rw", scopes=["write"]
     )
@@ -107,6 +93,15 @@ async def test_write_key_still_starts_and_cancels_turns_over_websocket(
     await comm.disconnect()
     turn = await sync_to_async(Turn.objects.get)(id=ack["turn"])
     assert turn.status == TurnStatus.CANCELLED
+
+
+@pytest.mark.asyncio
+async def test_viewer_role_can_neither_start_nor_cancel_turns_over_websocket(
+    world: World, agent: Agent, viewer: Any
+) -> None:
+    session = await sync_to_async(make_session)(agent, viewer)
+    cookie = await sync_to_async(session_cookie)(viewer)
+    await _refused_on_websocket(session, cookie=cookie)
 
 
 def test_viewer_role_is_refused_by_rest_like_a_read_only_key(
