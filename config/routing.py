@@ -3,7 +3,7 @@
 from django.urls import path
 
 from apps.agents.consumers import SessionConsumer
-from apps.core.consumers import TenantEventsConsumer
+from apps.tenants.consumers import TenantEventsConsumer
 
 websocket_urlpatterns = [
     path("ws/tenant/", TenantEventsConsumer.as_asgi()),

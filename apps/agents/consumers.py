@@ -5,57 +5,70 @@ Client → server: {"type": "message", "content": "..."}, {"type": "cancel", "tu
 {"id", "event", "turn", "data"} (model tokens have no id). `?last_event_id=N`
 replays what was missed. Several clients may watch one session; their messages
 queue as turns in arrival order.
+
+Messages are authorized like the REST API (`turn.start`, `turn.cancel`; refused with
+an `error` event, code `permission_denied`), events are filtered like `/steps`
+(`events.event_visible`), and the socket ends with its principal (PrincipalConsumer).
 """
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.agents import selectors, services
-from apps.agents.events import row_to_wire, session_group, to_wire
+from apps.agents.events import event_visible, row_to_wire, session_group, to_wire
 from apps.agents.models import AgentSession, Turn
-from apps.core.consumers import CLOSE_UNAUTHENTICATED
+from apps.core.consumers import CLOSE_NOT_FOUND
 from apps.core.exceptions import WardenError
+from apps.tenants.authz import Permission, authorize
+from apps.tenants.consumers import PrincipalConsumer
 from apps.tenants.identity import Identity
 
-CLOSE_NOT_FOUND = 4404
+__all__ = ["CLOSE_NOT_FOUND", "SessionConsumer"]
 
 
-class SessionConsumer(AsyncJsonWebsocketConsumer):
+class SessionConsumer(PrincipalConsumer):
+    stream_permission = Permission.SESSION_READ
     session: AgentSession | None = None
 
+    def envelope(self, event: str, data: dict[str, Any], turn: str | None = None) -> dict[str, Any]:
+        return {"id": None, "event": event, "turn": turn, "data": data}
+
     async def connect(self) -> None:
-        identity: Identity | None = self.scope.get("identity")
-        if identity is None:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if not await self.authenticate():
             return
-        self.identity = identity
-        self.session = await self._load(self.scope["url_route"]["kwargs"]["session_id"])
+        raw_id = self.scope["url_route"]["kwargs"]["session_id"]
+        self.session = await self._load(self.identity, raw_id)
         if self.session is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.group = session_group(self.session.id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join(session_group(self.session.id))
         await self.accept()
+        await self.watch_principal()
         last = self._last_event_id()
         if last is not None:
             for message in await self._backlog(last):
-                await self.send_json(message)
+                await self._forward(message)
 
     @database_sync_to_async
-    def _load(self, raw_id: str) -> AgentSession | None:
+    def _load(self, identity: Identity, raw_id: Any) -> AgentSession | None:
         try:
-            return selectors.session_get(identity=self.identity, session_id=uuid.UUID(str(raw_id)))
+            return selectors.session_get(identity=identity, session_id=uuid.UUID(str(raw_id)))
         except (AgentSession.DoesNotExist, ValueError):
             return None
 
-    def _last_event_id(self) -> int | None:
-        from urllib.parse import parse_qs
+    async def still_allowed(self, identity: Identity) -> bool:
+        # A role change can also hide the session itself (members see only their own).
+        assert self.session is not None
+        return await super().still_allowed(identity) and (
+            await self._load(identity, self.session.id) is not None
+        )
 
+    def _last_event_id(self) -> int | None:
         query = parse_qs((self.scope.get("query_string") or b"").decode())
         try:
             return int(query["last_event_id"][0])
@@ -69,35 +82,18 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             row_to_wire(r) for r in selectors.event_list_after(session=self.session, after_id=after)
         ]
 
-    async def disconnect(self, code: int) -> None:
-        if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        kind = content.get("type") if isinstance(content, dict) else None
-        if kind == "ping":
-            await self.send_json({"id": None, "event": "pong", "turn": None, "data": {}})
-            return
-        try:
-            if kind == "message":
-                data = await self._enqueue(content.get("content"))
-            elif kind == "cancel":
-                data = await self._cancel(content.get("turn"))
-            else:
-                raise WardenError(
-                    'Send {"type": "message", "content": "..."}.', code="unsupported_message"
-                )
-        except WardenError as exc:
-            await self.send_json(
-                {
-                    "id": None,
-                    "event": "error",
-                    "turn": None,
-                    "data": {"code": exc.code, "message": exc.message},
-                }
+    async def handle(self, kind: Any, content: dict[str, Any]) -> None:
+        if kind == "message":
+            authorize(self.identity, Permission.TURN_START)
+            data = await self._enqueue(content.get("content"))
+        elif kind == "cancel":
+            authorize(self.identity, Permission.TURN_CANCEL)
+            data = await self._cancel(content.get("turn"))
+        else:
+            raise WardenError(
+                'Send {"type": "message", "content": "..."}.', code="unsupported_message"
             )
-            return
-        await self.send_json({"id": None, "event": "ack", "turn": data["turn_id"], "data": data})
+        await self.send_json(self.envelope("ack", data, turn=data["turn_id"]))
 
     @database_sync_to_async
     def _enqueue(self, message: Any) -> dict[str, Any]:
@@ -115,5 +111,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         turn = services.turn_cancel(turn=turn)
         return {"turn_id": str(turn.id), "status": turn.status}
 
+    async def _forward(self, message: dict[str, Any]) -> None:
+        visible = event_visible(self.identity, message)
+        if visible is not None and not self.ended:
+            await self.send_json(visible)
+
     async def session_event(self, message: dict[str, Any]) -> None:
-        await self.send_json(to_wire(message))  # type: ignore[arg-type]
+        await self._forward(to_wire(message))  # type: ignore[arg-type]

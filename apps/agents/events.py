@@ -11,6 +11,8 @@ from typing import Any, Literal, TypedDict
 
 from apps.agents.models import AgentSession, SessionEvent, Turn
 from apps.core.events import publish_now, publish_on_commit
+from apps.tenants.authz import Permission, allows
+from apps.tenants.identity import Identity
 
 EventType = Literal[
     "turn.accepted",
@@ -39,6 +41,30 @@ class StreamMessage(TypedDict):
     event: str
     turn: str | None
     data: dict[str, Any]
+
+
+# The model's private reasoning, which `GET /turns/<id>/steps` keeps in the scratchpad for
+# identities with `reasoning.read`. `model.token` deltas are the raw model output as it is
+# generated — the scratchpad's `text`/`raw_text`, thought included, before anyone knows
+# whether the reply is a tool call or the final answer — so they are private as a whole.
+# Others follow along through `step.rationale` and get the answer in `turn.completed`.
+PRIVATE_EVENTS = frozenset({"model.token"})
+PRIVATE_FIELDS = frozenset({"thought", "scratchpad", "raw_text"})
+
+
+def event_visible(identity: Identity, message: dict[str, Any]) -> dict[str, Any] | None:
+    """What `identity` may see of a wire event (live or replayed), or None for nothing.
+
+    The same rule on the websocket and SSE, for live events and for backlog replay.
+    """
+    if allows(identity, Permission.REASONING_READ):
+        return message
+    if message.get("event") in PRIVATE_EVENTS:
+        return None
+    data = message.get("data")
+    if isinstance(data, dict) and not PRIVATE_FIELDS.isdisjoint(data):
+        message = {**message, "data": {k: v for k, v in data.items() if k not in PRIVATE_FIELDS}}
+    return message
 
 
 def session_group(session_id: object) -> str:

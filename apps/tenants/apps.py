@@ -7,4 +7,9 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenants and identity"
 
     def ready(self) -> None:
-        from apps.tenants import schema  # noqa: F401  (registers the OpenAPI auth schemes)
+        from apps.tenants import (
+            schema,  # noqa: F401  (registers the OpenAPI auth schemes)
+            signals,
+        )
+
+        signals.connect()

@@ -15,18 +15,13 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 from rest_framework.request import Request
 
 from apps.tenants import oidc, selectors
+from apps.tenants.authz import roles_for_scopes
 from apps.tenants.exceptions import AuthError, TenantNotFound
 from apps.tenants.identity import Identity
-from apps.tenants.models import ApiKeyScope, Membership, Role
+from apps.tenants.models import Membership
 from apps.tenants.services import api_key_authenticate
 
 TENANT_HEADER = "X-Warden-Tenant"
-
-_SCOPE_ROLES = {
-    ApiKeyScope.ADMIN: Role.ADMIN,
-    ApiKeyScope.WRITE: Role.OPERATOR,
-    ApiKeyScope.READ: Role.VIEWER,
-}
 
 
 class IdentityProviderUnavailable(exceptions.APIException):
@@ -50,7 +45,7 @@ def _fail(exc: AuthError) -> exceptions.AuthenticationFailed:
 def identity_for_api_key(raw_key: str) -> tuple[User | AnonymousUser, Identity]:
     key = api_key_authenticate(raw_key=raw_key)
     scopes = frozenset(key.scopes)
-    roles = frozenset(_SCOPE_ROLES[ApiKeyScope(s)] for s in scopes if s in ApiKeyScope.values)
+    roles = roles_for_scopes(scopes)
     identity = Identity(
         tenant=key.tenant,
         roles=roles,

@@ -1,4 +1,8 @@
-"""DRF permissions over the request's Identity."""
+"""DRF permissions over the request's Identity, decided by `apps.tenants.authz`.
+
+The websocket consumers and the SSE view ask the same `allows()` for the same named
+permissions, so a key or role refused here is refused on every channel.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from apps.tenants.authz import Permission, allows
 from apps.tenants.identity import Identity
-from apps.tenants.models import ApiKeyScope
 
 
 def request_identity(request: Request) -> Identity:
@@ -18,29 +22,39 @@ def request_identity(request: Request) -> Identity:
 
 
 class IsTenantMember(BasePermission):
-    """Any authenticated identity of a tenant; API keys need `write` for unsafe methods."""
+    """Any identity of a tenant may read; changes need a participant's role or a write key.
+
+    A view may name the permission each method needs in `required_permissions`
+    (e.g. `{"POST": Permission.TURN_START}`); otherwise reads need `tenant.read` and
+    changes `tenant.contribute`.
+    """
 
     message = "Authentication with a tenant is required."
+
+    def needed(self, request: Request, view: Any) -> Permission:
+        declared: dict[str, Permission] = getattr(view, "required_permissions", {})
+        if request.method in declared:
+            return declared[request.method]
+        if request.method in SAFE_METHODS:
+            return Permission.TENANT_READ
+        return Permission.TENANT_CONTRIBUTE
 
     def has_permission(self, request: Request, view: Any) -> bool:
         identity = request.auth
         if not isinstance(identity, Identity):
             return False
-        if identity.via == "api_key" and request.method not in SAFE_METHODS:
-            return bool(identity.scopes & {ApiKeyScope.WRITE, ApiKeyScope.ADMIN})
+        permission = self.needed(request, view)
+        if not allows(identity, permission):
+            self.message = f"Your role or API key scope does not allow {permission.value!r}."
+            return False
         return True
 
 
 class IsTenantAdmin(IsTenantMember):
     message = "This needs the tenant's owner or admin role."
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not super().has_permission(request, view):
-            return False
-        identity = request_identity(request)
-        if identity.via == "api_key":
-            return ApiKeyScope.ADMIN in identity.scopes
-        return identity.is_admin
+    def needed(self, request: Request, view: Any) -> Permission:
+        return Permission.TENANT_ADMINISTER
 
 
 class IsTenantAdminForWrites(IsTenantMember):
@@ -48,12 +62,10 @@ class IsTenantAdminForWrites(IsTenantMember):
 
     message = "Changing this needs the tenant's owner or admin role."
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not super().has_permission(request, view):
-            return False
+    def needed(self, request: Request, view: Any) -> Permission:
         if request.method in SAFE_METHODS:
-            return True
-        return IsTenantAdmin().has_permission(request, view)
+            return Permission.TENANT_READ
+        return Permission.TENANT_ADMINISTER
 
 
 class IsTenantOperatorForWrites(IsTenantMember):
@@ -61,12 +73,7 @@ class IsTenantOperatorForWrites(IsTenantMember):
 
     message = "Changing this needs the operator, admin or owner role."
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not super().has_permission(request, view):
-            return False
+    def needed(self, request: Request, view: Any) -> Permission:
         if request.method in SAFE_METHODS:
-            return True
-        identity = request_identity(request)
-        if identity.via == "api_key":
-            return True  # IsTenantMember already required write/admin scope
-        return identity.is_operator
+            return Permission.TENANT_READ
+        return Permission.TENANT_CONFIGURE

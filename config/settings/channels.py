@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from config.env import env_float, env_int
 from config.settings.database import REDIS_URL
 
 CHANNEL_LAYERS = {
@@ -10,3 +11,10 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 60},
     }
 }
+
+# How often an open stream (websocket, SSE) re-checks that its key, membership, user and
+# tenant are still active. Changes made through the ORM also reach open streams at once
+# (apps/tenants/signals.py); this bounds the delay for expiry and for changes made elsewhere.
+WARDEN_STREAM_REAUTH_SECONDS = env_float("WARDEN_STREAM_REAUTH_SECONDS", 2.0)
+# The largest websocket frame a consumer reads; larger ones get an `invalid_frame` error.
+WARDEN_WS_MAX_FRAME_BYTES = env_int("WARDEN_WS_MAX_FRAME_BYTES", 65_536)

@@ -3,6 +3,12 @@
 Replays stored events after `Last-Event-ID` (header, or `?last_event_id=`), then
 follows live ones from the channel layer. We subscribe *before* reading the
 backlog and drop live events we already sent, so nothing falls between the two.
+
+Authorized and filtered like the websocket: `session.read` to open, private reasoning
+only with `reasoning.read` (`events.event_visible`, live and replayed), and the stream
+ends with an `error` event (code `principal_revoked`) once its principal no longer
+authenticates or may read the session — checked every `WARDEN_STREAM_REAUTH_SECONDS`
+and at once when apps/tenants/signals.py says it changed.
 `?follow=0` returns only the backlog and closes.
 """
 
@@ -21,10 +27,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from rest_framework.exceptions import APIException
 
 from apps.agents import selectors
-from apps.agents.events import row_to_wire, session_group
+from apps.agents.events import event_visible, row_to_wire, session_group
 from apps.agents.models import AgentSession
 from apps.core.api.auth import authenticate_request
 from apps.core.api.errors import error_body, exception_handler
+from apps.core.exceptions import WardenError
+from apps.tenants.authz import Permission, allows, authorize
+from apps.tenants.identity import Identity
+from apps.tenants.principals import identity_current, principal_groups
 
 
 def _format(message: dict[str, Any]) -> str:
@@ -36,20 +46,42 @@ def _format(message: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _load_session(request: HttpRequest, session_id: uuid.UUID) -> AgentSession | HttpResponse:
+_REVOKED = {
+    "id": None,
+    "event": "error",
+    "turn": None,
+    "data": {"code": "principal_revoked", "message": "Your credential or access ended."},
+}
+
+
+def _load_session(
+    request: HttpRequest, session_id: uuid.UUID
+) -> tuple[Identity, AgentSession] | HttpResponse:
     try:
         identity = authenticate_request(request)
-    except APIException as exc:
+        authorize(identity, Permission.SESSION_READ)
+    except (APIException, WardenError) as exc:
         response = exception_handler(exc, {})
         return JsonResponse(response.data, status=response.status_code)
     try:
-        return selectors.session_get(identity=identity, session_id=session_id)
+        return identity, selectors.session_get(identity=identity, session_id=session_id)
     except AgentSession.DoesNotExist:
         return JsonResponse(error_body("not_found", "No such session."), status=404)
 
 
-def _backlog(session: AgentSession, after: int) -> list[dict[str, Any]]:
-    return [row_to_wire(row) for row in selectors.event_list_after(session=session, after_id=after)]
+def _still_allowed(identity: Identity, session: AgentSession) -> Identity | None:
+    """The principal as it is now, if it may still read this session (see PrincipalConsumer)."""
+    current = identity_current(identity)
+    if current is None or not allows(current, Permission.SESSION_READ):
+        return None
+    if not selectors.session_list(identity=current).filter(id=session.id).exists():
+        return None
+    return current
+
+
+def _visible_backlog(identity: Identity, session: AgentSession, after: int) -> list[dict[str, Any]]:
+    rows = selectors.event_list_after(session=session, after_id=after)
+    return [m for m in (event_visible(identity, row_to_wire(r)) for r in rows) if m is not None]
 
 
 async def session_events(
@@ -68,36 +100,66 @@ async def session_events(
     loaded = await sync_to_async(_load_session)(request, session_id)
     if isinstance(loaded, HttpResponse):
         return loaded
-    session = loaded
+    identity, session = loaded
     follow = request.GET.get("follow", "1") not in ("0", "false")
     keepalive = settings.WARDEN_SSE_KEEPALIVE_SECONDS
+    reauth_every = settings.WARDEN_STREAM_REAUTH_SECONDS
 
     async def stream() -> AsyncIterator[str]:
+        nonlocal identity
         sent = last_id
         layer = get_channel_layer()
         channel = await layer.new_channel() if follow else None
-        if channel:
-            await layer.group_add(session_group(session.id), channel)
+        groups = [session_group(session.id), *principal_groups(identity)] if channel else []
+        for group in groups:
+            await layer.group_add(group, channel)
+        # One pending receive, kept across timeouts: a receive is never cancelled midway.
+        pending: asyncio.Future[dict[str, Any]] | None = None
         try:
             yield "retry: 2000\n\n"
-            for message in await sync_to_async(_backlog)(session, sent):
+            for message in await sync_to_async(_visible_backlog)(identity, session, sent):
                 sent = max(sent, message["id"])
                 yield _format(message)
+            loop = asyncio.get_running_loop()
+            next_reauth = loop.time() + reauth_every
+            last_sent = loop.time()
             while channel:
-                try:
-                    raw = await asyncio.wait_for(layer.receive(channel), timeout=keepalive)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
+                if pending is None:
+                    pending = asyncio.ensure_future(layer.receive(channel))
+                wait = max(0.0, min(next_reauth, last_sent + keepalive) - loop.time())
+                done, _ = await asyncio.wait({pending}, timeout=wait)
+                raw = pending.result() if done else None
+                if done:
+                    pending = None
+                changed = raw is not None and raw.get("type") == "principal.changed"
+                if changed or loop.time() >= next_reauth:
+                    current = await sync_to_async(_still_allowed)(identity, session)
+                    if current is None:
+                        yield _format(_REVOKED)
+                        return
+                    identity = current
+                    next_reauth = loop.time() + reauth_every
+                if raw is None or changed:
+                    if loop.time() >= last_sent + keepalive:
+                        last_sent = loop.time()
+                        yield ": keep-alive\n\n"
                     continue
-                message = {k: raw.get(k) for k in ("id", "event", "turn", "data")}
-                if message["id"] is not None:
-                    if message["id"] <= sent:
+                live = event_visible(
+                    identity, {k: raw.get(k) for k in ("id", "event", "turn", "data")}
+                )
+                if live is None:
+                    continue
+                if live["id"] is not None:
+                    if live["id"] <= sent:
                         continue  # already sent from the backlog
-                    sent = message["id"]
-                yield _format(message)
+                    sent = live["id"]
+                last_sent = loop.time()
+                yield _format(live)
         finally:
-            if channel:
-                await layer.group_discard(session_group(session.id), channel)
+            if pending is not None:
+                pending.cancel()
+            for group in groups:
+                await layer.group_discard(group, channel)
 
     response = StreamingHttpResponse(stream(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

@@ -17,6 +17,7 @@ from apps.agents.models import Agent, AgentSession, Turn
 from apps.core.api.views import authenticated_user, get_or_404, paginated
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.llm.models import ModelEndpoint
+from apps.tenants.authz import Permission, allows
 from apps.tenants.permissions import (
     IsTenantMember,
     IsTenantOperatorForWrites,
@@ -110,6 +111,7 @@ def _turn(request: Request, turn_id: uuid.UUID) -> Turn:
 
 class SessionListApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.SESSION_READ, "POST": Permission.SESSION_MANAGE}
 
     @extend_schema(responses=s.SessionSerializer(many=True), summary="List sessions")
     def get(self, request: Request) -> Response:
@@ -138,6 +140,7 @@ class SessionListApi(APIView):
 
 class SessionDetailApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.SESSION_READ}
 
     @extend_schema(responses=s.SessionSerializer, summary="Get a session")
     def get(self, request: Request, session_id: uuid.UUID) -> Response:
@@ -146,6 +149,7 @@ class SessionDetailApi(APIView):
 
 class SessionCloseApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"POST": Permission.SESSION_MANAGE}
 
     @extend_schema(
         request=None,
@@ -160,6 +164,7 @@ class SessionCloseApi(APIView):
 
 class SessionStateApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.SESSION_READ, "PUT": Permission.SESSION_MANAGE}
 
     @extend_schema(responses=dict, summary="The session's short-term state (empty after its TTL)")
     def get(self, request: Request, session_id: uuid.UUID) -> Response:
@@ -190,6 +195,7 @@ class SessionStateApi(APIView):
 
 class TurnListApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.SESSION_READ, "POST": Permission.TURN_START}
 
     @extend_schema(responses=s.TurnSerializer(many=True), summary="List a session's turns")
     def get(self, request: Request, session_id: uuid.UUID) -> Response:
@@ -215,6 +221,7 @@ class TurnListApi(APIView):
 
 class TurnDetailApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.SESSION_READ}
 
     @extend_schema(responses=s.TurnSerializer, summary="Get a turn")
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
@@ -223,6 +230,7 @@ class TurnDetailApi(APIView):
 
 class TurnCancelApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"POST": Permission.TURN_CANCEL}
 
     @extend_schema(request=None, responses=s.TurnSerializer, summary="Cancel a turn")
     def post(self, request: Request, turn_id: uuid.UUID) -> Response:
@@ -232,6 +240,7 @@ class TurnCancelApi(APIView):
 
 class TurnStepsApi(APIView):
     permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.SESSION_READ}
 
     @extend_schema(
         responses=s.NodeWithScratchpadSerializer(many=True),
@@ -240,5 +249,6 @@ class TurnStepsApi(APIView):
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = _turn(request, turn_id)
         identity = request_identity(request)
-        serializer = s.NodeWithScratchpadSerializer if identity.is_operator else s.NodeSerializer
+        private = allows(identity, Permission.REASONING_READ)
+        serializer = s.NodeWithScratchpadSerializer if private else s.NodeSerializer
         return paginated(request, self, selectors.node_list(turn=turn), serializer)

@@ -15,13 +15,12 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 
+from apps.tenants.authentication import identity_for_api_key, identity_for_user
 from apps.tenants.exceptions import AuthError
 
 
 @database_sync_to_async
 def _resolve(scope: dict[str, Any]) -> tuple[Any, str | None]:
-    from apps.tenants.authentication import identity_for_api_key, identity_for_user
-
     headers = dict(scope.get("headers") or [])
     query = parse_qs((scope.get("query_string") or b"").decode())
     auth = headers.get(b"authorization", b"").decode()
