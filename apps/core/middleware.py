@@ -1,4 +1,4 @@
-"""HTTP middleware: request ids and body-size admission."""
+"""HTTP middleware: request ids, body-size admission, and API input guards."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apps.core.context import clean_request_id, request_id_var
+from apps.core.jsonlimits import has_unstorable_characters
 
 logger = logging.getLogger("warden.request")
 
@@ -67,4 +68,30 @@ class ApiBodySizeMiddleware:
                     },
                     status=413,
                 )
+        return self.get_response(request)
+
+
+class ApiQueryCharactersMiddleware:
+    """Refuses API query strings holding a NUL with a JSON 400 `invalid_characters`.
+
+    A query parameter can reach a text column as a filter, and PostgreSQL refuses NUL
+    there with an error that would be a 500. (Django decodes the query string with
+    replacement, so lone surrogates cannot occur in it.)
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/") and any(
+            has_unstorable_characters(key) or any(has_unstorable_characters(v) for v in values)
+            for key, values in request.GET.lists()
+        ):
+            return JsonResponse(
+                {
+                    "code": "invalid_characters",
+                    "message": "Query parameters may not contain NUL characters.",
+                },
+                status=400,
+            )
         return self.get_response(request)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.core.api.serializers import StrictInputSerializer
+from apps.core.api.serializers import MAX_TOKENS, StrictInputSerializer
 from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint, ProviderKind, Sensitivity, Tier
 
 
@@ -26,7 +26,7 @@ class EndpointInputSerializer(StrictInputSerializer):
         help_text="Stored encrypted; never returned.",
     )
     tier = serializers.ChoiceField(choices=Tier.choices, required=False)
-    context_window = serializers.IntegerField(min_value=256, required=False)
+    context_window = serializers.IntegerField(min_value=256, max_value=MAX_TOKENS, required=False)
     supports_tools = serializers.BooleanField(required=False)
     supports_json_schema = serializers.BooleanField(required=False)
     allowed_sensitivities = serializers.ListField(
@@ -39,6 +39,6 @@ class EndpointInputSerializer(StrictInputSerializer):
         max_digits=12, decimal_places=4, min_value=0, required=False
     )
     timeout_s = serializers.FloatField(min_value=0.1, max_value=600, required=False)
-    priority = serializers.IntegerField(required=False)
+    priority = serializers.IntegerField(min_value=-1_000_000, max_value=1_000_000, required=False)
     options = serializers.DictField(required=False)
     is_active = serializers.BooleanField(required=False)
