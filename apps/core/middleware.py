@@ -1,4 +1,4 @@
-"""HTTP middleware: request ids, body-size admission, and API input guards."""
+"""HTTP middleware: request ids, body-size admission, and API input/404 guards."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apps.core.context import clean_request_id, request_id_var
 from apps.core.jsonlimits import has_unstorable_characters
+from apps.core.views import api_not_found
 
 logger = logging.getLogger("warden.request")
 
@@ -95,3 +96,26 @@ class ApiQueryCharactersMiddleware:
                 status=400,
             )
         return self.get_response(request)
+
+
+class ApiNotFoundMiddleware:
+    """Every 404 under /api/ is JSON, whatever DEBUG says.
+
+    With DEBUG on, Django answers an unmatched path (an unknown route, or an id that
+    fails its path converter) with its technical 404 page, which lists every URL
+    pattern; handler404 only runs with DEBUG off. API clients get the same JSON body
+    either way. (CommonMiddleware's APPEND_SLASH redirect runs inside this one first.)
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith("/api/")
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return api_not_found(request)
+        return response

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.ApiNotFoundMiddleware",
     "apps.core.middleware.ApiBodySizeMiddleware",
     "apps.core.middleware.ApiQueryCharactersMiddleware",
     "django.middleware.security.SecurityMiddleware",
