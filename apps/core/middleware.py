@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db import DataError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from apps.core.context import clean_request_id, request_id_var
 from apps.core.jsonlimits import has_unstorable_characters
@@ -119,3 +120,30 @@ class ApiNotFoundMiddleware:
         ):
             return api_not_found(request)
         return response
+
+
+class DataErrorMiddleware:
+    """A value the database refuses is bad input (400), on every page, not a server error.
+
+    The API's serializers and JSON parser refuse such values first, and the API's
+    exception handler maps DataError itself; this covers plain Django views such as the
+    console, whose JSON fields accept a NUL escape that PostgreSQL then refuses.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DataError):
+            return None
+        logger.warning(
+            "database refused a value",
+            extra={"sqlstate": getattr(exception.__cause__, "sqlstate", None)},
+        )
+        message = "A value is out of range or contains characters that cannot be stored."
+        if request.path.startswith("/api/"):
+            return JsonResponse({"code": "invalid_input", "message": message}, status=400)
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")

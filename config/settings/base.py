@@ -36,6 +36,7 @@ MIDDLEWARE = [
     "apps.core.middleware.ApiNotFoundMiddleware",
     "apps.core.middleware.ApiBodySizeMiddleware",
     "apps.core.middleware.ApiQueryCharactersMiddleware",
+    "apps.core.middleware.DataErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the console's static files from daphne too (no separate web server needed);
     # in dev and tests straight from the apps (WHITENOISE_USE_FINDERS, whatever DEBUG says),

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from django.test import override_settings
+from rest_framework.test import APIClient
 
+from apps.llm.models import ModelEndpoint
 from tests.conftest import World, client_for
 
 pytestmark = pytest.mark.django_db
@@ -115,3 +117,33 @@ def test_dev_settings_serve_no_debug_pages_unless_asked(tmp_path: Path) -> None:
     asked_probe = json.loads(asked.stdout.strip().splitlines()[-1])
     assert asked_probe["debug"] is True
     assert asked_probe["api"] == [404, "application/json"]  # no debug 404 under /api/ ever
+
+
+def test_a_value_the_database_refuses_in_the_console_is_a_400(
+    world: World, alice_client: APIClient
+) -> None:
+    form = {
+        "tenant": str(world.tenant_a.id),
+        "name": "nul",
+        "provider": "openai",
+        "model": "m",
+        "base_url": "",
+        "tier": "small",
+        "context_window": "8192",
+        "supports_tools": "on",
+        "allowed_sensitivities": '["public"]',
+        "price_input_per_mtok": "0",
+        "price_output_per_mtok": "0",
+        "timeout_s": "60",
+        "priority": "100",
+        "options": '{"header": "a\\u0000b"}',
+        "is_active": "on",
+    }
+    response = alice_client.post("/admin/llm/modelendpoint/add/", form)
+    assert response.status_code == 400
+    assert b"Traceback" not in response.content
+    assert not ModelEndpoint.objects.filter(name="nul").exists()
+    # The same form without the NUL is saved: the 400 was about the value.
+    form["options"] = '{"header": "ab"}'
+    assert alice_client.post("/admin/llm/modelendpoint/add/", form).status_code == 302
+    assert ModelEndpoint.objects.get(name="nul").options == {"header": "ab"}
