@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -43,21 +44,32 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {"code": "not_found", "message": f"No route for {request.path}."}, status=404
+    )
+
+
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return JsonResponse(
-            {"code": "not_found", "message": f"No route for {request.path}."}, status=404
-        )
-    from django.views.defaults import page_not_found
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception or Exception())
 
-    return page_not_found(request, exception or Exception())
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "bad_request", "message": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception or Exception())
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(
-        {
-            "code": "internal_error",
-            "message": f"Internal error (request id {current_request_id()}).",
-        },
-        status=500,
-    )
+    """The last resort: the request id to quote, and nothing about what failed."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {
+                "code": "internal_error",
+                "message": f"Internal error (request id {current_request_id()}).",
+            },
+            status=500,
+        )
+    return defaults.server_error(request)

@@ -11,7 +11,7 @@ REST_FRAMEWORK = {
         "apps.tenants.authentication.TenantSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.tenants.permissions.IsTenantMember"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.Pagination",
     "PAGE_SIZE": env_int("WARDEN_API_PAGE_SIZE", 50),
@@ -19,6 +19,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+# Request JSON nested deeper than this is refused (400 json_too_deep) before it is decoded.
+# Capped at 256: storing or rendering deeper values would reach Python's recursion limit.
+WARDEN_MAX_JSON_DEPTH = min(env_int("WARDEN_MAX_JSON_DEPTH", 64), 256)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Warden API",

@@ -33,10 +33,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.ApiNotFoundMiddleware",
     "apps.core.middleware.ApiBodySizeMiddleware",
+    "apps.core.middleware.ApiQueryCharactersMiddleware",
+    "apps.core.middleware.DataErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the console's static files from daphne too (no separate web server needed);
-    # in DEBUG straight from the apps, in production from collectstatic's STATIC_ROOT.
+    # in dev and tests straight from the apps (WHITENOISE_USE_FINDERS, whatever DEBUG says),
+    # in production from collectstatic's STATIC_ROOT.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

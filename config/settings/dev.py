@@ -5,7 +5,10 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import SECRET_KEY
 from config.settings.paths import VAR_DIR
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for (DJANGO_DEBUG=true): `make run` may be reachable from other machines,
+# and Django's debug pages show settings (database and Redis URLs) and every URL pattern.
+# Static files do not depend on it: WhiteNoise serves them from the apps (below).
+DEBUG = env_bool("DJANGO_DEBUG", False)
 if not SECRET_KEY:
     # A per-checkout key, created once, so sessions survive restarts of `make run`.
     _key_file = VAR_DIR / "secret_key"

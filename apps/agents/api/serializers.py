@@ -4,7 +4,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from apps.agents.models import ActionNode, Agent, AgentSession, Environment, RiskTier, Turn
-from apps.core.api.serializers import StrictInputSerializer
+from apps.core.api.serializers import MAX_TOKENS, PG_INT_MAX, StrictInputSerializer
 from apps.llm.models import Sensitivity, Tier
 
 
@@ -47,9 +47,15 @@ class AgentInputSerializer(StrictInputSerializer):
     )
     max_steps = serializers.IntegerField(min_value=1, max_value=100, required=False)
     data_sensitivity = serializers.ChoiceField(choices=Sensitivity.choices, required=False)
-    max_input_tokens_per_turn = serializers.IntegerField(min_value=1, required=False)
-    max_output_tokens_per_turn = serializers.IntegerField(min_value=1, required=False)
-    max_tokens_per_session = serializers.IntegerField(min_value=1, required=False)
+    max_input_tokens_per_turn = serializers.IntegerField(
+        min_value=1, max_value=MAX_TOKENS, required=False
+    )
+    max_output_tokens_per_turn = serializers.IntegerField(
+        min_value=1, max_value=MAX_TOKENS, required=False
+    )
+    max_tokens_per_session = serializers.IntegerField(
+        min_value=1, max_value=PG_INT_MAX, required=False
+    )
     is_active = serializers.BooleanField(required=False)
 
 

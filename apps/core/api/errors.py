@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -77,6 +78,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = drf.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):
         return Response(error_body("payload_too_large", "Request body too large."), status=413)
+    elif isinstance(exc, DataError):
+        # The database refused a value (a number beyond its column, a character it cannot
+        # store). Serializers bound every field; reaching this means one was missed: the
+        # caller still sent bad input, so a 400 — with nothing of the database's message.
+        # Log the SQLSTATE only: the database's message may quote the value.
+        logger.warning(
+            "database refused a value", extra={"sqlstate": getattr(exc.__cause__, "sqlstate", None)}
+        )
+        return Response(
+            error_body(
+                "invalid_input",
+                "A value is out of range or contains characters that cannot be stored.",
+            ),
+            status=400,
+        )
 
     if isinstance(exc, drf.ValidationError):
         code = (
@@ -86,16 +102,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             error_body(code, _first_message(exc.detail), exc.detail), status=exc.status_code
         )
     if isinstance(exc, drf.APIException):
-        if isinstance(exc, drf.ParseError):
+        detail_code = getattr(exc.detail, "code", None)
+        code = next(
+            (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),
+            str(detail_code or exc.default_code),
+        )
+        if isinstance(exc, drf.ParseError) and detail_code not in (None, exc.default_code):
+            # The JSON parser says sharper what it refused ("json_too_deep", ...).
+            code, message = str(detail_code), str(exc.detail)
+        elif isinstance(exc, drf.ParseError):
             message = f"Malformed request body: {exc.detail}"
         else:
             message = str(exc.detail)
-        code = next(
-            (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),
-            str(getattr(exc.detail, "code", None) or exc.default_code),
-        )
         # An authentication class may give a sharper code ("api_key_expired", ...).
-        detail_code = getattr(exc.detail, "code", None)
         if isinstance(exc, drf.AuthenticationFailed | drf.NotAuthenticated) and detail_code not in (
             None,
             "authentication_failed",

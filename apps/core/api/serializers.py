@@ -6,6 +6,12 @@ from typing import Any
 
 from rest_framework import serializers
 
+# What an `integer` column holds (IntegerField, PositiveIntegerField): every integer an API
+# accepts is bounded by this at most, so the database never refuses one with a 500.
+PG_INT_MAX = 2_147_483_647
+# Token counts: well above any model's context window, far below the column's limit.
+MAX_TOKENS = 10_000_000
+
 
 class StrictInputSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know.

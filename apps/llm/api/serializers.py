@@ -1,17 +1,57 @@
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
 from rest_framework import serializers
 
-from apps.core.api.serializers import StrictInputSerializer
+from apps.core.api.serializers import MAX_TOKENS, StrictInputSerializer
 from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint, ProviderKind, Sensitivity, Tier
+from apps.tenants.identity import Identity
+
+REDACTED = "[redacted]"
 
 
 class EndpointSerializer(serializers.ModelSerializer):
+    """An endpoint as its tenant's admins see it (the API key is never returned)."""
+
     has_api_key = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = ModelEndpoint
         fields = ["id", *ENDPOINT_EDITABLE_FIELDS, "has_api_key", "created_at", "updated_at"]
+
+
+def redact_url(url: str) -> str:
+    """`url` without credentials in its authority or anything in its query string."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED if url else ""
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = REDACTED if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class RedactedEndpointSerializer(EndpointSerializer):
+    """An endpoint as everyone else sees it (operators, members, viewers, read-only keys).
+
+    `options` may carry secret-bearing provider configuration (extra headers, tokens), and a
+    `base_url` may carry credentials or a token in its query: non-admins see which options
+    are set, not their values, and the URL without credentials. They may still write both.
+    """
+
+    def to_representation(self, instance: ModelEndpoint) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        data["options"] = dict.fromkeys(instance.options or {}, REDACTED)
+        data["base_url"] = redact_url(instance.base_url)
+        return data
+
+
+def endpoint_serializer_for(identity: Identity) -> type[EndpointSerializer]:
+    return EndpointSerializer if identity.is_admin else RedactedEndpointSerializer
 
 
 class EndpointInputSerializer(StrictInputSerializer):
@@ -26,7 +66,7 @@ class EndpointInputSerializer(StrictInputSerializer):
         help_text="Stored encrypted; never returned.",
     )
     tier = serializers.ChoiceField(choices=Tier.choices, required=False)
-    context_window = serializers.IntegerField(min_value=256, required=False)
+    context_window = serializers.IntegerField(min_value=256, max_value=MAX_TOKENS, required=False)
     supports_tools = serializers.BooleanField(required=False)
     supports_json_schema = serializers.BooleanField(required=False)
     allowed_sensitivities = serializers.ListField(
@@ -39,6 +79,9 @@ class EndpointInputSerializer(StrictInputSerializer):
         max_digits=12, decimal_places=4, min_value=0, required=False
     )
     timeout_s = serializers.FloatField(min_value=0.1, max_value=600, required=False)
-    priority = serializers.IntegerField(required=False)
-    options = serializers.DictField(required=False)
+    priority = serializers.IntegerField(min_value=-1_000_000, max_value=1_000_000, required=False)
+    options = serializers.DictField(
+        required=False,
+        help_text="Provider options. Only tenant admins read their values back.",
+    )
     is_active = serializers.BooleanField(required=False)

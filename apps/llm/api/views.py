@@ -10,7 +10,11 @@ from rest_framework.views import APIView
 
 from apps.core.api.views import get_or_404, paginated
 from apps.llm import selectors, services
-from apps.llm.api.serializers import EndpointInputSerializer, EndpointSerializer
+from apps.llm.api.serializers import (
+    EndpointInputSerializer,
+    EndpointSerializer,
+    endpoint_serializer_for,
+)
 from apps.llm.models import ModelEndpoint
 from apps.tenants.permissions import IsTenantOperatorForWrites, request_identity
 
@@ -20,8 +24,13 @@ class EndpointListApi(APIView):
 
     @extend_schema(responses=EndpointSerializer(many=True), summary="List model endpoints")
     def get(self, request: Request) -> Response:
-        tenant = request_identity(request).tenant
-        return paginated(request, self, selectors.endpoint_list(tenant=tenant), EndpointSerializer)
+        identity = request_identity(request)
+        return paginated(
+            request,
+            self,
+            selectors.endpoint_list(tenant=identity.tenant),
+            endpoint_serializer_for(identity),
+        )
 
     @extend_schema(
         request=EndpointInputSerializer,
@@ -33,10 +42,10 @@ class EndpointListApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         api_key = fields.pop("api_key", None)
-        endpoint = services.endpoint_save(
-            tenant=request_identity(request).tenant, api_key=api_key, **fields
-        )
-        return Response(EndpointSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        identity = request_identity(request)
+        endpoint = services.endpoint_save(tenant=identity.tenant, api_key=api_key, **fields)
+        serializer = endpoint_serializer_for(identity)
+        return Response(serializer(endpoint).data, status=status.HTTP_201_CREATED)
 
 
 class EndpointDetailApi(APIView):
@@ -51,7 +60,8 @@ class EndpointDetailApi(APIView):
 
     @extend_schema(responses=EndpointSerializer, summary="Get a model endpoint")
     def get(self, request: Request, endpoint_id: uuid.UUID) -> Response:
-        return Response(EndpointSerializer(self._get(request, endpoint_id)).data)
+        serializer = endpoint_serializer_for(request_identity(request))
+        return Response(serializer(self._get(request, endpoint_id)).data)
 
     @extend_schema(
         request=EndpointInputSerializer,
@@ -67,7 +77,7 @@ class EndpointDetailApi(APIView):
         endpoint = services.endpoint_save(
             tenant=endpoint.tenant, endpoint=endpoint, api_key=api_key, **fields
         )
-        return Response(EndpointSerializer(endpoint).data)
+        return Response(endpoint_serializer_for(request_identity(request))(endpoint).data)
 
     @extend_schema(responses={204: None}, summary="Delete a model endpoint")
     def delete(self, request: Request, endpoint_id: uuid.UUID) -> Response:

@@ -1,0 +1,38 @@
+"""The request-JSON parser of every API view (REST_FRAMEWORK DEFAULT_PARSER_CLASSES)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import IO, Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]
+
+from apps.core.jsonlimits import JsonRefused, json_loads_limited
+
+
+class LimitedJSONParser(JSONParser):
+    """DRF's JSON parser with a nesting-depth limit and no NUL or lone surrogates.
+
+    A malformed body keeps the `malformed_request` code; a body refused for its depth or
+    its characters gets `json_too_deep` / `invalid_characters` (see apps.core.jsonlimits).
+    """
+
+    def parse(
+        self,
+        stream: IO[bytes],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        encoding = get_encoding(parser_context or {})
+        try:
+            text = stream.read().decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"JSON parse error - body is not valid {encoding}: {exc}") from exc
+        try:
+            return json_loads_limited(text, max_depth=settings.WARDEN_MAX_JSON_DEPTH)
+        except JsonRefused as exc:
+            if exc.code == "invalid_json":
+                raise ParseError(exc.message) from exc
+            raise ParseError(exc.message, code=exc.code) from exc
