@@ -251,7 +251,7 @@ def tool_discover(
 
 DISCOVER_TASK = "tools.discover_server"
 # How long a web request waits beyond the discovery's own bounds (queueing, the round trip).
-_DISCOVERY_WAIT_GRACE_S = 10.0
+_DISCOVERY_WAIT_GRACE_S = 5.0
 
 
 def tool_discover_on_worker(
