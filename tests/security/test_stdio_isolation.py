@@ -67,8 +67,11 @@ def test_discovery_over_rest_runs_on_a_worker_with_a_minimal_environment(
         assert secret_name not in env  # … the server does not
     for value in (worker_env["DATABASE_URL"], worker_env["REDIS_URL"]):
         assert value not in json.dumps(report)
-    workspace = str(tenant_workspace(world.tenant_a.id))
-    assert env["HOME"] == workspace and report["cwd"] == workspace
+    # In the tenant's own workspace, which nobody else on the host may read.
+    workspace = tenant_workspace(world.tenant_a.id)
+    assert env["HOME"] == str(workspace) and report["cwd"] == str(workspace)
+    assert workspace.name == str(world.tenant_a.id)
+    assert workspace.stat().st_mode & 0o777 == 0o700
 
 
 def test_a_web_process_cannot_start_a_stdio_server(payload: Payload) -> None:

@@ -4,9 +4,7 @@ directory whose git repository is found by climbing to a parent, and not after a
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -104,11 +102,3 @@ def test_a_repository_swapped_for_a_symlink_after_registration_is_refused_at_sta
     assert body["code"] == "discovery_failed"
     assert body["details"] == {"reason": "server_misconfigured", "problem": "argument_invalid"}
     assert not Tool.objects.filter(tenant=world.tenant_a).exists()
-
-
-def test_the_workspace_is_private_to_its_tenant(world: World) -> None:
-    workspace = tenant_workspace(world.tenant_a.id, create=True)
-    assert workspace.parent == tenant_workspace(world.tenant_b.id).parent
-    assert workspace != tenant_workspace(world.tenant_b.id)
-    assert os.stat(workspace).st_mode & 0o777 == 0o700
-    assert Path(workspace).name == str(world.tenant_a.id)
