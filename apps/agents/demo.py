@@ -112,7 +112,6 @@ def _server(
             template=template,
             args=args,
             env={},
-            is_active=True,
         )
     except WardenError as exc:
         logger.warning("demo MCP server %s not registered: %s", name, exc.message)

@@ -12,9 +12,11 @@ REDACTED = "[redacted]"
 
 
 class McpServerSerializer(serializers.ModelSerializer):
-    """A server as the API shows it. `args` and `env` values may carry secret-bearing
-    configuration: only owners and admins (and admin-scoped keys) see them; others see the
-    names with REDACTED values and `config_redacted: true`. Pass `reveal_config` in the context."""
+    """An MCP server. `args` and `env` values may carry secret-bearing configuration: only
+    owners and admins (and admin-scoped keys) see them; others see each name with the value
+    "[redacted]", and `config_redacted` is true. Auth secrets are never returned."""
+
+    # The view says whether to reveal: context["reveal_config"].
 
     has_auth_secret = serializers.BooleanField(read_only=True)
     config_redacted = serializers.SerializerMethodField()
