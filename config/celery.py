@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
@@ -14,3 +16,13 @@ app.autodiscover_tasks()
 
 # Request ids travel from the web request into every task it enqueues.
 import apps.core.celery_signals  # noqa: E402,F401
+
+
+@worker_init.connect
+def _allow_stdio_servers(**_: Any) -> None:
+    # Workers are where tenant work runs: discovery and tool calls may start stdio MCP servers
+    # here (and in the pool processes forked from this one), never in a web process. Imported
+    # here, not at the top: every process imports this module, only workers need the MCP SDK.
+    from apps.tools.executors.mcp_pool import allow_stdio_servers
+
+    allow_stdio_servers("celery worker")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,9 +18,15 @@ from rest_framework.test import APIClient
 
 from apps.tenants import services
 from apps.tenants.models import Role, Tenant
+from apps.tools.executors.mcp_pool import allow_stdio_servers
+from apps.tools.stdio import tenant_workspace
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The tests start stdio MCP servers in this process too (as workers and the operator's CLI do);
+# web processes never may (tests/security/test_stdio_* shows they cannot).
+allow_stdio_servers("pytest")
 
 
 @dataclass
@@ -34,7 +41,7 @@ class World:
 
 
 @pytest.fixture
-def world(db: None) -> World:
+def world(db: None) -> Iterator[World]:
     tenant_a = TenantFactory(name="Acme", slug="acme")
     tenant_b = TenantFactory(name="Globex", slug="globex")
     alice = UserFactory(username="alice", is_staff=True)
@@ -43,7 +50,10 @@ def world(db: None) -> World:
     MembershipFactory(tenant=tenant_a, user=alice, role=Role.OWNER)
     MembershipFactory(tenant=tenant_a, user=bob, role=Role.MEMBER)
     MembershipFactory(tenant=tenant_b, user=charlie, role=Role.OWNER)
-    return World(tenant_a, tenant_b, alice, bob, charlie)
+    yield World(tenant_a, tenant_b, alice, bob, charlie)
+    # The tenants' stdio workspaces (var/test/workspaces/<tenant id>), if a test made them.
+    for tenant in (tenant_a, tenant_b):
+        shutil.rmtree(tenant_workspace(tenant.id), ignore_errors=True)
 
 
 def client_for(tenant: Tenant, scopes: list[str] | None = None) -> APIClient:

@@ -5,9 +5,11 @@ agent runs on the scripted model and says so in its name: it calls the time MCP
 server and the WASM word counter, streams its answer and leaves an action graph,
 on every run, deterministically.
 
-Tools: the time MCP server (stdio, `python -m mcp_server_time`), the git MCP
-server (stdio, on a small repository under var/demo-repo) and the WASM
-`word_count` tool. The read-only ones are approved; the git tools that change
+Tools: the time MCP server (stdio template `time`), the git MCP server (stdio
+template `git`, on a small repository `demo-repo` in the demo tenant's
+workspace directory) and the WASM `word_count` tool. Discovery runs in this
+process (`manage.py seed_demo`, the operator's own command: no worker is up
+yet). The read-only ones are approved; the git tools that change
 the repository stay pending approval, for the console to show. A discovery that
 fails is logged, never fatal: `make run` must come up anyway.
 """
@@ -18,11 +20,8 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
-
-from django.conf import settings
 
 from apps.agents.models import Agent
 from apps.agents.services import agent_save
@@ -31,7 +30,9 @@ from apps.llm.models import ModelEndpoint
 from apps.llm.services import endpoint_save
 from apps.tenants.models import Tenant
 from apps.tools import services as tool_services
+from apps.tools.executors.mcp_pool import allow_stdio_servers
 from apps.tools.models import McpServer, Tool
+from apps.tools.stdio import tenant_workspace
 
 logger = logging.getLogger("warden.demo")
 
@@ -64,9 +65,13 @@ def _endpoint(tenant: Tenant, name: str, **fields: Any) -> ModelEndpoint:
     return endpoint_save(tenant=tenant, name=name, **fields)
 
 
-def _demo_repository() -> Path | None:
-    """A small git repository for the git MCP server (created once, with one commit)."""
-    repo = Path(settings.VAR_DIR) / "demo-repo"
+DEMO_REPO = "demo-repo"
+
+
+def _demo_repository(tenant: Tenant) -> Path | None:
+    """A small git repository for the git MCP server, in the tenant's workspace (created once,
+    with one commit): the git template reads only repositories inside that workspace."""
+    repo = tenant_workspace(tenant.id, create=True) / DEMO_REPO
     if (repo / ".git").exists():
         return repo
     git = shutil.which("git")
@@ -92,18 +97,21 @@ def _demo_repository() -> Path | None:
     return repo
 
 
-def _server(tenant: Tenant, name: str, description: str, args: list[str]) -> McpServer | None:
+def _server(
+    tenant: Tenant, name: str, description: str, template: str, args: dict[str, str]
+) -> McpServer | None:
     existing = McpServer.objects.filter(tenant=tenant, name=name).first()
     try:
-        # The interpreter's path may differ from the last run's (a new venv): keep it current.
+        # An older seed's row (a command line, a repository under var/): bring it up to date.
         return tool_services.mcp_server_save(
             tenant=tenant,
             server=existing,
             name=name,
             description=description,
             transport="stdio",
-            command=sys.executable,
+            template=template,
             args=args,
+            env={},
         )
     except WardenError as exc:
         logger.warning("demo MCP server %s not registered: %s", name, exc.message)
@@ -129,21 +137,26 @@ def _discover(server: McpServer, *, read_only: bool = False) -> None:
 
 
 def seed_demo_tools(*, tenant: Tenant) -> None:
+    # The operator's own command, run before any worker is up: it may start stdio servers.
+    allow_stdio_servers("manage.py seed_demo")
     time_server = _server(
         tenant,
         "time",
         "Current time and time-zone conversion (the mcp-server-time package).",
-        ["-m", "mcp_server_time"],
+        "time",
+        {},
     )
     if time_server is not None:
         _discover(time_server)
-    repo = _demo_repository()
+    repo = _demo_repository(tenant)
     if repo is not None:
         git_server = _server(
             tenant,
             "git",
-            f"Git on the demo repository {repo} (the mcp-server-git package).",
-            ["-m", "mcp_server_git", "--repository", str(repo)],
+            f"Git on the demo repository {DEMO_REPO} in the tenant's workspace "
+            "(the mcp-server-git package).",
+            "git",
+            {"--repository": DEMO_REPO},
         )
         if git_server is not None:
             # Read-only tools only: the ones that change the repository wait for an operator.

@@ -1,5 +1,8 @@
 """Console: MCP servers (with a "Discover tools" action), the tool catalog, tool jobs.
 
+A stdio server names one of the operator's templates (WARDEN_MCP_STDIO_TEMPLATES) and fills in
+the `args` and `env` it declares (JSON objects); the command is the template's.
+
 Every write goes through the same services as the API.
 """
 
@@ -33,7 +36,7 @@ class McpServerForm(forms.ModelForm):
             "name",
             "description",
             "transport",
-            "command",
+            "template",
             "args",
             "env",
             "url",
@@ -94,7 +97,8 @@ class McpServerAdmin(TenantScopedAdmin):
     def discover_tools(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
         for server in queryset:
             try:
-                result = services.tool_discover(server=server, by=request.user)  # type: ignore[arg-type]
+                # On a worker, waited for: stdio servers never start in a web process.
+                result = services.tool_discover_on_worker(server=server, by=request.user)  # type: ignore[arg-type]
             except WardenError as exc:
                 messages.error(request, exc.message)
                 continue

@@ -1,6 +1,6 @@
 """Domain errors of the tools app. HTTP mapping lives in api/ (and apps/core/api/errors.py)."""
 
-from apps.core.exceptions import Conflict, InvalidInput, WardenError
+from apps.core.exceptions import Conflict, InvalidInput, Unavailable, WardenError
 
 
 class McpServerInvalid(InvalidInput):
@@ -25,3 +25,15 @@ class DiscoveryFailed(WardenError):
     """
 
     code = "discovery_failed"
+
+
+class StdioTemplatesInvalid(Unavailable):
+    """The operator's stdio templates are misconfigured: no stdio server may start until fixed."""
+
+    code = "stdio_templates_invalid"
+
+
+class DiscoveryUnavailable(Unavailable):
+    """No worker took the discovery (or none answered in time); nothing was changed."""
+
+    code = "discovery_unavailable"

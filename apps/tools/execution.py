@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.core import crypto
+from apps.core.exceptions import WardenError
 from apps.tools import selectors
 from apps.tools.builtins import load_builtins
 from apps.tools.credentials import (
@@ -39,6 +40,7 @@ from apps.tools.executors.mcp import McpExecutor, McpServerConfig, default_pool
 from apps.tools.executors.wasm import MIB, WasmExecutor, WasmModuleSpec, shipped_module
 from apps.tools.executors.wrapper import CircuitBreakers, GuardedExecutor, cap_for_model
 from apps.tools.models import McpServer, Tool, ToolSource
+from apps.tools.stdio import stdio_launch
 
 logger = logging.getLogger("warden.tools")
 audit = logging.getLogger("warden.audit")
@@ -74,28 +76,42 @@ def mcp_server_key(server: McpServer) -> str:
 def mcp_server_config(server: McpServer) -> McpServerConfig:
     """The executor's view of a server row; the only place its auth secret is decrypted.
 
-    Raises ValueError for a configuration the executor refuses and SecretDecryptionError when the
-    secret cannot be read with the configured keys.
+    A stdio server's command comes from its template, its arguments and environment are checked
+    against the template again now (McpServerInvalid), and its workspace is created if needed.
+    Raises ValueError for a configuration the executor refuses and SecretDecryptionError when
+    the secret cannot be read with the configured keys.
     """
-    env = {str(k): str(v) for k, v in (server.env or {}).items()}
+    secret = crypto.decrypt(server.auth_secret_encrypted) if server.auth_secret_encrypted else None
+    if server.transport == "stdio":
+        launch = stdio_launch(
+            tenant_id=server.tenant_id,
+            template=server.template,
+            args=server.args,
+            env=server.env,
+            secrets={server.auth_env: secret} if secret is not None else {},
+            auth_env=server.auth_env,
+            credential_env=server.credential_env,
+        )
+        return McpServerConfig(
+            key=mcp_server_key(server),
+            transport="stdio",
+            command=launch.command,
+            args=launch.args,
+            env=launch.env,
+            cwd=launch.cwd,
+            credential_env=server.credential_env or None,
+            connect_timeout_s=server.connect_timeout_s,
+        )
     headers: dict[str, str] = {}
-    if server.auth_secret_encrypted:
-        secret = crypto.decrypt(server.auth_secret_encrypted)
-        if server.transport == "stdio":
-            env[server.auth_env] = secret
-        else:
-            header = server.auth_header or "Authorization"
-            headers[header] = f"Bearer {secret}" if header.lower() == "authorization" else secret
+    if secret is not None:
+        header = server.auth_header or "Authorization"
+        headers[header] = f"Bearer {secret}" if header.lower() == "authorization" else secret
     return McpServerConfig(
         key=mcp_server_key(server),
         transport=server.transport,  # type: ignore[arg-type]
-        command=server.command or None,
-        args=tuple(str(a) for a in (server.args or [])),
-        env=env,
         url=server.url or None,
         headers=headers,
         credential_header=server.credential_header or None,
-        credential_env=server.credential_env or None,
         connect_timeout_s=server.connect_timeout_s,
     )
 
@@ -274,9 +290,10 @@ def tool_call(
             _mcp_configs[tool.definition.server] = mcp_server_config(row.server)
         elif row is not None and row.source == ToolSource.WASM:
             _wasm_specs[tool.definition.server] = wasm_module_spec(row)
-    except (ValueError, LookupError, crypto.SecretDecryptionError) as exc:
-        logger.warning("tool misconfigured", extra={"tool": tool.name, "error": str(exc)})
-        return failure_outcome("tool_misconfigured", str(exc))
+    except (ValueError, LookupError, crypto.SecretDecryptionError, WardenError) as exc:
+        message = exc.message if isinstance(exc, WardenError) else str(exc)
+        logger.warning("tool misconfigured", extra={"tool": tool.name, "error": message})
+        return failure_outcome("tool_misconfigured", message)
     credential = credential_mint(
         tenant_id=tenant_id,
         session_id=session_id,

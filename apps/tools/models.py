@@ -25,6 +25,9 @@ class ServerStatus(models.TextChoices):
 class McpServer(TenantOwned):
     """An MCP server a tenant registered, and how to reach it.
 
+    A stdio server runs a template the platform operator defined (`template`), with the
+    tenant's `args` and `env` for it; the command itself is never the tenant's choice.
+
     `auth_secret_encrypted` is the server's static secret (an API key, say), Fernet-encrypted;
     it is sent as the `auth_header` header (network transports) or the `auth_env` variable
     (stdio) and is never returned by the API nor written to events, logs or prompts.
@@ -35,10 +38,20 @@ class McpServer(TenantOwned):
     name = models.SlugField(max_length=100)
     description = models.TextField(blank=True)
     transport = models.CharField(max_length=16, choices=Transport.choices)
-    command = models.CharField(max_length=500, blank=True, help_text="stdio: the executable.")
-    args = models.JSONField(default=list, blank=True, help_text="stdio: arguments (a list).")
+    template = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="stdio: the operator's server template (WARDEN_MCP_STDIO_TEMPLATES).",
+    )
+    args = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="stdio: the template's arguments, name → value (only those it declares).",
+    )
     env = models.JSONField(
-        default=dict, blank=True, help_text="stdio: extra environment (not for secrets)."
+        default=dict,
+        blank=True,
+        help_text="stdio: the template's environment variables, name → value (not for secrets).",
     )
     url = models.CharField(
         max_length=2000, blank=True, help_text="http(s):// or ws(s):// URL of the server."

@@ -9,7 +9,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from celery import current_app
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,11 +20,17 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
 from apps.core import crypto
-from apps.core.exceptions import Conflict
+from apps.core.exceptions import Conflict, WardenError
 from apps.llm.models import Sensitivity
 from apps.tenants.models import Tenant
 from apps.tools.builtins import load_builtins
-from apps.tools.exceptions import DiscoveryFailed, McpServerInvalid, ToolInvalid, ToolMissing
+from apps.tools.exceptions import (
+    DiscoveryFailed,
+    DiscoveryUnavailable,
+    McpServerInvalid,
+    ToolInvalid,
+    ToolMissing,
+)
 from apps.tools.execution import mcp_server_config
 from apps.tools.executors.base import RetryPolicy, ToolError
 from apps.tools.executors.mcp import McpClientPool, discover, schema_hash
@@ -34,6 +43,7 @@ from apps.tools.models import (
     ToolSource,
     Transport,
 )
+from apps.tools.stdio import stdio_parameters_check
 
 logger = logging.getLogger("warden.tools")
 
@@ -51,7 +61,7 @@ SERVER_FIELDS = frozenset(
         "name",
         "description",
         "transport",
-        "command",
+        "template",
         "args",
         "env",
         "url",
@@ -65,31 +75,15 @@ SERVER_FIELDS = frozenset(
 )
 
 
-def stdio_command_allowed(argv: list[str]) -> bool:
-    """True if `argv` starts with one of WARDEN_MCP_STDIO_COMMANDS (argv prefixes).
-
-    A stdio server is a process on our workers: an operator who could pick any
-    command could run anything there, so this fails closed.
-    """
-    import shlex
-    import sys
-
-    for entry in settings.WARDEN_MCP_STDIO_COMMANDS:
-        if entry.strip() == "*":
-            return True
-        prefix = [sys.executable if t == "{python}" else t for t in shlex.split(entry)]
-        if prefix and argv[: len(prefix)] == prefix:
-            return True
-    return False
-
-
 def _validate_server(server: McpServer) -> None:
     if not _SLUG.match(server.name or ""):
         raise McpServerInvalid("name must be a slug (letters, digits, - and _).")
     if server.transport not in Transport.values:
         raise McpServerInvalid(f"transport must be one of {', '.join(Transport.values)}.")
-    if not isinstance(server.args, list) or not all(isinstance(a, str) for a in server.args):
-        raise McpServerInvalid("args must be a list of strings.")
+    if not isinstance(server.args, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in server.args.items()
+    ):
+        raise McpServerInvalid("args must map argument names to strings.")
     if not isinstance(server.env, dict) or not all(
         isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str)
         for k, v in server.env.items()
@@ -106,13 +100,10 @@ def _validate_server(server: McpServer) -> None:
         if value and not pattern.match(value):
             raise McpServerInvalid(f"{label} {value!r} is not a valid name.")
     if server.transport == Transport.STDIO:
-        if not server.command:
-            raise McpServerInvalid("A stdio server needs a command.")
-        if not stdio_command_allowed([server.command, *(server.args or [])]):
+        if not server.template:
             raise McpServerInvalid(
-                f"The command {server.command!r} with these arguments is not allowed by "
-                "WARDEN_MCP_STDIO_COMMANDS.",
-                code="command_not_allowed",
+                "A stdio server names a template (GET /api/v1/mcp-server-templates).",
+                code="template_unknown",
             )
         if server.auth_secret_encrypted and not server.auth_env:
             raise McpServerInvalid("A stdio server's auth secret needs auth_env.")
@@ -121,7 +112,20 @@ def _validate_server(server: McpServer) -> None:
                 "stdio servers take secrets and credentials in environment variables "
                 "(auth_env, credential_env), not headers."
             )
-    elif server.auth_env or server.credential_env:
+        stdio_parameters_check(
+            tenant_id=server.tenant_id,
+            template=server.template,
+            args=server.args,
+            env=server.env,
+            auth_env=server.auth_env,
+            credential_env=server.credential_env,
+        )
+        return
+    if server.template or server.args or server.env:
+        raise McpServerInvalid(
+            "template, args and env are for stdio servers only.", code="invalid_mcp_server"
+        )
+    if server.auth_env or server.credential_env:
         raise McpServerInvalid(
             "Network transports take secrets and credentials in headers "
             "(auth_header, credential_header), not environment variables."
@@ -208,14 +212,16 @@ def tool_discover(
     """
     try:
         config = mcp_server_config(server)
-    except (ValueError, crypto.SecretDecryptionError) as exc:
-        _record_failure(server, "server_misconfigured", str(exc))
+    except (ValueError, crypto.SecretDecryptionError, WardenError) as exc:
+        message = exc.message if isinstance(exc, WardenError) else str(exc)
+        problem = exc.code if isinstance(exc, WardenError) else "invalid_mcp_server"
+        _record_failure(server, "server_misconfigured", message)
         raise DiscoveryFailed(
-            f"MCP server {server.name} is misconfigured: {exc}",
-            details={"reason": "server_misconfigured"},
+            f"MCP server {server.name} is misconfigured: {message}",
+            details={"reason": "server_misconfigured", "problem": problem},
         ) from None
-    # A pool of its own: discovery runs in web processes and CLI commands too, which should
-    # not keep stdio servers alive afterwards.
+    # A pool of its own: discovery runs in workers between other work, and in CLI commands,
+    # which should not keep stdio servers alive afterwards.
     pool = McpClientPool()
     try:
         entries = discover(
@@ -241,6 +247,83 @@ def tool_discover(
     finally:
         pool.close()
     return _catalog_upsert(server, entries, approve=approve, by=by)
+
+
+DISCOVER_TASK = "tools.discover_server"
+# How long a web request waits beyond the discovery's own bounds (queueing, the round trip).
+_DISCOVERY_WAIT_GRACE_S = 5.0
+
+
+def tool_discover_on_worker(
+    *, server: McpServer, approve: bool = False, by: AbstractBaseUser | None = None
+) -> DiscoveryResult:
+    """`tool_discover` on a Celery worker, waited for: what web processes call.
+
+    A stdio server is a process on the host that starts it; web processes never start one
+    (mcp_pool refuses there). Raises DiscoveryFailed as `tool_discover` does, and
+    DiscoveryUnavailable when no worker took the task or answered in time (a task not started
+    by then expires unrun).
+    """
+    wait_s = (
+        settings.WARDEN_MCP_DISCOVERY_TIMEOUT_SECONDS
+        + server.connect_timeout_s
+        + _DISCOVERY_WAIT_GRACE_S
+    )
+    user_id = by.pk if by is not None and by.is_authenticated else None
+    options: dict[str, Any] = {"expires": wait_s}
+    if settings.WARDEN_MCP_DISCOVERY_QUEUE:
+        options["queue"] = settings.WARDEN_MCP_DISCOVERY_QUEUE
+    try:
+        pending = current_app.send_task(
+            DISCOVER_TASK,
+            kwargs={
+                "server_id": str(server.id),
+                "tenant_id": str(server.tenant_id),
+                "approve": approve,
+                "user_id": user_id,
+            },
+            **options,
+        )
+    except Exception:
+        logger.exception("could not dispatch discovery", extra={"server": server.name})
+        raise DiscoveryUnavailable(
+            "Discovery could not be handed to a worker; try again later."
+        ) from None
+    try:
+        outcome = pending.get(timeout=wait_s, propagate=False, disable_sync_subtasks=False)
+    except CeleryTimeoutError:
+        raise DiscoveryUnavailable(
+            f"No worker finished discovering {server.name} within {wait_s:g}s; "
+            "nothing was changed. Try again later."
+        ) from None
+    finally:
+        pending.forget()
+    if not isinstance(outcome, dict):
+        logger.error("discovery task failed", extra={"server": server.name, "error": outcome})
+        raise DiscoveryFailed(
+            f"Discovery on MCP server {server.name} failed unexpectedly.",
+            details={"reason": "internal_error"},
+        )
+    if "error" in outcome:
+        error = outcome["error"]
+        cls = DiscoveryFailed if error["code"] == DiscoveryFailed.code else WardenError
+        raise cls(error["message"], code=error["code"], details=error.get("details") or None)
+    return DiscoveryResult(**outcome["result"])
+
+
+def tool_discover_task_run(
+    *, server_id: str, tenant_id: str, approve: bool, user_id: int | None
+) -> dict[str, Any]:
+    """The worker's side of `tool_discover_on_worker`: the outcome as JSON (an error too)."""
+    server = McpServer.objects.filter(id=server_id, tenant_id=tenant_id).first()
+    if server is None:
+        return {"error": {"code": "not_found", "message": "The MCP server no longer exists."}}
+    by = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
+    try:
+        result = tool_discover(server=server, approve=approve, by=by)
+    except WardenError as exc:
+        return {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+    return {"result": result.as_dict()}
 
 
 def _catalog_name(remote: str, server: McpServer, taken: set[str]) -> str:

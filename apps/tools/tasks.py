@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_process_shutdown
 
-from apps.tools import jobs
+from apps.tools import jobs, services
 
 
 @shared_task(
@@ -23,6 +23,16 @@ def run_tool_job(job_id: str) -> str:
 @shared_task(name="tools.recover_jobs", ignore_result=True)
 def recover_tool_jobs() -> int:
     return jobs.tool_jobs_recover()
+
+
+@shared_task(name=services.DISCOVER_TASK, acks_late=False)
+def discover_server(
+    server_id: str, tenant_id: str, approve: bool = False, user_id: int | None = None
+) -> dict[str, Any]:
+    # Not redelivered if the worker dies: the web request that waits for it has given up.
+    return services.tool_discover_task_run(
+        server_id=server_id, tenant_id=tenant_id, approve=approve, user_id=user_id
+    )
 
 
 @worker_process_shutdown.connect

@@ -28,8 +28,37 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
 WARDEN_TOOL_MODULES = ["tests.agents.tools"]
-# The tests start their own MCP servers (python scripts); production keeps the default.
-WARDEN_MCP_STDIO_COMMANDS = ["*"]
+# The tests' own stdio MCP servers (python scripts under tests/), next to the packaged ones.
+_TESTS = BASE_DIR / "tests"  # noqa: F405
+WARDEN_TOOL_WORKSPACE_ROOT = str(VAR_DIR / "test" / "workspaces")
+WARDEN_MCP_STDIO_TEMPLATES = {
+    **WARDEN_MCP_STDIO_TEMPLATES,  # noqa: F405
+    # Lists the tools named in a JSON file in the tenant's workspace.
+    "catalog": {
+        "command": ["{python}", "-I", str(_TESTS / "tools_django/servers/catalog_server.py")],
+        "args": {"spec": {"type": "workspace_path", "required": True}},
+    },
+    # Lists a malformed tool set.
+    "malformed": {
+        "command": ["{python}", "-I", str(_TESTS / "tools/servers/malformed_server.py")],
+        "args": {"mode": {"type": "choices", "choices": ["bad_schema", "duplicate"]}},
+    },
+    # The time server, with a secret variable (auth_env) it ignores.
+    "secured-time": {
+        "command": ["{python}", "-I", "-m", "mcp_server_time"],
+        "env": {"TIME_TOKEN": {"type": "secret"}},
+    },
+    # A command that does not exist: connecting fails.
+    "broken": {"command": ["/nonexistent/mcp-server"]},
+    # Reports its own process (pid, parent, cwd, environment) in its tool's description.
+    "envdump": {
+        "command": ["{python}", "-I", str(_TESTS / "security/servers/env_server.py")],
+        "env": {
+            "GREETING": {"type": "regex", "pattern": "[a-z ]{1,40}"},
+            "DUMP_TOKEN": {"type": "secret"},
+        },
+    },
+}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

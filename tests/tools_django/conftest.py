@@ -18,6 +18,7 @@ from apps.tenants.models import Tenant
 from apps.tools import services
 from apps.tools.execution import credential_signing_key
 from apps.tools.models import McpServer
+from apps.tools.stdio import tenant_workspace
 from tests.agents.conftest import no_dispatch
 
 __all__ = ["no_dispatch"]  # the agents' fixture: turns run in-process here too
@@ -28,9 +29,7 @@ PYTHON = sys.executable
 
 
 def time_server(tenant: Tenant, name: str = "time") -> McpServer:
-    return services.mcp_server_save(
-        tenant=tenant, name=name, transport="stdio", command=PYTHON, args=["-m", "mcp_server_time"]
-    )
+    return services.mcp_server_save(tenant=tenant, name=name, transport="stdio", template="time")
 
 
 def make_git_repo(path: Path) -> Path:
@@ -44,8 +43,9 @@ def make_git_repo(path: Path) -> Path:
 
 
 @pytest.fixture
-def git_repo(tmp_path: Path) -> Path:
-    return make_git_repo(tmp_path / "repo")
+def git_repo(world: Any) -> Path:
+    """A repository in tenant A's workspace (the git template reads only those)."""
+    return make_git_repo(tenant_workspace(world.tenant_a.id, create=True) / "repo")
 
 
 def git_server(tenant: Tenant, repo: Path, name: str = "git") -> McpServer:
@@ -53,8 +53,8 @@ def git_server(tenant: Tenant, repo: Path, name: str = "git") -> McpServer:
         tenant=tenant,
         name=name,
         transport="stdio",
-        command=PYTHON,
-        args=["-m", "mcp_server_git", "--repository", str(repo)],
+        template="git",
+        args={"--repository": str(repo)},
     )
 
 
@@ -70,14 +70,14 @@ class CatalogServer:
 
 
 @pytest.fixture
-def catalog_server(world: Any, tmp_path: Path) -> CatalogServer:
-    spec = tmp_path / "spec.json"
+def catalog_server(world: Any) -> CatalogServer:
+    spec = tenant_workspace(world.tenant_a.id, create=True) / "spec.json"
     server = services.mcp_server_save(
         tenant=world.tenant_a,
         name="catalog",
         transport="stdio",
-        command=PYTHON,
-        args=[str(SERVERS / "catalog_server.py"), str(spec)],
+        template="catalog",
+        args={"spec": "spec.json"},
     )
     catalog = CatalogServer(spec, server)
     catalog.offer(alpha="Echo the text.", beta="Echo the text, too.")

@@ -12,14 +12,8 @@ from rest_framework.test import APIClient
 from apps.tools import services
 from apps.tools.exceptions import DiscoveryFailed
 from apps.tools.models import McpServer, ServerStatus, Tool
-from tests.conftest import World, client_for
-from tests.tools_django.conftest import (
-    PYTHON,
-    TOOLS_SERVERS,
-    CatalogServer,
-    git_server,
-    time_server,
-)
+from tests.conftest import WorkerProcess, World, client_for
+from tests.tools_django.conftest import CatalogServer, git_server, time_server
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +41,10 @@ def test_time_server_discovery_fills_the_catalog_with_pending_tools(world: World
     assert sorted(again.unchanged) == ["convert_time", "get_current_time"] and not again.created
 
 
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
 def test_git_server_discovery_from_the_admin_action(
-    world: World, alice_client: APIClient, git_repo: Path
+    world: World, alice_client: APIClient, git_repo: Path, celery_worker: WorkerProcess
 ) -> None:
     server = git_server(world.tenant_a, git_repo)
     response = alice_client.post(
@@ -84,7 +80,7 @@ def test_admin_pages_edit_through_the_services(world: World, alice_client: APICl
             "name": "remote",
             "transport": "streamable_http",
             "url": "http://127.0.0.1:9/mcp",
-            "args": "[]",
+            "args": "{}",
             "env": "{}",
             "auth_secret": "hunter2-secret",
             "connect_timeout_s": "5",
@@ -123,16 +119,17 @@ def test_admin_shows_a_tenant_admin_only_their_own_catalog(
     assert "word_count" not in page.content.decode()
 
 
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
 def test_rest_register_discover_and_approve(
-    world: World, alice_client: APIClient, bob_client: APIClient
+    world: World, alice_client: APIClient, bob_client: APIClient, celery_worker: WorkerProcess
 ) -> None:
     created = alice_client.post(
         "/api/v1/mcp-servers",
         {
             "name": "time",
             "transport": "stdio",
-            "command": PYTHON,
-            "args": ["-m", "mcp_server_time"],
+            "template": "secured-time",
             "auth_secret": "s3cret-value",
             "auth_env": "TIME_TOKEN",
         },
@@ -184,11 +181,12 @@ def test_rest_register_discover_and_approve(
 def test_rest_refuses_bad_input_with_stable_codes(world: World) -> None:
     client = client_for(world.tenant_a)
     cases = [
-        ({"name": "x", "transport": "stdio"}, "invalid_mcp_server"),
+        ({"name": "x", "transport": "stdio"}, "template_unknown"),
+        ({"name": "x", "transport": "stdio", "template": "nope"}, "template_unknown"),
         ({"name": "x", "transport": "websocket", "url": "http://h/"}, "invalid_mcp_server"),
         ({"name": "x", "transport": "sse", "url": "http://h/", "credential_env": "T"}, None),
         ({"name": "x", "transport": "stdio", "command": "c", "bogus": 1}, "unknown_field"),
-        ({"name": "not a slug", "transport": "stdio", "command": "c"}, "validation_error"),
+        ({"name": "not a slug", "transport": "stdio", "template": "time"}, "validation_error"),
     ]
     for payload, code in cases:
         response = client.post("/api/v1/mcp-servers", payload, format="json")
@@ -205,28 +203,6 @@ def test_rest_refuses_bad_input_with_stable_codes(world: World) -> None:
         assert response.status_code == 400, (payload, response.json())
         assert response.json()["code"] == code
     assert client.get("/api/v1/tools?enabled=maybe").status_code == 400
-
-
-def test_stdio_commands_can_be_restricted(world: World, settings: object) -> None:
-    settings.WARDEN_MCP_STDIO_COMMANDS = ["{python} -m mcp_server_time"]  # type: ignore[attr-defined]
-    client = client_for(world.tenant_a)
-    response = client.post(
-        "/api/v1/mcp-servers",
-        {"name": "py", "transport": "stdio", "command": PYTHON, "args": ["-c", "print(1)"]},
-        format="json",
-    )
-    assert response.status_code == 400 and response.json()["code"] == "command_not_allowed"
-    allowed = client.post(
-        "/api/v1/mcp-servers",
-        {
-            "name": "time",
-            "transport": "stdio",
-            "command": PYTHON,
-            "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
-        },
-        format="json",
-    )
-    assert allowed.status_code == 201, allowed.json()
 
 
 def test_management_command_discovers_and_lists(world: World) -> None:
@@ -246,7 +222,7 @@ def test_management_command_discovers_and_lists(world: World) -> None:
     with pytest.raises(CommandError, match="No active tenant"):
         call_command("tools", "list", "--tenant", "no-such-tenant")
     services.mcp_server_save(
-        tenant=world.tenant_a, name="broken", transport="stdio", command="/nonexistent/server"
+        tenant=world.tenant_a, name="broken", transport="stdio", template="broken"
     )
     with pytest.raises(CommandError, match=r"connect_failed.*\[discovery_failed\]"):
         call_command("tools", "discover", "broken", "--tenant", "acme")
@@ -297,8 +273,13 @@ def test_tools_gone_from_the_server_are_flagged_missing(
     assert not beta.missing and not beta.enabled
 
 
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
 def test_failed_discovery_leaves_the_catalog_unchanged(
-    world: World, catalog_server: CatalogServer, alice_client: APIClient
+    world: World,
+    catalog_server: CatalogServer,
+    alice_client: APIClient,
+    celery_worker: WorkerProcess,
 ) -> None:
     server = catalog_server.server
     services.tool_discover(server=server, approve=True)
@@ -308,9 +289,7 @@ def test_failed_discovery_leaves_the_catalog_unchanged(
 
     # A malformed tool list is rejected whole.
     services.mcp_server_save(
-        tenant=world.tenant_a,
-        server=server,
-        args=[str(TOOLS_SERVERS / "malformed_server.py"), "bad_schema"],
+        tenant=world.tenant_a, server=server, template="malformed", args={"mode": "bad_schema"}
     )
     response = alice_client.post(f"/api/v1/mcp-servers/{server.id}/discover")
     assert response.status_code == 502, response.json()
@@ -321,9 +300,7 @@ def test_failed_discovery_leaves_the_catalog_unchanged(
     assert server.status == ServerStatus.ERROR and "discovery_invalid" in server.last_error
 
     # An unreachable server too.
-    services.mcp_server_save(
-        tenant=world.tenant_a, server=server, command="/nonexistent/mcp-server", args=[]
-    )
+    services.mcp_server_save(tenant=world.tenant_a, server=server, template="broken", args={})
     with pytest.raises(DiscoveryFailed) as failed:
         services.tool_discover(server=server)
     assert failed.value.details["reason"] == "connect_failed"

@@ -195,10 +195,8 @@ def test_long_running_tool_with_a_real_worker(world: World, celery_worker: Worke
 
 
 @pytest.mark.worker
-def test_demo_agent_with_a_real_worker(
-    world: World, celery_worker: WorkerProcess, settings: Any, tmp_path: Path
-) -> None:
-    settings.VAR_DIR = tmp_path
+def test_demo_agent_with_a_real_worker(world: World, celery_worker: WorkerProcess) -> None:
+    # The worker shares the test settings' workspace root, where the demo repository goes.
     seed_demo_agents(tenant=world.tenant_a)
     agent = Agent.objects.get(tenant=world.tenant_a, slug="demo-scripted")
     turn = services.turn_enqueue(session=make_session(agent, world.alice), message="one two three")

@@ -43,11 +43,14 @@ def events(turn: Turn, kind: str) -> list[dict[str, Any]]:
 def test_demo_agent_calls_the_time_server_and_the_wasm_tool(
     world: World, settings: Any, tmp_path: Path
 ) -> None:
-    settings.VAR_DIR = tmp_path
+    settings.WARDEN_TOOL_WORKSPACE_ROOT = str(tmp_path)
     seed_demo_agents(tenant=world.tenant_a)
     seed_demo_agents(tenant=world.tenant_a)  # idempotent: the next `make run` changes nothing
     assert McpServer.objects.filter(tenant=world.tenant_a).count() == 2
-    assert (tmp_path / "demo-repo" / ".git").is_dir()
+    # The git server reads a repository in the demo tenant's own workspace.
+    assert (tmp_path / str(world.tenant_a.id) / "demo-repo" / ".git").is_dir()
+    git = McpServer.objects.get(tenant=world.tenant_a, name="git")
+    assert (git.template, git.args) == ("git", {"--repository": "demo-repo"})
     tools = {t.name: t for t in Tool.objects.filter(tenant=world.tenant_a)}
     for name in DEMO_AGENT_TOOLS:
         assert tools[name].is_available, name

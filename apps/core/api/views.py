@@ -30,7 +30,14 @@ def authenticated_user(request: Any) -> User | None:
     return user if isinstance(user, User) else None
 
 
-def paginated(request: Request, view: Any, queryset: Any, serializer_class: type) -> Response:
+def paginated(
+    request: Request,
+    view: Any,
+    queryset: Any,
+    serializer_class: type,
+    context: dict[str, Any] | None = None,
+) -> Response:
     paginator = Pagination()
     page: Any = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+    serialized = serializer_class(page, many=True, context=context or {})
+    return paginator.get_paginated_response(serialized.data)

@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from apps.core.api.serializers import StrictInputSerializer
 from apps.llm.models import Sensitivity
 from apps.tools.models import McpServer, RiskTier, Tool, Transport
 
+REDACTED = "[redacted]"
+
 
 class McpServerSerializer(serializers.ModelSerializer):
+    """An MCP server. `args` and `env` values may carry secret-bearing configuration: only
+    owners and admins (and admin-scoped keys) see them; others see each name with the value
+    "[redacted]", and `config_redacted` is true. Auth secrets are never returned."""
+
+    # The view says whether to reveal: context["reveal_config"].
+
     has_auth_secret = serializers.BooleanField(read_only=True)
+    config_redacted = serializers.SerializerMethodField()
 
     class Meta:
         model = McpServer
@@ -17,9 +28,10 @@ class McpServerSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "transport",
-            "command",
+            "template",
             "args",
             "env",
+            "config_redacted",
             "url",
             "auth_header",
             "auth_env",
@@ -35,14 +47,46 @@ class McpServerSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    def _reveal(self) -> bool:
+        return bool(self.context.get("reveal_config", False))
+
+    def get_config_redacted(self, server: McpServer) -> bool:
+        return not self._reveal()
+
+    def to_representation(self, instance: Any) -> Any:
+        data = super().to_representation(instance)
+        if not self._reveal():
+            for name in ("args", "env"):
+                if isinstance(data.get(name), dict):
+                    data[name] = {key: REDACTED for key in data[name]}
+        return data
+
 
 class McpServerInputSerializer(StrictInputSerializer):
     name = serializers.SlugField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True)
     transport = serializers.ChoiceField(choices=Transport.choices)
-    command = serializers.CharField(required=False, allow_blank=True, max_length=500)
-    args = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
-    env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    template = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="stdio: the name of a template the platform operator defines "
+        "(GET /api/v1/mcp-server-templates). The template fixes the command.",
+    )
+    args = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text='stdio: values for the template\'s arguments, e.g. {"--repository": "repo"}. '
+        "400 argument_not_allowed for an argument it does not declare, argument_invalid for a "
+        "value its validator refuses, argument_missing for a required one left out.",
+    )
+    env = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text="stdio: values for the template's environment variables. 400 env_not_allowed "
+        "for a variable it does not declare (interpreter, loader and shell variables never are), "
+        "env_invalid for a value its validator refuses.",
+    )
     url = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     auth_secret = serializers.CharField(
         required=False,
@@ -51,11 +95,42 @@ class McpServerInputSerializer(StrictInputSerializer):
         help_text="Stored encrypted; never returned. Empty clears it.",
     )
     auth_header = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    auth_env = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    auth_env = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="stdio: a `secret` variable of the template that carries auth_secret.",
+    )
     credential_header = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    credential_env = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    credential_env = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="stdio: a `secret` variable of the template for the per-call credential.",
+    )
     connect_timeout_s = serializers.FloatField(min_value=0.1, max_value=120, required=False)
     is_active = serializers.BooleanField(required=False)
+
+
+class StdioParamSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["regex", "choices", "workspace_path", "secret"])
+    pattern = serializers.CharField(required=False)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    must_contain = serializers.CharField(required=False)
+    description = serializers.CharField(required=False)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `required` is also a Field attribute: declared here rather than as a class attribute.
+        fields = super().get_fields()
+        fields["required"] = serializers.BooleanField()
+        return fields
+
+
+class StdioTemplateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    args = serializers.DictField(child=StdioParamSerializer())
+    env = serializers.DictField(child=StdioParamSerializer())
 
 
 class DiscoverInputSerializer(StrictInputSerializer):

@@ -5,6 +5,11 @@ from apps.tools.api import views
 urlpatterns = [
     path("mcp-servers", views.McpServerListApi.as_view(), name="mcp-server-list"),
     path(
+        "mcp-server-templates",
+        views.McpServerTemplateListApi.as_view(),
+        name="mcp-server-template-list",
+    ),
+    path(
         "mcp-servers/<uuid:server_id>",
         views.McpServerDetailApi.as_view(),
         name="mcp-server-detail",

@@ -1,5 +1,12 @@
 """MCP servers and the tool catalog. Members read; operators, admins and owners change.
 
+A stdio server names a template the platform operator defines (`GET mcp-server-templates`) and
+gives only the arguments and env variables that template declares. `args` and `env` values are
+shown to owners and admins (and admin-scoped keys) only; others see `[redacted]` values.
+
+Discovery runs on a worker (stdio servers never start in a web process); the request waits for
+it and answers 503 `discovery_unavailable` when no worker took it or finished in time.
+
 Discovery that cannot get a usable tool list from the server (unreachable, timed out,
 malformed list) answers 502 with code `discovery_failed` and `details.reason` (the executor's
 code: connect_failed, connect_timeout, timeout, discovery_invalid, …): the request was fine,
@@ -9,6 +16,7 @@ the upstream MCP server was not. The catalog is unchanged and the server's statu
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -19,18 +27,25 @@ from rest_framework.views import APIView
 
 from apps.core.api.errors import error_body
 from apps.core.api.views import authenticated_user, get_or_404, paginated
-from apps.tenants.permissions import IsTenantOperatorForWrites, request_identity
+from apps.tenants.permissions import (
+    IsTenantAdmin,
+    IsTenantMember,
+    IsTenantOperatorForWrites,
+    request_identity,
+)
 from apps.tools import selectors, services
 from apps.tools.api.serializers import (
     DiscoverInputSerializer,
     DiscoverResponseSerializer,
     McpServerInputSerializer,
     McpServerSerializer,
+    StdioTemplateSerializer,
     ToolSerializer,
     ToolUpdateSerializer,
 )
 from apps.tools.exceptions import DiscoveryFailed
 from apps.tools.models import McpServer, Tool, ToolSource
+from apps.tools.stdio import stdio_templates
 
 
 def _server(request: Request, server_id: uuid.UUID) -> McpServer:
@@ -38,6 +53,15 @@ def _server(request: Request, server_id: uuid.UUID) -> McpServer:
     return get_or_404(
         lambda: selectors.mcp_server_get(tenant=tenant, server_id=server_id), "MCP server"
     )
+
+
+def _server_data(request: Request, view: APIView, server: McpServer) -> Any:
+    return McpServerSerializer(server, context=_server_context(request, view)).data
+
+
+def _server_context(request: Request, view: APIView) -> dict[str, Any]:
+    # Server args/env may carry secret-bearing configuration: owners and admins only.
+    return {"reveal_config": IsTenantAdmin().has_permission(request, view)}
 
 
 def _tool(request: Request, tool_id: uuid.UUID) -> Tool:
@@ -52,7 +76,11 @@ class McpServerListApi(APIView):
     def get(self, request: Request) -> Response:
         tenant = request_identity(request).tenant
         return paginated(
-            request, self, selectors.mcp_server_list(tenant=tenant), McpServerSerializer
+            request,
+            self,
+            selectors.mcp_server_list(tenant=tenant),
+            McpServerSerializer,
+            context=_server_context(request, self),
         )
 
     @extend_schema(
@@ -68,7 +96,7 @@ class McpServerListApi(APIView):
         server = services.mcp_server_save(
             tenant=request_identity(request).tenant, auth_secret=secret, **fields
         )
-        return Response(McpServerSerializer(server).data, status=status.HTTP_201_CREATED)
+        return Response(_server_data(request, self, server), status=status.HTTP_201_CREATED)
 
 
 class McpServerDetailApi(APIView):
@@ -76,7 +104,7 @@ class McpServerDetailApi(APIView):
 
     @extend_schema(responses=McpServerSerializer, summary="Get an MCP server")
     def get(self, request: Request, server_id: uuid.UUID) -> Response:
-        return Response(McpServerSerializer(_server(request, server_id)).data)
+        return Response(_server_data(request, self, _server(request, server_id)))
 
     @extend_schema(
         request=McpServerInputSerializer,
@@ -92,7 +120,7 @@ class McpServerDetailApi(APIView):
         server = services.mcp_server_save(
             tenant=server.tenant, server=server, auth_secret=secret, **fields
         )
-        return Response(McpServerSerializer(server).data)
+        return Response(_server_data(request, self, server))
 
     @extend_schema(
         responses={204: None}, summary="Delete an MCP server (and its tools from the catalog)"
@@ -111,14 +139,15 @@ class McpServerDiscoverApi(APIView):
         summary="Discover the server's tools and upsert the catalog",
         description="New tools arrive disabled unless `approve`; a tool whose schema changed "
         "since approval is disabled until re-enabled; tools the server no longer lists are "
-        "flagged missing. 502 `discovery_failed` when the server gave no usable tool list.",
+        "flagged missing. Runs on a worker: 502 `discovery_failed` when the server gave no "
+        "usable tool list, 503 `discovery_unavailable` when no worker did it in time.",
     )
     def post(self, request: Request, server_id: uuid.UUID) -> Response:
         server = _server(request, server_id)
         data = DiscoverInputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         try:
-            result = services.tool_discover(
+            result = services.tool_discover_on_worker(
                 server=server,
                 approve=data.validated_data["approve"],
                 by=authenticated_user(request),
@@ -128,7 +157,22 @@ class McpServerDiscoverApi(APIView):
                 error_body(exc.code, exc.message, exc.details), status=status.HTTP_502_BAD_GATEWAY
             )
         server.refresh_from_db()
-        return Response({"server": McpServerSerializer(server).data, "result": result.as_dict()})
+        return Response({"server": _server_data(request, self, server), "result": result.as_dict()})
+
+
+class McpServerTemplateListApi(APIView):
+    permission_classes = [IsTenantMember]
+
+    @extend_schema(
+        responses=StdioTemplateSerializer(many=True),
+        summary="List the stdio server templates a tenant may use",
+        description="Defined by the platform operator (WARDEN_MCP_STDIO_TEMPLATES). A stdio "
+        "server names one in `template` and sets only the `args` and `env` it declares; "
+        "`workspace_path` values are paths inside the tenant's workspace directory.",
+    )
+    def get(self, request: Request) -> Response:
+        described = [t.describe() for t in stdio_templates().values()]
+        return Response(StdioTemplateSerializer(described, many=True).data)
 
 
 def _bool_param(request: Request, name: str) -> bool | None:

@@ -18,6 +18,10 @@ The per-call credential reaches the server without the model ever seeing it:
   `credential_header`), closed after the call.
 Servers configured with neither setting never receive the credential and always share the pool.
 
+stdio servers get exactly the environment in their config (the SDK's habit of adding HOME, PATH,
+USER… from the calling process is switched off below), and start only in processes that called
+`allow_stdio_servers()` — Celery workers and the operator's CLI, never a web process.
+
 Failures come out as ToolErrors: a lost or refused connection and HTTP 429/502/503/504 →
 ToolUnavailable (with `maybe_executed` saying whether the request may have run); a request
 timeout → ToolTimeout; a result breaking the tool's output schema → ToolOutputInvalid.
@@ -41,6 +45,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client import stdio as _sdk_stdio
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -72,6 +77,54 @@ from .mcp_websocket import websocket_client
 logger = logging.getLogger(__name__)
 
 TransportKind = Literal["stdio", "streamable_http", "sse", "websocket"]
+
+
+# The SDK merges `get_default_environment()` (HOME, LOGNAME, PATH, SHELL, TERM, USER of the calling
+# process) under the configured env, and nothing can remove a key from that merge. A stdio server
+# must see only what its config gives it, so the SDK's default is replaced, for this process.
+def _nothing_inherited() -> dict[str, str]:
+    return {}
+
+
+_sdk_stdio.get_default_environment = _nothing_inherited
+
+
+class StdioNotAllowed(ToolError):
+    """This process may not start stdio servers (a web process, or one never allowed to)."""
+
+    default_code = "stdio_not_allowed_here"
+
+
+# Default deny: a stdio server is a process on this host, started for a tenant. Only processes
+# meant to run tenant work (Celery workers) or the operator's own commands may start one; a web
+# process never does, whatever code path would try.
+_stdio_allowed_by: str | None = None
+
+
+def allow_stdio_servers(reason: str) -> None:
+    """Let this process (and processes it forks) start stdio servers; `reason` is logged."""
+    global _stdio_allowed_by
+    _stdio_allowed_by = reason
+    logger.info("stdio MCP servers allowed in this process: %s", reason)
+
+
+def forbid_stdio_servers() -> None:
+    global _stdio_allowed_by
+    _stdio_allowed_by = None
+
+
+def stdio_servers_allowed() -> bool:
+    return _stdio_allowed_by is not None
+
+
+def _check_stdio_allowed(config: McpServerConfig) -> None:
+    if config.transport == "stdio" and _stdio_allowed_by is None:
+        raise StdioNotAllowed(
+            f"stdio MCP server {config.key} cannot start in this process (pid {os.getpid()}): "
+            "stdio servers run on workers only"
+        )
+
+
 CLIENT_INFO = Implementation(name="warden", version="1.0")
 
 _MAX_LIST_PAGES = 50
@@ -90,7 +143,8 @@ class McpServerConfig:
     """How to reach one MCP server. `key` identifies it in the pool and the circuit breakers.
 
     `env` (stdio) and `headers` (HTTP, websocket) carry the server's static auth secret, already
-    decrypted by the caller; they are kept out of repr().
+    decrypted by the caller; they are kept out of repr(). `env` is the stdio server's whole
+    environment: nothing of this process's environment is added to it.
     """
 
     key: str
@@ -214,6 +268,7 @@ async def _streamable_http(config: McpServerConfig) -> AsyncIterator[Any]:
 def _transport(config: McpServerConfig, credential: str | None) -> AbstractAsyncContextManager[Any]:
     if config.transport == "stdio":
         assert config.command is not None
+        _check_stdio_allowed(config)
         env = dict(config.env)
         if credential is not None and config.credential_env:
             env[config.credential_env] = credential
@@ -396,6 +451,7 @@ class McpClientPool:
         A list the SDK cannot even parse → ToolDiscoveryError; checking that the tools are fit
         for the catalog is mcp.validate_tool_list's job.
         """
+        _check_stdio_allowed(config)
         return self._run(
             self._list_tools(config, timeout_s),
             timeout_s + config.connect_timeout_s + _BACKSTOP_GRACE_S,
@@ -414,6 +470,7 @@ class McpClientPool:
         """One `tools/call`. Raises a ToolError subclass on failure (an isError result is
         returned as is; McpExecutor turns it into ToolFailed). `progress` receives the server's
         progress notifications, on the pool's loop thread (it must not block)."""
+        _check_stdio_allowed(config)
         return self._run(
             self._call(config, name, dict(arguments), timeout_s, credential, progress),
             timeout_s + config.connect_timeout_s + _BACKSTOP_GRACE_S,

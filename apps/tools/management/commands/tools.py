@@ -7,6 +7,10 @@
     tools register-builtin <name> --tenant <slug> [--approve]
 
 Exit status 0 on success, 1 on failure (a message on stderr says why).
+
+`tools discover` runs the discovery in this process (the operator's own shell on a worker host;
+no worker needs to be running), so it may start stdio servers, as workers do. Web processes
+never do: they hand discovery to a worker.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from apps.tenants.exceptions import TenantNotFound
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import tenant_get_by_slug
 from apps.tools import selectors, services
+from apps.tools.executors.mcp_pool import allow_stdio_servers
 from apps.tools.models import McpServer, Tool
 
 
@@ -97,6 +102,7 @@ class Command(BaseCommand):
 
     def _discover(self, tenant: Tenant, name: str, *, approve: bool) -> None:
         server = self._server(tenant, name)
+        allow_stdio_servers("manage.py tools discover")
         result = services.tool_discover(server=server, approve=approve)
         self.stdout.write(f"{server.name}: {result.listed} tool(s) listed")
         for label, names in result.changes().items():
