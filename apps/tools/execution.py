@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.core import crypto
+from apps.core.egress.adapters import platform_egress_policy
 from apps.tools import selectors
 from apps.tools.builtins import load_builtins
 from apps.tools.credentials import (
@@ -74,6 +75,8 @@ def mcp_server_key(server: McpServer) -> str:
 def mcp_server_config(server: McpServer) -> McpServerConfig:
     """The executor's view of a server row; the only place its auth secret is decrypted.
 
+    Network transports connect only where the platform's egress policy allows.
+
     Raises ValueError for a configuration the executor refuses and SecretDecryptionError when the
     secret cannot be read with the configured keys.
     """
@@ -97,6 +100,7 @@ def mcp_server_config(server: McpServer) -> McpServerConfig:
         credential_header=server.credential_header or None,
         credential_env=server.credential_env or None,
         connect_timeout_s=server.connect_timeout_s,
+        egress=platform_egress_policy(),
     )
 
 

@@ -30,6 +30,8 @@ ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
 WARDEN_TOOL_MODULES = ["tests.agents.tools"]
 # The tests start their own MCP servers (python scripts); production keeps the default.
 WARDEN_MCP_STDIO_COMMANDS = ["*"]
+# The tests' MCP and model servers listen on loopback; tests/security/ narrows this again.
+WARDEN_EGRESS_ALLOW = ["127.0.0.0/8", "::1", "localhost"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
