@@ -159,10 +159,10 @@ def _parse_rule(entry: str) -> _HostRule | _NetworkRule:
         if "/" in text:
             return _NetworkRule(ipaddress.ip_network(text, strict=False), None)
         if text.startswith("["):
-            inside, _, rest = text[1:].partition("]")
+            inside, bracket, rest = text[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError("expected [v6] or [v6]:port")
             port = _parse_port(rest[1:], entry) if rest else None
-            if rest and not rest.startswith(":"):
-                raise ValueError(entry)
             return _NetworkRule(ipaddress.ip_network(inside), port)
         if text.count(":") > 1:
             return _NetworkRule(ipaddress.ip_network(text), None)
