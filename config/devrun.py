@@ -81,6 +81,10 @@ def _start_local_llm(env: dict[str, str], var: Path) -> subprocess.Popen[bytes] 
             return None
         time.sleep(0.2)
     env["WARDEN_LOCAL_LLM_URL"] = f"http://127.0.0.1:{port}/v1"
+    # Model endpoints connect through the egress guard, which refuses loopback: the local
+    # model's own host:port is the one loopback address the demo needs, and all it allows.
+    allowed = [e for e in env.get("WARDEN_EGRESS_ALLOW", "").split(",") if e.strip()]
+    env["WARDEN_EGRESS_ALLOW"] = ",".join([*allowed, f"127.0.0.1:{port}"])
     env["WARDEN_LOCAL_LLM_MODEL"] = model
     _log(f"started local model {model} (llama.cpp, pid {proc.pid}) on port {port}")
     return proc

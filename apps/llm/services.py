@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from apps.core import crypto
+from apps.core.egress.adapters import platform_egress_policy
 from apps.core.exceptions import Conflict
 from apps.llm.exceptions import EndpointInvalid
 from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint, Sensitivity
@@ -63,7 +64,8 @@ def endpoint_save(
 
 
 def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
-    """The router's view of a row; the only place the API key is decrypted."""
+    """The router's view of a row; the only place the API key is decrypted. Its provider
+    connects only where the platform's egress policy allows."""
     return EndpointConfig(
         name=endpoint.name,
         kind=endpoint.provider,  # type: ignore[arg-type]
@@ -79,6 +81,7 @@ def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
         price_output_per_mtok=endpoint.price_output_per_mtok,
         timeout_s=endpoint.timeout_s,
         options=dict(endpoint.options or {}),
+        egress=platform_egress_policy(),
     )
 
 

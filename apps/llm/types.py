@@ -85,9 +85,13 @@ class ModelResponse:
 
 
 class ProviderError(Exception):
-    """A provider call failed. `retryable` errors (timeouts, 5xx, 429) fail over."""
+    """A provider call failed. `retryable` errors (timeouts, 5xx, 429) fail over.
+
+    `code` is stable, for events and clients; `str()` is for humans.
+    """
 
     retryable: bool = False
+    code: str = "provider_error"
 
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)
@@ -97,12 +101,23 @@ class ProviderError(Exception):
 
 class ProviderTimeout(ProviderError):
     retryable = True
+    code = "provider_timeout"
 
 
 class ProviderUnavailable(ProviderError):
     """5xx, rate limit, connection refused, or an open circuit breaker."""
 
     retryable = True
+    code = "provider_unavailable"
+
+
+class EndpointUnreachable(ProviderUnavailable):
+    """No connection to the endpoint: refused by the egress guard, a closed port, DNS, TLS, or
+    something that does not speak HTTP. One message whatever the cause, so that an endpoint's
+    `base_url` cannot be used to map the platform's network; the cause is in the operator log.
+    """
+
+    code = "endpoint_unreachable"
 
 
 class MalformedOutput(ProviderError):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apps.core.egress.adapters import platform_egress_policy
 from apps.tools.executors.base import ToolArgumentsInvalid, ToolFailed
 from apps.tools.executors.builtin import (
     BuiltinCall,
@@ -45,7 +46,7 @@ def load_builtins(registry: BuiltinRegistry = default_registry) -> BuiltinRegist
             return registry
         hosts = list(getattr(settings, "WARDEN_HTTP_FETCH_ALLOWED_HOSTS", []))
         if hosts and "http_fetch" not in registry:
-            register_http_fetch(registry, allowed_hosts=hosts)
+            register_http_fetch(registry, allowed_hosts=hosts, egress=platform_egress_policy)
         for module in getattr(settings, "WARDEN_TOOL_MODULES", []):
             importlib.import_module(module)
         _loaded = True

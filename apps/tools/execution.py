@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.core import crypto
+from apps.core.egress.adapters import platform_egress_policy
 from apps.core.exceptions import WardenError
 from apps.tools import selectors
 from apps.tools.builtins import load_builtins
@@ -78,6 +79,7 @@ def mcp_server_config(server: McpServer) -> McpServerConfig:
 
     A stdio server's command comes from its template, its arguments and environment are checked
     against the template again now (McpServerInvalid), and its workspace is created if needed.
+    Network transports connect only where the platform's egress policy allows.
     Raises ValueError for a configuration the executor refuses and SecretDecryptionError when
     the secret cannot be read with the configured keys.
     """
@@ -113,6 +115,7 @@ def mcp_server_config(server: McpServer) -> McpServerConfig:
         headers=headers,
         credential_header=server.credential_header or None,
         connect_timeout_s=server.connect_timeout_s,
+        egress=platform_egress_policy(),
     )
 
 

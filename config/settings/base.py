@@ -97,6 +97,7 @@ from config.settings.auth import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.channels import *  # noqa: E402,F403
 from config.settings.database import *  # noqa: E402,F403
+from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403

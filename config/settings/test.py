@@ -59,6 +59,8 @@ WARDEN_MCP_STDIO_TEMPLATES = {
         },
     },
 }
+# The tests' MCP and model servers listen on loopback; tests/security/ narrows this again.
+WARDEN_EGRESS_ALLOW = ["127.0.0.0/8", "::1", "localhost"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from apps.core.egress import EgressPolicy
+
+# These servers listen on loopback, which the egress guard refuses unless allowed.
+LOOPBACK = EgressPolicy(("127.0.0.1",))
+
 
 @dataclass
 class Received:

@@ -15,7 +15,7 @@ from apps.llm.types import (
     ToolCall,
     ToolSpec,
 )
-from tests.llm.servers import anthropic_message, anthropic_sse, error, hang, reply
+from tests.llm.servers import LOOPBACK, anthropic_message, anthropic_sse, error, hang, reply
 
 WEATHER = ToolSpec(
     "weather",
@@ -32,6 +32,7 @@ def endpoint(root: str, **overrides: object) -> EndpointConfig:
         "base_url": root,
         "api_key": "ak-secret",
         "timeout_s": 5.0,
+        "egress": LOOPBACK,
     }
     values.update(overrides)
     return EndpointConfig(**values)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from apps.llm.providers.local_llama import (
 )
 from apps.llm.types import Message, ModelRequest, ToolSpec
 from config.embedded import free_port
+from tests.llm.servers import LOOPBACK
 
 pytestmark = pytest.mark.llm
 
@@ -73,7 +74,9 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 def test_grammar_constrained_step_validates_against_the_step_schema(local_server: int) -> None:
-    provider = LocalLlamaProvider(local_endpoint(port=local_server, model_alias=MODEL))
+    provider = LocalLlamaProvider(
+        local_endpoint(port=local_server, model_alias=MODEL, egress=LOOPBACK)
+    )
     schema = build_step_schema([CALCULATOR])
     request = ModelRequest(
         messages=(

@@ -26,6 +26,7 @@ from apps.llm.types import (
     ToolSpec,
 )
 from tests.llm.servers import (
+    LOOPBACK,
     chunk,
     completion,
     error,
@@ -52,6 +53,7 @@ def endpoint(url: str, **overrides: object) -> EndpointConfig:
         "base_url": url,
         "api_key": "sk-secret-123",
         "timeout_s": 5.0,
+        "egress": LOOPBACK,
     }
     values.update(overrides)
     return EndpointConfig(**values)  # type: ignore[arg-type]
@@ -391,7 +393,7 @@ def test_local_llama_adapter_speaks_llama_cpp_dialect(make_server):
         reply(completion('{"action": "final"}')),
         sse([chunk(content='{"a'), chunk(content='ction": 1}'), chunk(finish_reason="stop")]),
     )
-    config = local_endpoint(port=server.port)
+    config = local_endpoint(port=server.port, egress=LOOPBACK)
     provider = LocalLlamaProvider(config)
     schema = {"type": "object", "properties": {"action": {"type": "string"}}}
 

@@ -21,7 +21,16 @@ from apps.llm.types import (
     ToolSpec,
     Usage,
 )
-from tests.llm.servers import chunk, completion, error, hang, reply, sse, sse_then_hang
+from tests.llm.servers import (
+    LOOPBACK,
+    chunk,
+    completion,
+    error,
+    hang,
+    reply,
+    sse,
+    sse_then_hang,
+)
 
 REQUEST = ModelRequest(messages=(Message("user", "hello"),))
 TOOL = ToolSpec("search", "Search", {"type": "object", "properties": {}})
@@ -34,6 +43,7 @@ def compat(name: str, url: str, **overrides: object) -> EndpointConfig:
         "model": f"model-{name}",
         "base_url": url,
         "timeout_s": 5.0,
+        "egress": LOOPBACK,
     }
     values.update(overrides)
     return EndpointConfig(**values)  # type: ignore[arg-type]

@@ -17,11 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from apps.core.egress import EgressPolicy
 from apps.tools.executors.base import CallContext
 from apps.tools.executors.mcp import McpClientPool, McpServerConfig
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 PYTHON = sys.executable
+# The test servers listen on loopback, which the egress guard refuses unless allowed.
+LOOPBACK = EgressPolicy(("127.0.0.0/8",))
 
 
 @dataclass
@@ -51,7 +54,7 @@ class RunningServer:
             key=key or f"{self.transport}-{uuid.uuid4().hex[:8]}",
             transport=kind,
             url=self.url,
-            **settings,
+            **{"egress": LOOPBACK, **settings},
         )
 
     def stop(self) -> None:

@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from apps.core.egress import EgressPolicy
 from apps.tools.executors.base import RetryPolicy, ToolFailed
 from apps.tools.executors.builtin import (
     BuiltinExecutor,
@@ -15,6 +16,9 @@ from apps.tools.executors.builtin import (
     register_http_fetch,
 )
 from apps.tools.executors.wrapper import GuardedExecutor
+
+# The site listens on loopback, which the egress guard refuses unless allowed.
+LOOPBACK = EgressPolicy(("127.0.0.1",))
 
 
 class Site(ThreadingHTTPServer):
@@ -67,7 +71,9 @@ def site() -> Iterator[Site]:
 @pytest.fixture
 def fetch(sleeps):
     registry = BuiltinRegistry()
-    tool = register_http_fetch(registry, allowed_hosts=["127.0.0.1"], max_bytes=10_000)
+    tool = register_http_fetch(
+        registry, allowed_hosts=["127.0.0.1"], max_bytes=10_000, egress=LOOPBACK
+    )
     guarded = GuardedExecutor({"builtin": BuiltinExecutor(registry)}, sleep=sleeps)
     definition = tool.definition()
 
@@ -108,7 +114,9 @@ def test_redirect_within_the_allowlist_is_followed(site, fetch, ctx):
 
 def test_allowlist_entry_with_a_port_allows_only_that_port(site, sleeps, ctx):
     registry = BuiltinRegistry()
-    tool = register_http_fetch(registry, allowed_hosts=[f"127.0.0.1:{site.port + 1}"])
+    tool = register_http_fetch(
+        registry, allowed_hosts=[f"127.0.0.1:{site.port + 1}"], egress=LOOPBACK
+    )
     guarded = GuardedExecutor({"builtin": BuiltinExecutor(registry)}, sleep=sleeps)
     outcome = guarded.execute(tool.definition(), {"url": f"http://127.0.0.1:{site.port}/"}, ctx=ctx)
     assert outcome.error_code == "host_not_allowed" and site.paths == []

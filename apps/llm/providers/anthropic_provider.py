@@ -24,6 +24,7 @@ from apps.llm.providers.base import (
     TokenSinkError,
     effective_timeout,
     guard_sink,
+    guarded_sdk_client,
     map_sdk_error,
 )
 from apps.llm.types import (
@@ -115,7 +116,7 @@ class AnthropicProvider:
             base_url=endpoint.base_url or None,
             max_retries=0,
             timeout=endpoint.timeout_s,
-            http_client=http_client,
+            http_client=http_client or guarded_sdk_client(anthropic, endpoint),
         )
 
     def close(self) -> None:

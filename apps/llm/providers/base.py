@@ -6,13 +6,16 @@ and everything below the router only ever sees these plain values.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from apps.llm.types import MalformedOutput as MalformedOutput  # re-exported
+from apps.core.egress import STRICT, EgressPolicy
+from apps.core.egress.httpx2_guard import GuardedTransport
 from apps.llm.types import (
+    EndpointUnreachable,
     ModelRequest,
     ModelResponse,
     ProviderError,
@@ -20,6 +23,7 @@ from apps.llm.types import (
     ProviderUnavailable,
     Usage,
 )
+from apps.llm.types import MalformedOutput as MalformedOutput  # re-exported
 
 ProviderKind = Literal["openai", "anthropic", "local", "scripted"]
 Tier = Literal["small", "large"]
@@ -29,6 +33,7 @@ PROVIDER_KINDS: tuple[str, ...] = ("openai", "anthropic", "local", "scripted")
 TIERS: tuple[str, ...] = ("small", "large")
 DEFAULT_SENSITIVITIES: frozenset[str] = frozenset({"public", "internal"})
 _MILLION = Decimal(1_000_000)
+egress_log = logging.getLogger("warden.egress")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class EndpointConfig:
     `api_key` is excluded from repr (and so from logs, tracebacks and events).
     `options` carries provider-specific settings, e.g. `{"script": [...]}` for the
     scripted model or `{"max_tokens_param": "max_completion_tokens"}`.
+    `egress` decides which addresses the provider's HTTP client may connect to (default:
+    public addresses only; the Django glue passes the platform's policy).
     """
 
     name: str
@@ -54,6 +61,7 @@ class EndpointConfig:
     price_output_per_mtok: Decimal = Decimal(0)
     timeout_s: float = 60.0
     options: Mapping[str, Any] = field(default_factory=dict)
+    egress: EgressPolicy = field(default=STRICT, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in PROVIDER_KINDS:
@@ -140,6 +148,13 @@ def effective_timeout(endpoint: EndpointConfig, request: ModelRequest) -> float:
 _ERROR_DETAIL_CHARS = 300
 
 
+def guarded_sdk_client(sdk: Any, endpoint: EndpointConfig) -> Any:
+    """The SDK's own default httpx2 client (its timeouts, limits and redirect handling), with
+    every connection checked against the endpoint's egress policy and no proxy taken from the
+    environment. `sdk` is the `openai` or `anthropic` module."""
+    return sdk.DefaultHttpxClient(transport=GuardedTransport(endpoint.egress), trust_env=False)
+
+
 def map_sdk_error(endpoint: EndpointConfig, exc: Exception, sdk: Any) -> ProviderError:
     """An official SDK's exception → the router's error vocabulary.
 
@@ -150,7 +165,16 @@ def map_sdk_error(endpoint: EndpointConfig, exc: Exception, sdk: Any) -> Provide
     if isinstance(exc, sdk.APITimeoutError):
         return ProviderTimeout(f"{where}: timed out")
     if isinstance(exc, sdk.APIConnectionError):
-        return ProviderUnavailable(f"{where}: connection failed ({type(exc.__cause__).__name__})")
+        cause = exc.__cause__ or exc
+        egress_log.warning(
+            "model endpoint %s (%s) unreachable: %s: %s",
+            endpoint.name,
+            endpoint.base_url,
+            type(cause).__name__,
+            cause,
+            extra={"endpoint": endpoint.name, "egress_cause": f"{type(cause).__name__}: {cause}"},
+        )
+        return EndpointUnreachable(f"{where}: cannot connect to the endpoint")
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         detail = str(exc.message)[:_ERROR_DETAIL_CHARS]

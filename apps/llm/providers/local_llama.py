@@ -30,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from apps.core.egress import STRICT, EgressPolicy
 from apps.llm.providers.base import EndpointConfig
 from apps.llm.providers.openai_compat import OpenAICompatProvider
 
@@ -106,10 +107,12 @@ def local_endpoint(
     model_alias: str = DEFAULT_MODEL_ALIAS,
     n_ctx: int = DEFAULT_CONTEXT,
     timeout_s: float = 120.0,
+    egress: EgressPolicy = STRICT,
 ) -> EndpointConfig:
     """The endpoint config for the embedded model.
 
-    Allowed for confidential data: the prompt never leaves the machine.
+    Allowed for confidential data: the prompt never leaves the machine. It listens on
+    loopback, so `egress` must allow its host:port (the operator's own server).
     """
     return EndpointConfig(
         name=name,
@@ -124,6 +127,7 @@ def local_endpoint(
         price_input_per_mtok=Decimal(0),
         price_output_per_mtok=Decimal(0),
         timeout_s=timeout_s,
+        egress=egress,
     )
 
 

@@ -26,6 +26,7 @@ from apps.llm.providers.base import (
     TokenSinkError,
     effective_timeout,
     guard_sink,
+    guarded_sdk_client,
     map_sdk_error,
 )
 from apps.llm.types import (
@@ -204,7 +205,7 @@ class OpenAICompatProvider:
             base_url=endpoint.base_url or None,
             max_retries=0,
             timeout=endpoint.timeout_s,
-            http_client=http_client,
+            http_client=http_client or guarded_sdk_client(openai, endpoint),
         )
 
     def close(self) -> None:

@@ -10,7 +10,9 @@ the wrapper's timeout holds even if it blocks; it should still honour `call.time
 own I/O, since Python cannot stop a thread that overruns (it is abandoned, not killed).
 
 `make_http_fetch` builds the HTTP fetch builtin: GET only, to an allowlist of hosts, checked
-before every connection including each redirect hop.
+before every connection including each redirect hop. Every connection also goes through the
+egress guard (apps.core.egress), which checks the address it resolves to: an allowlisted name
+that resolves to a private address is refused unless the platform's egress policy allows it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from typing import Any
 
 import httpx
 
+from apps.core.egress import STRICT, EgressPolicy
+from apps.core.egress.httpx_guard import guarded_client
+
 from .base import (
     CallContext,
     RiskTier,
@@ -38,6 +43,7 @@ from .base import (
 )
 
 logger = logging.getLogger(__name__)
+egress_log = logging.getLogger("warden.egress")
 
 
 @dataclass(frozen=True)
@@ -232,14 +238,21 @@ class HostAllowlist:
         )
 
 
+EgressSource = EgressPolicy | Callable[[], EgressPolicy]
+
+
 def make_http_fetch(
     allowed_hosts: Iterable[str],
     *,
     max_bytes: int = 256 * 1024,
     max_redirects: int = 5,
-    transport: httpx.BaseTransport | None = None,
+    egress: EgressSource = STRICT,
 ) -> BuiltinFunction:
-    """The fetch function: GET `url`, following redirects only to allowed hosts."""
+    """The fetch function: GET `url`, following redirects only to allowed hosts.
+
+    `egress` is the policy every connection is checked against, or a function returning it
+    (read at each call, so the platform's current setting applies).
+    """
     allowlist = HostAllowlist(allowed_hosts)
 
     def check(url: httpx.URL) -> None:
@@ -258,11 +271,12 @@ def make_http_fetch(
             url = httpx.URL(str(arguments["url"]))
         except (httpx.InvalidURL, KeyError) as exc:
             raise ToolArgumentsInvalid(f"not a valid URL: {exc}") from None
+        policy = egress() if callable(egress) else egress
         try:
-            with httpx.Client(
+            with guarded_client(
+                policy,
                 follow_redirects=False,
                 timeout=call.timeout_s,
-                transport=transport,
                 headers={"User-Agent": "Warden-Fetch/1.0"},
             ) as client:
                 for _ in range(max_redirects + 1):
@@ -296,13 +310,22 @@ def make_http_fetch(
                 raise ToolFailed(f"more than {max_redirects} redirects", code="too_many_redirects")
         except httpx.TimeoutException:
             raise ToolTimeout(f"fetching {url.host} timed out") from None
-        except httpx.ConnectError as exc:
-            raise ToolUnavailable(
-                f"cannot connect to {url.host}: {exc}", code="connect_failed", maybe_executed=False
-            ) from None
         except httpx.TransportError as exc:
+            # The guard's refusal, a closed port, DNS, TLS or a service that does not speak
+            # HTTP: one answer for all, or the tool would map the platform's network. The
+            # operator log has the cause.
+            egress_log.warning(
+                "http_fetch to %s:%s failed: %s: %s",
+                url.host,
+                url.port,
+                type(exc).__name__,
+                exc,
+                extra={"egress_host": url.host, "egress_cause": f"{type(exc).__name__}: {exc}"},
+            )
             raise ToolUnavailable(
-                f"fetching {url.host} failed: {exc}", code="fetch_failed"
+                f"cannot connect to {url.host}",
+                code="connect_failed",
+                maybe_executed=not isinstance(exc, httpx.ConnectError),
             ) from None
 
     return fetch

@@ -25,6 +25,13 @@ USER… from the calling process is switched off below), and start only in proce
 Failures come out as ToolErrors: a lost or refused connection and HTTP 429/502/503/504 →
 ToolUnavailable (with `maybe_executed` saying whether the request may have run); a request
 timeout → ToolTimeout; a result breaking the tool's output schema → ToolOutputInvalid.
+
+Network transports connect only through the config's `egress` policy (apps.core.egress): the
+address is checked after DNS resolution, where the socket connects, and environment proxies are
+ignored. Whatever keeps a network server from answering the handshake (the guard, a closed
+port, DNS, TLS, something that is not an MCP server) is one `connect_failed` with one message:
+the cause goes to the operator log (`warden.egress`) only, so a tenant cannot use discovery to
+map the platform's network.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -62,6 +70,9 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from apps.core.egress import STRICT, EgressPolicy
+from apps.core.egress.httpx2_guard import GuardedAsyncTransport
+
 from .base import (
     ProgressReporter,
     ToolArgumentsInvalid,
@@ -75,6 +86,7 @@ from .base import (
 from .mcp_websocket import websocket_client
 
 logger = logging.getLogger(__name__)
+egress_log = logging.getLogger("warden.egress")
 
 TransportKind = Literal["stdio", "streamable_http", "sse", "websocket"]
 
@@ -144,7 +156,8 @@ class McpServerConfig:
 
     `env` (stdio) and `headers` (HTTP, websocket) carry the server's static auth secret, already
     decrypted by the caller; they are kept out of repr(). `env` is the stdio server's whole
-    environment: nothing of this process's environment is added to it.
+    environment: nothing of this process's environment is added to it. `egress` decides which
+    addresses a network transport may connect to (default: public addresses only).
     """
 
     key: str
@@ -159,6 +172,7 @@ class McpServerConfig:
     credential_env: str | None = None
     connect_timeout_s: float = 15.0
     ping_after_idle_s: float | None = 30.0
+    egress: EgressPolicy = STRICT
 
     def __post_init__(self) -> None:
         if self.transport not in ("stdio", "streamable_http", "sse", "websocket"):
@@ -219,11 +233,12 @@ class _ObservingTransport(httpx2.AsyncBaseTransport):
     """Adds the calling task's credential header and records the HTTP status it got back.
 
     The SDK maps an HTTP 503 and a JSON-RPC internal error to the same MCPError; the status
-    recorded here is what tells a retryable overload from a tool bug.
+    recorded here is what tells a retryable overload from a tool bug. Connections go through
+    the egress guard.
     """
 
-    def __init__(self) -> None:
-        self._inner = httpx2.AsyncHTTPTransport()
+    def __init__(self, egress: EgressPolicy) -> None:
+        self._inner = GuardedAsyncTransport(egress)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         state = _CALL_STATE.get()
@@ -244,23 +259,30 @@ class _ObservingTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _http_client(
-    headers: Mapping[str, str] | None = None,
-    timeout: httpx2.Timeout | None = None,
-    auth: httpx2.Auth | None = None,
-) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(
-        headers=dict(headers or {}),
-        timeout=timeout or httpx2.Timeout(30.0, read=300.0),
-        auth=auth,
-        transport=_ObservingTransport(),
-    )
+def _http_client_factory(egress: EgressPolicy) -> Callable[..., httpx2.AsyncClient]:
+    """The SDK's `httpx_client_factory`: clients that check every connection and, with
+    trust_env off, never route through a proxy from the environment."""
+
+    def make(
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            headers=dict(headers or {}),
+            timeout=timeout or httpx2.Timeout(30.0, read=300.0),
+            auth=auth,
+            transport=_ObservingTransport(egress),
+            trust_env=False,
+        )
+
+    return make
 
 
 @asynccontextmanager
 async def _streamable_http(config: McpServerConfig) -> AsyncIterator[Any]:
     assert config.url is not None
-    async with _http_client(config.headers) as client:
+    async with _http_client_factory(config.egress)(config.headers) as client:
         async with streamable_http_client(config.url, http_client=client) as streams:
             yield streams
 
@@ -284,12 +306,14 @@ def _transport(config: McpServerConfig, credential: str | None) -> AbstractAsync
             config.url,
             headers=dict(config.headers),
             timeout=config.connect_timeout_s,
-            httpx_client_factory=_http_client,
+            httpx_client_factory=_http_client_factory(config.egress),
         )
     headers = dict(config.headers)
     if credential is not None and config.credential_header:
         headers[config.credential_header] = _header_value(config.credential_header, credential)
-    return websocket_client(config.url, headers=headers, open_timeout_s=config.connect_timeout_s)
+    return websocket_client(
+        config.url, headers=headers, open_timeout_s=config.connect_timeout_s, egress=config.egress
+    )
 
 
 @asynccontextmanager
@@ -351,12 +375,34 @@ class _Connection:
             await self.close(cancel=True)
             if self._ready.done() and not self._ready.cancelled():
                 self._ready.exception()  # retrieved: we report the timeout instead
+            timed_out = f"timed out after {self.config.connect_timeout_s:g}s"
+            if self.config.transport != "stdio":
+                # A port that accepts and stays silent must look like any other failure.
+                raise self._connect_failed(timed_out) from None
             raise ToolUnavailable(
-                f"connecting to MCP server {self.config.key} timed out after "
-                f"{self.config.connect_timeout_s:g}s",
+                f"connecting to MCP server {self.config.key} {timed_out}",
                 code="connect_timeout",
                 maybe_executed=False,
             ) from None
+
+    def _connect_failed(self, cause: str) -> ToolUnavailable:
+        """The handshake failed. For a network server the tenant learns only that; the
+        operator log says why (guard refusal, refused port, DNS, TLS, not an MCP server)."""
+        key = self.config.key
+        if self.config.transport == "stdio":
+            message = f"cannot connect to MCP server {key}: {cause}"
+        else:
+            where = urlsplit(self.config.url or "")
+            egress_log.warning(
+                "MCP server %s (%s, %s) unreachable: %s",
+                key,
+                self.config.transport,
+                where.netloc.rpartition("@")[2],
+                cause,
+                extra={"mcp_server": key, "egress_cause": cause},
+            )
+            message = f"cannot connect to MCP server {key}"
+        return ToolUnavailable(message, code="connect_failed", maybe_executed=False)
 
     def _ended(self) -> None:
         self.alive = False
@@ -372,13 +418,7 @@ class _Connection:
                 await self._stop.wait()
         except BaseException as exc:
             if not self._ready.done():
-                self._ready.set_exception(
-                    ToolUnavailable(
-                        f"cannot connect to MCP server {self.config.key}: {_describe(exc)}",
-                        code="connect_failed",
-                        maybe_executed=False,
-                    )
-                )
+                self._ready.set_exception(self._connect_failed(_describe(exc)))
             elif not self._stop.is_set():
                 logger.warning("MCP connection %s ended: %s", self.config.key, _describe(exc))
             if isinstance(exc, asyncio.CancelledError):
@@ -386,13 +426,7 @@ class _Connection:
         finally:
             self.alive = False
             if not self._ready.done():
-                self._ready.set_exception(
-                    ToolUnavailable(
-                        f"MCP server {self.config.key} closed during the handshake",
-                        code="connect_failed",
-                        maybe_executed=False,
-                    )
-                )
+                self._ready.set_exception(self._connect_failed("closed during the handshake"))
 
     async def ping(self) -> bool:
         """Is the server still answering? A cheap round trip before reusing an idle connection.

@@ -15,6 +15,7 @@ works unchanged over them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -27,6 +28,10 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from apps.core.egress import STRICT, EgressPolicy
+from apps.core.egress.sockets import connect_checked
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +94,30 @@ async def websocket_client(
     headers: Mapping[str, str] | None = None,
     open_timeout_s: float = 10.0,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    egress: EgressPolicy = STRICT,
 ) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
-    """Client transport: connect to `url` (ws:// or wss://), sending `headers` in the handshake."""
-    async with connect(
-        url,
-        additional_headers=dict(headers or {}),
-        subprotocols=[MCP_SUBPROTOCOL],
-        open_timeout=open_timeout_s,
-        max_size=max_message_bytes,
-    ) as ws:
+    """Client transport: connect to `url` (ws:// or wss://), sending `headers` in the handshake.
+
+    The TCP connection is made here, to an address `egress` checked, and handed to websockets
+    as `sock`: websockets then neither resolves the name again nor uses a proxy from the
+    environment, nor follows a redirect elsewhere; TLS is still verified against the URL's host.
+    """
+    target = parse_uri(url)
+    async with asyncio.timeout(open_timeout_s):
+        sock = await connect_checked(egress, target.host, target.port)
+    try:
+        session = connect(
+            url,
+            additional_headers=dict(headers or {}),
+            subprotocols=[MCP_SUBPROTOCOL],
+            open_timeout=open_timeout_s,
+            max_size=max_message_bytes,
+            sock=sock,
+        )
+    except BaseException:
+        sock.close()
+        raise
+    async with session as ws:
         async with _bridge(ws) as streams:
             yield streams
 
