@@ -98,7 +98,7 @@ class McpServerAdmin(TenantScopedAdmin):
         for server in queryset:
             try:
                 # On a worker, waited for: stdio servers never start in a web process.
-                result = services.tool_discover_on_worker(server=server, by=request.user)  # type: ignore[arg-type]
+                result = services.tool_discover_requested(server=server, by=request.user)  # type: ignore[arg-type]
             except WardenError as exc:
                 messages.error(request, exc.message)
                 continue

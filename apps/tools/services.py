@@ -311,6 +311,20 @@ def tool_discover_on_worker(
     return DiscoveryResult(**outcome["result"])
 
 
+def tool_discover_requested(
+    *, server: McpServer, approve: bool = False, by: AbstractBaseUser | None = None
+) -> DiscoveryResult:
+    """Discovery asked for from a web process (REST, the console).
+
+    A stdio server starts a process, so its discovery goes to a worker
+    (`tool_discover_on_worker`). A network server starts nothing on our hosts: it is
+    discovered here, through the egress guard and within the discovery timeout.
+    """
+    if server.transport == Transport.STDIO:
+        return tool_discover_on_worker(server=server, approve=approve, by=by)
+    return tool_discover(server=server, approve=approve, by=by)
+
+
 def tool_discover_task_run(
     *, server_id: str, tenant_id: str, approve: bool, user_id: int | None
 ) -> dict[str, Any]:

@@ -4,8 +4,9 @@ A stdio server names a template the platform operator defines (`GET mcp-server-t
 gives only the arguments and env variables that template declares. `args` and `env` values are
 shown to owners and admins (and admin-scoped keys) only; others see `[redacted]` values.
 
-Discovery runs on a worker (stdio servers never start in a web process); the request waits for
-it and answers 503 `discovery_unavailable` when no worker took it or finished in time.
+Discovery of a stdio server runs on a worker (stdio servers never start in a web process); the
+request waits for it and answers 503 `discovery_unavailable` when no worker took it or finished
+in time. A network server is discovered in the request, through the egress guard.
 
 Discovery that cannot get a usable tool list from the server (unreachable, timed out,
 malformed list) answers 502 with code `discovery_failed` and `details.reason` (the executor's
@@ -139,7 +140,7 @@ class McpServerDiscoverApi(APIView):
         summary="Discover the server's tools and upsert the catalog",
         description="New tools arrive disabled unless `approve`; a tool whose schema changed "
         "since approval is disabled until re-enabled; tools the server no longer lists are "
-        "flagged missing. Runs on a worker: 502 `discovery_failed` when the server gave no "
+        "flagged missing. stdio servers are discovered on a worker. 502 `discovery_failed` when the server gave no "
         "usable tool list, 503 `discovery_unavailable` when no worker did it in time.",
     )
     def post(self, request: Request, server_id: uuid.UUID) -> Response:
@@ -147,7 +148,7 @@ class McpServerDiscoverApi(APIView):
         data = DiscoverInputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         try:
-            result = services.tool_discover_on_worker(
+            result = services.tool_discover_requested(
                 server=server,
                 approve=data.validated_data["approve"],
                 by=authenticated_user(request),
