@@ -117,15 +117,24 @@ def _failure_rate() -> Rate:
 
 
 def auth_failures_check(request: HttpRequest | Request) -> None:
-    """Raise Throttled if this address used up its failed authentications.
+    """Raise Throttled if this request's address used up its failed authentications.
 
     Called before a bearer credential is looked up, so an address that has been
     guessing learns nothing more, not even from a right guess, until its window ends.
     """
-    wait = _window_hit("auth-failures", client_ip(request), _failure_rate(), count_it=False)
+    address_auth_failures_check(client_ip(request))
+
+
+def auth_failure_record(request: HttpRequest | Request) -> None:
+    address_auth_failure_record(client_ip(request))
+
+
+def address_auth_failures_check(address: str) -> None:
+    """The same, for callers without an HttpRequest (websocket handshakes: scope["client"])."""
+    wait = _window_hit("auth-failures", address, _failure_rate(), count_it=False)
     if wait is not None:
         raise Throttled(wait=wait, detail="Too many failed authentications from this address.")
 
 
-def auth_failure_record(request: HttpRequest | Request) -> None:
-    _window_hit("auth-failures", client_ip(request), _failure_rate())
+def address_auth_failure_record(address: str) -> None:
+    _window_hit("auth-failures", address, _failure_rate())
