@@ -27,6 +27,13 @@ def _member(world: World) -> dict[str, Any]:
     return {"membership_id": Membership.objects.get(tenant=world.tenant_a, user=world.bob).id}
 
 
+def _invitation(world: World) -> dict[str, Any]:
+    from apps.tenants.services import invitation_create
+
+    invitation, _ = invitation_create(tenant=world.tenant_a, role="member", actor_roles={"owner"})
+    return {"invitation_id": invitation.id}
+
+
 def _key(world: World) -> dict[str, Any]:
     key, _ = api_key_create(tenant=world.tenant_a, name="a-secret", scopes=["read"])
     return {"key_id": key.id}
@@ -87,6 +94,7 @@ def _tool(world: World) -> dict[str, Any]:
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
+    "invitation-detail": (_invitation, [("get", None), ("delete", None)]),
     "api-key-detail": (_key, [("get", None), ("delete", None)]),
     "api-key-revoke": (_key, [("post", None)]),
     "endpoint-detail": (_endpoint, [("get", None), ("patch", {"model": "x"}), ("delete", None)]),
@@ -143,6 +151,9 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
         assert response.json()["code"] == "not_found"
     # And nothing changed on tenant A's side.
     assert Membership.objects.get(tenant=world.tenant_a, user=world.bob).role == "member"
+    from apps.tenants.models import Invitation
+
+    assert not Invitation.objects.filter(revoked_at__isnull=False).exists()
     from apps.agents.models import Agent, AgentSession, Turn
 
     assert not Agent.objects.filter(tenant=world.tenant_a, name="x").exists()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from apps.core import health
+from apps.core.client_ip import client_ip, is_loopback
 from apps.core.context import current_request_id
 
 
@@ -41,6 +45,29 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text. Metrics name tenants, models and tools, so they are not public:
+    `Authorization: Bearer <WARDEN_METRICS_TOKEN>` when a token is set; otherwise loopback
+    clients only, and only where WARDEN_METRICS_ALLOW_LOOPBACK holds (not in prod)."""
+    token = settings.WARDEN_METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            response = JsonResponse(
+                {"code": "metrics_token_required", "message": "A valid metrics token is needed."},
+                status=401,
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    elif not (settings.WARDEN_METRICS_ALLOW_LOOPBACK and is_loopback(client_ip(request))):
+        return JsonResponse(
+            {
+                "code": "metrics_forbidden",
+                "message": "Set WARDEN_METRICS_TOKEN to scrape /metrics from here.",
+            },
+            status=403,
+        )
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 

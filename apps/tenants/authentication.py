@@ -20,6 +20,7 @@ from apps.tenants.exceptions import AuthError, TenantNotFound
 from apps.tenants.identity import Identity
 from apps.tenants.models import Membership
 from apps.tenants.services import api_key_authenticate
+from apps.tenants.throttling import auth_failure_record, auth_failures_check
 
 TENANT_HEADER = "X-Warden-Tenant"
 
@@ -82,9 +83,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         token = _bearer(request)
         if token is None or not token.startswith("wdn_"):
             return None
+        auth_failures_check(request)
         try:
             return identity_for_api_key(token)
         except AuthError as exc:
+            auth_failure_record(request)
             raise _fail(exc) from exc
 
     def authenticate_header(self, request: Request) -> str:
@@ -98,11 +101,14 @@ class OidcJwtAuthentication(BaseAuthentication):
         token = _bearer(request)
         if token is None or token.startswith("wdn_"):
             return None
+        auth_failures_check(request)
         if not oidc.oidc_enabled():
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed(
                 "Bearer token is not an API key and OIDC is not configured.", code="invalid_token"
             )
         if not oidc.looks_like_jwt(token):
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed("Malformed bearer token.", code="invalid_token")
         try:
             claims = oidc.verify_token(token)
@@ -110,10 +116,12 @@ class OidcJwtAuthentication(BaseAuthentication):
         except oidc.IdentityProviderUnavailable as exc:
             raise IdentityProviderUnavailable() from exc
         except TenantNotFound as exc:
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed(
                 "Token names an unknown tenant.", code="unknown_tenant"
             ) from exc
         except AuthError as exc:
+            auth_failure_record(request)
             raise _fail(exc) from exc
         user_model = get_user_model()
         # Users from the IdP are keyed by subject, never by a name the token picks.
@@ -148,3 +156,8 @@ class TenantSessionAuthentication(SessionAuthentication):
                 "You are not a member of that tenant." if slug else "You belong to no tenant."
             )
         return user, identity
+
+
+class UserSessionAuthentication(SessionAuthentication):
+    """Console session cookie (CSRF-checked) for the few routes about the person rather
+    than a tenant (accepting an invitation): no membership needed, no Identity."""

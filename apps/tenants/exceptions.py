@@ -1,4 +1,4 @@
-from apps.core.exceptions import Conflict, NotFound, WardenError
+from apps.core.exceptions import Conflict, Forbidden, NotFound, WardenError
 
 
 class TenantNotFound(NotFound):
@@ -7,6 +7,23 @@ class TenantNotFound(NotFound):
 
 class LastOwner(Conflict):
     code = "last_owner"
+
+
+class OwnerRequired(Forbidden):
+    """Only an owner may make someone an owner, or change or remove an owner."""
+
+    code = "owner_required"
+
+
+class InvitationNotFound(NotFound):
+    code = "invitation_not_found"
+
+
+class InvitationUnusable(Conflict):
+    """The invitation exists but can't be accepted: `code` says why
+    (invitation_used, invitation_revoked, invitation_expired)."""
+
+    code = "invitation_unusable"
 
 
 class AuthError(WardenError):

@@ -91,7 +91,8 @@ class ApiKey(TenantOwned):
 
     name = models.CharField(max_length=200)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
-    hashed_key = models.CharField(max_length=64, editable=False)
+    # Unique, so indexed: authentication looks keys up by this hash alone.
+    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
     scopes = models.JSONField(default=list)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -118,3 +119,48 @@ class ApiKey(TenantOwned):
     @property
     def is_active(self) -> bool:
         return not self.is_revoked and not self.is_expired
+
+
+class Invitation(TenantOwned):
+    """An offer to join a tenant with a role: how people become members.
+
+    A tenant admin creates it; whoever holds the token and is signed in accepts it
+    once, before it expires, and becomes a member. Nobody can attach an existing
+    account by name. Only the token's SHA-256 is stored (the token is 256-bit random
+    and shown once, like an API key). `email` is a label for the inviter, not checked
+    against the account that accepts.
+    """
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    email = models.EmailField(blank=True, help_text="A label: who the invitation is for.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.role} invitation{f' for {self.email}' if self.email else ''}"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"

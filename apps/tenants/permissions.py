@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
@@ -77,3 +78,17 @@ class IsTenantOperatorForWrites(IsTenantMember):
         if request.method in SAFE_METHODS:
             return Permission.TENANT_READ
         return Permission.TENANT_CONFIGURE
+
+
+class IsSignedInUser(BasePermission):
+    """A person signed in (console session or OIDC JWT); never an API key, even one whose
+    creator is a user: a key is the tenant's credential, not its creator's."""
+
+    message = "This needs a signed-in user (console session or OIDC token), not an API key."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        identity = request.auth
+        if isinstance(identity, Identity) and identity.via == "api_key":
+            return False
+        user = request.user
+        return isinstance(user, User) and user.is_active

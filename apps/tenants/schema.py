@@ -38,3 +38,10 @@ class SessionScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+class UserSessionScheme(SessionScheme):
+    """The same cookie, on routes that need a person but no tenant (accepting an invitation)."""
+
+    target_class = "apps.tenants.authentication.UserSessionAuthentication"
+    name = "userSession"

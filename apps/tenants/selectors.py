@@ -8,7 +8,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from apps.tenants.exceptions import TenantNotFound
-from apps.tenants.models import ADMIN_ROLES, ApiKey, Membership, Tenant
+from apps.tenants.models import ADMIN_ROLES, ApiKey, Invitation, Membership, Tenant
 
 
 def tenant_get_by_slug(*, slug: str) -> Tenant:
@@ -51,3 +51,15 @@ def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
 
 def api_key_get(*, tenant: Tenant, key_id: uuid.UUID) -> ApiKey:
     return api_key_list(tenant=tenant).get(id=key_id)
+
+
+def invitation_list(*, tenant: Tenant) -> QuerySet[Invitation]:
+    return (
+        Invitation.objects.filter(tenant=tenant)
+        .select_related("created_by", "accepted_by")
+        .order_by("-created_at")
+    )
+
+
+def invitation_get(*, tenant: Tenant, invitation_id: uuid.UUID) -> Invitation:
+    return invitation_list(tenant=tenant).get(id=invitation_id)

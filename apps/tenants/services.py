@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.contrib.auth import get_user_model
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.exceptions import Conflict, InvalidInput
-from apps.tenants.exceptions import AuthError, LastOwner
-from apps.tenants.models import ApiKey, ApiKeyScope, Membership, Role, Tenant
+from apps.tenants.exceptions import (
+    AuthError,
+    InvitationNotFound,
+    InvitationUnusable,
+    LastOwner,
+    OwnerRequired,
+)
+from apps.tenants.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant
 
 API_KEY_PREFIX = "wdn"
+INVITATION_TOKEN_PREFIX = "wdi"  # noqa: S105 (a label, not a secret)
+INVITATION_MAX_LIFETIME = timedelta(days=30)
 # Touch last_used_at at most this often: a write per request would make every
 # API call a row lock on the key.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -33,6 +41,8 @@ def tenant_create(*, name: str, slug: str, owner: User | None = None) -> Tenant:
 
 
 def membership_add(*, tenant: Tenant, user: User, role: str) -> Membership:
+    """Make `user` a member. Only for invitation_accept, the platform operator (superuser
+    console) and seeding: a tenant admin never attaches an existing account directly."""
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}.", code="unknown_role")
     try:
@@ -40,6 +50,19 @@ def membership_add(*, tenant: Tenant, user: User, role: str) -> Membership:
             return Membership.objects.create(tenant=tenant, user=user, role=role)
     except IntegrityError as exc:
         raise Conflict(f"{user} is already a member.", code="already_member") from exc
+
+
+def role_grant_check(*, role: str, actor_roles: Iterable[str], current_role: str = "") -> None:
+    """Raise OwnerRequired unless the actor may give `role` to someone who has `current_role`.
+
+    Only owners make owners, and only owners change or remove an owner: an admin (or an
+    admin-scoped API key, which acts as an admin) could otherwise promote itself, or
+    demote the owners one by one.
+    """
+    if role not in Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.", code="unknown_role")
+    if Role.OWNER in (role, current_role) and Role.OWNER not in set(actor_roles):
+        raise OwnerRequired("Only an owner can grant, change or remove the owner role.")
 
 
 def _ensure_other_owner(membership: Membership) -> None:
@@ -54,9 +77,10 @@ def _ensure_other_owner(membership: Membership) -> None:
         raise LastOwner("A tenant must keep at least one owner.")
 
 
-def membership_update_role(*, membership: Membership, role: str) -> Membership:
-    if role not in Role.values:
-        raise InvalidInput(f"Unknown role {role!r}.", code="unknown_role")
+def membership_update_role(
+    *, membership: Membership, role: str, actor_roles: Iterable[str]
+) -> Membership:
+    role_grant_check(role=role, actor_roles=actor_roles, current_role=membership.role)
     with transaction.atomic():
         if role != Role.OWNER:
             _ensure_other_owner(membership)
@@ -65,16 +89,94 @@ def membership_update_role(*, membership: Membership, role: str) -> Membership:
     return membership
 
 
-def membership_remove(*, membership: Membership) -> None:
+def membership_remove(*, membership: Membership, actor_roles: Iterable[str]) -> None:
+    if membership.role == Role.OWNER and Role.OWNER not in set(actor_roles):
+        raise OwnerRequired("Only an owner can remove an owner.")
     with transaction.atomic():
         _ensure_other_owner(membership)
         membership.delete()
 
 
-def user_get_or_create_by_username(*, username: str, email: str = "") -> User:
-    user_model = get_user_model()
-    user, _ = user_model.objects.get_or_create(username=username, defaults={"email": email})
-    return user
+# --------------------------------------------------------------------------- invitations
+
+
+def _hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def invitation_create(
+    *,
+    tenant: Tenant,
+    role: str,
+    actor_roles: Iterable[str],
+    email: str = "",
+    expires_at: datetime | None = None,
+    created_by: User | None = None,
+) -> tuple[Invitation, str]:
+    """Create an invitation. Returns the row and the token, which is never stored."""
+    role_grant_check(role=role, actor_roles=actor_roles)
+    now = timezone.now()
+    if expires_at is None:
+        expires_at = now + timedelta(hours=settings.WARDEN_INVITATION_TTL_HOURS)
+    if expires_at <= now:
+        raise InvalidInput("expires_at must be in the future.", code="expiry_in_past")
+    if expires_at > now + INVITATION_MAX_LIFETIME:
+        raise InvalidInput(
+            f"An invitation lives at most {INVITATION_MAX_LIFETIME.days} days.",
+            code="expiry_too_far",
+        )
+    raw = f"{INVITATION_TOKEN_PREFIX}_{secrets.token_urlsafe(32)}"
+    invitation = Invitation.objects.create(
+        tenant=tenant,
+        role=role,
+        email=email,
+        token_hash=_hash_token(raw),
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    return invitation, raw
+
+
+def invitation_revoke(*, invitation: Invitation) -> Invitation:
+    """Withdraw a pending invitation. An accepted one stays as the record of who joined."""
+    if invitation.accepted_at is not None:
+        raise InvitationUnusable(
+            "This invitation was already accepted; remove the member instead.",
+            code="invitation_used",
+        )
+    if invitation.revoked_at is None:
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at", "updated_at"])
+    return invitation
+
+
+def invitation_accept(*, token: str, user: User) -> Membership:
+    """`user` (signed in, never an API key) joins the invitation's tenant with its role.
+
+    Single use: the row is locked while it is checked and marked, so two concurrent
+    accepts of one token make one member.
+    """
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("tenant")
+            .filter(token_hash=_hash_token(token))
+            .first()
+        )
+        if invitation is None or not invitation.tenant.is_active:
+            raise InvitationNotFound("No such invitation.")
+        if invitation.accepted_at is not None:
+            raise InvitationUnusable("This invitation was already used.", code="invitation_used")
+        if invitation.revoked_at is not None:
+            raise InvitationUnusable("This invitation was revoked.", code="invitation_revoked")
+        if invitation.expires_at <= timezone.now():
+            raise InvitationUnusable("This invitation has expired.", code="invitation_expired")
+        # Already a member: refused (409 already_member) and the invitation stays usable.
+        membership = membership_add(tenant=invitation.tenant, user=user, role=invitation.role)
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["accepted_at", "accepted_by", "updated_at"])
+    return membership
 
 
 # --------------------------------------------------------------------------- API keys
@@ -129,10 +231,12 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey:
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
         raise AuthError("Malformed API key.", code="invalid_api_key")
-    key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
-    # Compare even when no row matched, so timing doesn't tell whether a prefix exists.
-    expected = key.hashed_key if key else _hash_key("")
-    if not hmac.compare_digest(expected, _hash_key(raw_key)) or key is None:
+    # One indexed lookup by the hash of the whole key: an unknown prefix and a wrong
+    # secret for a known prefix run the same query and take the same path, so the
+    # response time can't tell whether a prefix exists. (The hash covers the prefix,
+    # so a match is that key and no other.)
+    key = ApiKey.objects.select_related("tenant").filter(hashed_key=_hash_key(raw_key)).first()
+    if key is None:
         raise AuthError("Unknown API key.", code="invalid_api_key")
     if key.revoked_at is not None:
         raise AuthError("This API key was revoked.", code="api_key_revoked")

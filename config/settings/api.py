@@ -17,6 +17,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env_int("WARDEN_API_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
+    # Rates live in access.py (WARDEN_API_RATE_*); the classes read them per request.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.tenants.throttling.AddressRateThrottle",
+        "apps.tenants.throttling.PrincipalRateThrottle",
+    ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -20,3 +20,7 @@ OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 300)
 WARDEN_ADMIN_USERNAME = env_str("WARDEN_ADMIN_USERNAME", "admin")
 WARDEN_ADMIN_PASSWORD = env_str("WARDEN_ADMIN_PASSWORD", "")
 WARDEN_ADMIN_EMAIL = env_str("WARDEN_ADMIN_EMAIL", "admin@example.com")
+
+# Invitations to join a tenant expire after this many hours unless created with expires_at
+# (at most 30 days).
+WARDEN_INVITATION_TTL_HOURS = env_int("WARDEN_INVITATION_TTL_HOURS", 72)

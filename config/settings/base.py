@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "axes",
     "apps.core",
     "apps.tenants",
     "apps.llm",
@@ -48,6 +49,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out console login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username+address before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -92,8 +101,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("WARDEN_MAX_BODY_BYTES", 1_048_576)
 
 LOGIN_URL = "/admin/login/"
 
+from config.settings.access import *  # noqa: E402,F403
 from config.settings.api import *  # noqa: E402,F403
 from config.settings.auth import *  # noqa: E402,F403
+from config.settings.cache import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.channels import *  # noqa: E402,F403
 from config.settings.database import *  # noqa: E402,F403

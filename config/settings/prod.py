@@ -15,3 +15,6 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # TLS usually ends at the load balancer; turn these on when this process sees HTTPS.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+# Without WARDEN_METRICS_TOKEN, production /metrics answers nobody (not even loopback:
+# behind a proxy on the same host, loopback is everyone).
+WARDEN_METRICS_ALLOW_LOOPBACK = env_bool("WARDEN_METRICS_ALLOW_LOOPBACK", False)

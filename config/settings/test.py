@@ -67,3 +67,8 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None  # served from the apps (finders); nothing is collected in tests
+# The suite makes many requests from 127.0.0.1; throttle tests override these with small rates.
+WARDEN_API_RATE_PER_PRINCIPAL = "100000/minute"
+WARDEN_API_RATE_PER_ADDRESS = "100000/minute"
+WARDEN_API_AUTH_FAILURE_RATE = "100000/minute"
+CACHES["default"]["KEY_PREFIX"] = "warden-test"  # noqa: F405

@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 
 from apps.tenants.models import Membership
 from tests.conftest import World
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,12 +30,18 @@ def test_header_for_a_foreign_tenant_is_refused(bob_client: APIClient) -> None:
     assert response.status_code == 403
 
 
+def _invite_and_accept(inviter: APIClient, user: object, role: str = "member") -> dict:
+    token = inviter.post("/api/v1/invitations", {"role": role}, format="json").json()["token"]
+    client = APIClient()
+    client.force_login(user)
+    joined = client.post("/api/v1/invitations/accept", {"token": token}, format="json")
+    assert joined.status_code == 201, joined.json()
+    return joined.json()
+
+
 def test_admin_adds_changes_and_removes_a_member(alice_client: APIClient) -> None:
-    created = alice_client.post(
-        "/api/v1/members", {"username": "dora", "role": "approver"}, format="json"
-    )
-    assert created.status_code == 201, created.json()
-    member_id = created.json()["id"]
+    dora = UserFactory(username="dora")
+    member_id = _invite_and_accept(alice_client, dora, role="approver")["id"]
     listing = alice_client.get("/api/v1/members").json()
     assert listing["count"] == 3
     assert {m["username"] for m in listing["results"]} == {"alice", "bob", "dora"}
@@ -47,8 +54,11 @@ def test_admin_adds_changes_and_removes_a_member(alice_client: APIClient) -> Non
     assert alice_client.get(f"/api/v1/members/{member_id}").status_code == 404
 
 
-def test_adding_a_member_twice_is_a_conflict(alice_client: APIClient) -> None:
-    response = alice_client.post("/api/v1/members", {"username": "bob"}, format="json")
+def test_accepting_twice_as_a_member_is_a_conflict(world: World, alice_client: APIClient) -> None:
+    token = alice_client.post("/api/v1/invitations", {}, format="json").json()["token"]
+    bob = APIClient()
+    bob.force_login(world.bob)
+    response = bob.post("/api/v1/invitations/accept", {"token": token}, format="json")
     assert response.status_code == 409
     assert response.json()["code"] == "already_member"
 
@@ -65,13 +75,13 @@ def test_last_owner_cannot_leave_or_be_demoted(world: World, alice_client: APICl
 
 def test_members_read_but_do_not_change_membership(world: World, bob_client: APIClient) -> None:
     assert bob_client.get("/api/v1/members").status_code == 200
-    response = bob_client.post("/api/v1/members", {"username": "eve"}, format="json")
+    response = bob_client.post("/api/v1/invitations", {"role": "member"}, format="json")
     assert response.status_code == 403
 
 
 def test_pagination(alice_client: APIClient) -> None:
     for i in range(3):
-        alice_client.post("/api/v1/members", {"username": f"p{i}"}, format="json")
+        _invite_and_accept(alice_client, UserFactory(username=f"p{i}"))
     page = alice_client.get("/api/v1/members?page_size=2").json()
     assert page["count"] == 5
     assert len(page["results"]) == 2
@@ -81,6 +91,6 @@ def test_pagination(alice_client: APIClient) -> None:
 
 
 def test_invalid_role_is_a_validation_error(alice_client: APIClient) -> None:
-    response = alice_client.post("/api/v1/members", {"username": "x", "role": "god"}, format="json")
+    response = alice_client.post("/api/v1/invitations", {"role": "god"}, format="json")
     assert response.status_code == 400
     assert "role" in response.json()["details"]

@@ -7,6 +7,7 @@ with the request id, never a stack trace.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -38,7 +39,7 @@ _DRF_CODES: dict[type[drf.APIException], str] = {
     drf.MethodNotAllowed: "method_not_allowed",
     drf.NotAcceptable: "not_acceptable",
     drf.UnsupportedMediaType: "unsupported_media_type",
-    drf.Throttled: "rate_limited",
+    drf.Throttled: "throttled",
 }
 
 
@@ -126,7 +127,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             headers["WWW-Authenticate"] = auth_header
         wait = getattr(exc, "wait", None)
         if isinstance(exc, drf.Throttled) and wait:
-            headers["Retry-After"] = str(int(wait))
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return Response(error_body(code, message), status=exc.status_code, headers=headers)
 
     logger.exception("unhandled API error")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.core.api.serializers import StrictInputSerializer
-from apps.tenants.models import ApiKey, ApiKeyScope, Membership, Role, Tenant
+from apps.tenants.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -22,18 +22,12 @@ class MeSerializer(serializers.Serializer):
 
 
 class MembershipSerializer(serializers.ModelSerializer):
+    # No e-mail: a member's address is theirs, not the tenant's to read.
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.CharField(source="user.email", read_only=True)
 
     class Meta:
         model = Membership
-        fields = ["id", "username", "email", "role", "created_at"]
-
-
-class MembershipCreateSerializer(StrictInputSerializer):
-    username = serializers.CharField(max_length=150)
-    email = serializers.EmailField(required=False, allow_blank=True)
-    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+        fields = ["id", "username", "role", "created_at"]
 
 
 class MembershipUpdateSerializer(StrictInputSerializer):
@@ -71,3 +65,55 @@ class ApiKeyCreateSerializer(StrictInputSerializer):
         child=serializers.ChoiceField(choices=ApiKeyScope.choices), allow_empty=False
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True, default=None
+    )
+    accepted_by = serializers.CharField(
+        source="accepted_by.username", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "role",
+            "email",
+            "status",
+            "expires_at",
+            "created_at",
+            "created_by",
+            "accepted_at",
+            "accepted_by",
+            "revoked_at",
+        ]
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    token = serializers.CharField(
+        help_text="The invitation token. Shown once: give it to the person you invite."
+    )
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "token"]
+
+
+class InvitationCreateSerializer(StrictInputSerializer):
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class InvitationAcceptSerializer(StrictInputSerializer):
+    token = serializers.CharField(max_length=200)
+
+
+class MembershipJoinedSerializer(serializers.ModelSerializer):
+    tenant = TenantSerializer(read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "tenant", "role", "created_at"]

@@ -11,10 +11,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api.views import authenticated_user, get_or_404, paginated
+from apps.core.exceptions import InvalidInput
 from apps.tenants import selectors, services
 from apps.tenants.api import serializers as s
-from apps.tenants.models import ApiKey, Membership
+from apps.tenants.authentication import (
+    ApiKeyAuthentication,
+    OidcJwtAuthentication,
+    UserSessionAuthentication,
+)
+from apps.tenants.models import ApiKey, Invitation, Membership
 from apps.tenants.permissions import (
+    IsSignedInUser,
     IsTenantAdmin,
     IsTenantAdminForWrites,
     IsTenantMember,
@@ -64,20 +71,19 @@ class MemberListApi(APIView):
         )
 
     @extend_schema(
-        request=s.MembershipCreateSerializer,
-        responses={201: s.MembershipSerializer},
-        summary="Add a member (creates the user if new)",
+        request=None,
+        responses={400: None},
+        summary="Refused: members join by invitation (POST /api/v1/invitations)",
     )
     def post(self, request: Request) -> Response:
-        data = s.MembershipCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.user_get_or_create_by_username(
-            username=data.validated_data["username"], email=data.validated_data.get("email", "")
+        # Attaching an existing account by name let an admin pull in anyone on the
+        # platform (another tenant's owner, a superuser) and read their e-mail.
+        raise InvalidInput(
+            "Members join by invitation: create one with POST /api/v1/invitations and "
+            "give its token to the person, who accepts it with POST "
+            "/api/v1/invitations/accept.",
+            code="use_invitations",
         )
-        membership = services.membership_add(
-            tenant=request_identity(request).tenant, user=user, role=data.validated_data["role"]
-        )
-        return Response(s.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
 class MemberDetailApi(APIView):
@@ -104,13 +110,18 @@ class MemberDetailApi(APIView):
         data = s.MembershipUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.membership_update_role(
-            membership=membership, role=data.validated_data["role"]
+            membership=membership,
+            role=data.validated_data["role"],
+            actor_roles=request_identity(request).roles,
         )
         return Response(s.MembershipSerializer(membership).data)
 
     @extend_schema(responses={204: None}, summary="Remove a member")
     def delete(self, request: Request, membership_id: uuid.UUID) -> Response:
-        services.membership_remove(membership=self._get(request, membership_id))
+        services.membership_remove(
+            membership=self._get(request, membership_id),
+            actor_roles=request_identity(request).roles,
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -166,3 +177,83 @@ class ApiKeyRevokeApi(ApiKeyDetailApi):
     @extend_schema(request=None, responses=s.ApiKeySerializer, summary="Revoke an API key")
     def post(self, request: Request, key_id: uuid.UUID) -> Response:
         return self.delete(request, key_id)
+
+
+class InvitationListApi(APIView):
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(responses=s.InvitationSerializer(many=True), summary="List invitations")
+    def get(self, request: Request) -> Response:
+        tenant = request_identity(request).tenant
+        return paginated(
+            request, self, selectors.invitation_list(tenant=tenant), s.InvitationSerializer
+        )
+
+    @extend_schema(
+        request=s.InvitationCreateSerializer,
+        responses={201: s.InvitationCreatedSerializer},
+        summary="Invite someone (the token is in this response only)",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.InvitationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity = request_identity(request)
+        invitation, token = services.invitation_create(
+            tenant=identity.tenant,
+            role=data.validated_data["role"],
+            actor_roles=identity.roles,
+            email=data.validated_data["email"],
+            expires_at=data.validated_data.get("expires_at"),
+            created_by=authenticated_user(request),
+        )
+        body = s.InvitationSerializer(invitation).data
+        body["token"] = token
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailApi(APIView):
+    permission_classes = [IsTenantAdmin]
+
+    def _get(self, request: Request, invitation_id: uuid.UUID) -> Invitation:
+        tenant = request_identity(request).tenant
+        return get_or_404(
+            lambda: selectors.invitation_get(tenant=tenant, invitation_id=invitation_id),
+            "invitation in this tenant",
+        )
+
+    @extend_schema(responses=s.InvitationSerializer, summary="Get an invitation")
+    def get(self, request: Request, invitation_id: uuid.UUID) -> Response:
+        return Response(s.InvitationSerializer(self._get(request, invitation_id)).data)
+
+    @extend_schema(responses=s.InvitationSerializer, summary="Revoke an invitation")
+    def delete(self, request: Request, invitation_id: uuid.UUID) -> Response:
+        invitation = services.invitation_revoke(invitation=self._get(request, invitation_id))
+        return Response(s.InvitationSerializer(invitation).data)
+
+
+class InvitationAcceptApi(APIView):
+    """The signed-in caller joins the invitation's tenant. Works for someone who belongs
+    to no tenant yet, so the session here needs no membership; an API key can't accept
+    (it is the tenant's credential, not a person)."""
+
+    authentication_classes = [
+        ApiKeyAuthentication,
+        OidcJwtAuthentication,
+        UserSessionAuthentication,
+    ]
+    permission_classes = [IsSignedInUser]
+
+    @extend_schema(
+        request=s.InvitationAcceptSerializer,
+        responses={201: s.MembershipJoinedSerializer},
+        summary="Accept an invitation as the signed-in user",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.InvitationAcceptSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticated_user(request)
+        assert user is not None, "IsSignedInUser guards this view"
+        membership = services.invitation_accept(token=data.validated_data["token"], user=user)
+        return Response(
+            s.MembershipJoinedSerializer(membership).data, status=status.HTTP_201_CREATED
+        )
