@@ -9,6 +9,9 @@ from config.env import env_float, env_int, env_list, env_str
 WARDEN_TOOL_CREDENTIAL_KEY = env_str("WARDEN_TOOL_CREDENTIAL_KEY", "")
 # Lifetime of a per-call credential; at most 300 s.
 WARDEN_TOOL_CREDENTIAL_TTL_SECONDS = env_int("WARDEN_TOOL_CREDENTIAL_TTL_SECONDS", 60)
+# Redis that remembers presented credential ids so each credential verifies once; empty: REDIS_URL.
+# Unreachable: every credential presented back to the platform is refused (fail closed).
+WARDEN_TOOL_CREDENTIAL_REPLAY_REDIS_URL = env_str("WARDEN_TOOL_CREDENTIAL_REPLAY_REDIS_URL", "")
 # How long discovery may take (connect + list), per server.
 WARDEN_MCP_DISCOVERY_TIMEOUT_SECONDS = env_float("WARDEN_MCP_DISCOVERY_TIMEOUT_SECONDS", 30.0)
 # Command lines a stdio MCP server may run on the workers, as argv prefixes ("{python}" is the

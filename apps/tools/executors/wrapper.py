@@ -155,8 +155,10 @@ class GuardedExecutor:
             def attempt() -> ToolOutcome:
                 nonlocal attempts
                 attempts += 1
+                # Credentials are single-use: a retry presents a new one.
+                attempt_ctx = ctx if attempts == 1 else ctx.for_retry()
                 try:
-                    return breaker.call(executor.execute, tool, arguments, ctx=ctx)
+                    return breaker.call(executor.execute, tool, arguments, ctx=attempt_ctx)
                 except pybreaker.CircuitBreakerError as exc:
                     raise ToolUnavailable(
                         f"circuit open for {tool.server_key}: recent calls failed; not calling",
