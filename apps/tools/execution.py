@@ -216,7 +216,11 @@ def executor() -> GuardedExecutor:
     global _executor, _builtin_executor
     with _executor_lock:
         if _executor is None:
-            _builtin_executor = BuiltinExecutor(load_builtins())
+            _builtin_executor = BuiltinExecutor(
+                load_builtins(),
+                cpu_helpers=settings.WARDEN_BUILTIN_CPU_HELPERS,
+                cpu_memory_limit_bytes=settings.WARDEN_BUILTIN_CPU_MEMORY_MB * 1024 * 1024,
+            )
             _executor = GuardedExecutor(
                 {
                     "mcp": McpExecutor(_mcp_configs.__getitem__),
@@ -232,7 +236,8 @@ def executor() -> GuardedExecutor:
 
 
 def executor_shutdown() -> None:
-    """Close pooled MCP connections (stopping stdio servers) and the builtin threads."""
+    """Close pooled MCP connections (stopping stdio servers), the builtin threads and the
+    cpu-bound builtins' helper processes."""
     global _executor, _builtin_executor
     with _executor_lock:
         if _builtin_executor is not None:
@@ -242,7 +247,8 @@ def executor_shutdown() -> None:
 
 
 def _forget_executor_in_child() -> None:
-    # The builtin thread pool does not survive a fork (Celery prefork): start over.
+    # The builtin thread pool does not survive a fork (Celery prefork), and the helper
+    # processes belong to the parent: start over.
     global _executor, _builtin_executor
     _executor = _builtin_executor = None
 

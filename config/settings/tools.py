@@ -30,6 +30,10 @@ WARDEN_MCP_STDIO_COMMANDS = env_list(
 # Circuit breaker per tool server (MCP server, WASM module, builtin), per worker process.
 WARDEN_TOOL_BREAKER_FAIL_MAX = env_int("WARDEN_TOOL_BREAKER_FAIL_MAX", 5)
 WARDEN_TOOL_BREAKER_RESET_SECONDS = env_float("WARDEN_TOOL_BREAKER_RESET_SECONDS", 30.0)
+# Cpu-bound builtins (the calculator) run in helper processes that their timeout kills: at most
+# this many at once per worker process, each with its address space capped at this many MiB.
+WARDEN_BUILTIN_CPU_HELPERS = env_int("WARDEN_BUILTIN_CPU_HELPERS", 2)
+WARDEN_BUILTIN_CPU_MEMORY_MB = env_int("WARDEN_BUILTIN_CPU_MEMORY_MB", 512)
 # Hosts the builtin `http_fetch` tool may GET from; empty: the tool is not registered.
 WARDEN_HTTP_FETCH_ALLOWED_HOSTS = env_list("WARDEN_HTTP_FETCH_ALLOWED_HOSTS", [])
 
