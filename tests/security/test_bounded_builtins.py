@@ -19,16 +19,16 @@ from apps.tools.executors.base import CallContext, ToolDefinition
 from apps.tools.executors.builtin import BuiltinExecutor, BuiltinRegistry
 from apps.tools.executors.wrapper import GuardedExecutor
 
-# Expressions that ran for minutes (and grabbed gigabytes) while holding the GIL, plus the
-# shapes the issue names: nested powers, towers of exponents, products of huge factors.
+# Expressions that held the GIL for seconds to minutes (and grabbed gigabytes) before the fix:
+# nested powers, towers of exponents, products of huge factors.
+_F = "((10**100)**100)**100"
 BOMBS = [
-    "9**9**9**9",
-    "(((10**100)**100)**100)**100",
+    "9**9**9**9",  # the tower the issue names
+    "(((10**100)**100)**100)**100",  # nested powers: minutes of one C call
+    "((((9**99)**99)**99)**99)",
     "((((2**99)**99)**99)**99)**99",
-    "(10**100)**100 * (10**100)**100 * (10**100)**100 * (10**100)**100",
-    "99**99**99",
-    "-(7**99)**(7**9)",
-    "(2**100)**100 // 3 * (2**100)**100 * (2**100)**100",
+    "(((99**99)**99)**99)**9",
+    "*".join([_F] * 8),  # a product of huge factors
 ]
 
 
