@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from apps.tools.builtins import load_builtins
 from apps.tools.executors.base import CallContext, ToolDefinition
-from apps.tools.executors.builtin import BuiltinExecutor, BuiltinRegistry
+from apps.tools.executors.builtin import BuiltinCall, BuiltinExecutor, BuiltinRegistry
 from apps.tools.executors.wrapper import GuardedExecutor
 
 # Expressions that held the GIL for seconds to minutes (and grabbed gigabytes) before the fix:
@@ -152,3 +153,25 @@ def test_shutdown_leaves_no_helper_running(ctx: CallContext) -> None:
     (helper,) = executor.cpu.helper_pids()
     executor.shutdown()
     assert not _alive(helper)
+
+
+def environment_names(arguments: Mapping[str, Any], call: BuiltinCall) -> list[str]:
+    return sorted(os.environ)
+
+
+def test_the_helper_sees_none_of_the_workers_secrets(
+    ctx: CallContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "worker-secret")
+    registry = BuiltinRegistry()
+    registry.register("env", environment_names, description="", input_schema={}, cpu_bound=True)
+    executor = BuiltinExecutor(registry)
+    try:
+        outcome = GuardedExecutor({"builtin": executor}).execute(
+            registry.get("env").definition(), {}, ctx=ctx
+        )
+    finally:
+        executor.shutdown()
+    assert outcome.ok, outcome.error_message
+    assert "DJANGO_SECRET_KEY" not in outcome.content
+    assert not any(name.endswith(("_URL", "_KEY")) for name in outcome.content)

@@ -7,8 +7,8 @@ builtin registered with `cpu_bound=True` runs in a helper: a separate interprete
 JSON line in, one JSON line out).
 
     runner = CpuBoundRunner(max_helpers=2)
-    content = runner.run(tool, arguments, call)    # raises ToolError like any builtin
-    runner.close()
+    content = runner.run(function, arguments, ctx=ctx, timeout_s=5.0, name="calculator")
+    runner.close()                                  # run() raises ToolError like any builtin
 
 On timeout the parent SIGKILLs the helper and reaps it (so nothing of the call is left running,
 and no thread of the parent waits on it), then starts a replacement so the next call finds a
@@ -16,17 +16,18 @@ warm helper. Such a timeout raises a non-retryable `ToolTimeout`: the same argum
 the same CPU again, so retrying would only multiply the damage. A helper that dies mid-call
 (out of memory, say) is replaced too, and the call fails with `builtin_crashed`.
 
-Backstops in the helper, should the parent itself die or hang: it exits when its stdin closes,
-each call arms RLIMIT_CPU for the call's timeout (the kernel kills it past that), and its
-address space is capped (`memory_limit_bytes`).
+The helper gets a minimal environment (none of the worker's secrets). Backstops in the helper,
+should the parent itself die or hang: it exits when its stdin closes, each call arms
+RLIMIT_CPU for the call's timeout (the kernel kills it past that), and its address space is
+capped (`memory_limit_bytes`).
 
 A cpu-bound function is passed to the helper by reference (`module:qualname`), so it must be a
 module-level function in a module that imports without Django set up; its arguments and
 result cross as JSON. `report_progress` is a no-op inside the helper.
 
-Overhead, measured on the 2-core dev machine: a warm call (calculator "6 * 7") takes about 70 µs,
-40 µs more than on a thread; a helper starts in about 0.25 s (an interpreter plus the tool's
-module), paid by the first cpu-bound call of a worker process and after each kill.
+Overhead, measured on the 2-core dev machine: a warm call (calculator "6 * 7") takes about
+70 µs, 40 µs more than on a thread; a helper starts in about 0.25 s (an interpreter plus the
+tool's module), paid by the first cpu-bound call of a worker process and after each kill.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import fields
 from typing import IO, Any, NoReturn
 
 from .base import (
@@ -65,6 +66,7 @@ _ERRORS: dict[str, type[ToolError]] = {
     cls.__name__: cls
     for cls in (ToolArgumentsInvalid, ToolFailed, ToolOutputInvalid, ToolTimeout, ToolUnavailable)
 }
+_PASSED_ENV = {"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"}
 _BOOTSTRAP = (
     "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
     "from apps.tools.executors.builtin import BuiltinCall; "
@@ -92,9 +94,17 @@ class _Helper:
     """One helper process and its pipes."""
 
     def __init__(self, argv: list[str]) -> None:
-        # stderr is inherited: a helper's traceback belongs in the worker's log.
+        # stderr is inherited: a helper's traceback belongs in the worker's log. The
+        # environment is not: the worker's holds secrets (database URL, keys) a computation
+        # never needs.
+        env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
+            env=env,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stdin: IO[bytes] = self.proc.stdin
@@ -189,7 +199,11 @@ class CpuBoundRunner:
                 "function": function_reference(function),
                 "arguments": dict(arguments),
                 "timeout_s": timeout_s,
-                "ctx": {k: v for k, v in asdict(ctx).items() if k != "credential_factory"},
+                "ctx": {
+                    f.name: getattr(ctx, f.name)
+                    for f in fields(ctx)
+                    if f.name != "credential_factory"
+                },
             }
         ).encode()
         if not self._slots.acquire(timeout=timeout_s):
