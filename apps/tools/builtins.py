@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import operator
 import threading
 from collections.abc import Callable, Mapping
@@ -72,6 +73,17 @@ def clock_now(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]
 
 # --------------------------------------------------------------------------- calculator
 
+# Bounds that make every accepted expression finish in microseconds: at most this many
+# characters and syntax-tree nodes, this deep, and no integer (operand, intermediate or result)
+# wider than MAX_INT_BITS. Each bound is checked before the operation that would break it, so
+# "9**9**9**9" or "((10**100)**100)**100" is refused without being computed. MAX_INT_BITS keeps
+# results printable too (Python refuses int→str past 4300 digits; 8192 bits is 2467 digits).
+# Floats need no such bound: IEEE arithmetic is O(1), and an overflow raises or gives inf.
+MAX_EXPRESSION_CHARS = 200
+MAX_EXPRESSION_NODES = 100
+MAX_EXPRESSION_DEPTH = 20
+MAX_INT_BITS = 8192
+
 _OPERATORS: dict[type, Callable[..., Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -85,30 +97,77 @@ _OPERATORS: dict[type, Callable[..., Any]] = {
 }
 
 
-def _evaluate(node: ast.AST) -> float:
+def _too_large(what: str) -> ToolArgumentsInvalid:
+    return ToolArgumentsInvalid(
+        f"{what} would exceed {MAX_INT_BITS} bits; nothing was computed",
+        code="calculation_too_large",
+    )
+
+
+def _result_bits_bound(op: ast.operator, left: int, right: int) -> int:
+    """An upper bound on the bit length of `left <op> right` for two ints."""
+    a, b = left.bit_length(), right.bit_length()
+    if isinstance(op, ast.Pow):
+        if right < 0 or abs(left) <= 1:
+            return 1  # a float below 1, or 0/1/-1 whatever the exponent
+        if right > MAX_INT_BITS:
+            return right  # |left| >= 2, so at least 2**right
+        # bits(x) = floor(log2 |x|) + 1; one more bit covers the float's rounding.
+        return math.floor(right * math.log2(abs(left))) + 2
+    if isinstance(op, ast.Mult):
+        return a + b
+    return max(a, b) + 1  # + and -; / // % are no wider than their operands
+
+
+def _evaluate(node: ast.AST, depth: int = 0) -> int | float:
     # A whitelist walk of the AST: numbers and arithmetic only, never eval().
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise ToolArgumentsInvalid(f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels")
     if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return node.value
+        return _evaluate(node.body, depth + 1)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return _checked(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 100:
-            raise ToolFailed("exponent too large", code="calculation_refused")
-        return _OPERATORS[type(node.op)](left, right)
+        left, right = _evaluate(node.left, depth + 1), _evaluate(node.right, depth + 1)
+        if isinstance(left, int) and isinstance(right, int):
+            if _result_bits_bound(node.op, left, right) > MAX_INT_BITS:
+                raise _too_large("the result")
+        return _checked(_OPERATORS[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.operand))
+        return _checked(_OPERATORS[type(node.op)](_evaluate(node.operand, depth + 1)))
     raise ToolArgumentsInvalid("only numbers and + - * / // % ** are allowed")
 
 
+def _checked(value: Any) -> int | float:
+    if isinstance(value, complex):
+        raise ToolArgumentsInvalid("the result is not a real number", code="not_a_real_number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ToolArgumentsInvalid(
+            "the result is too large for a number", code="calculation_too_large"
+        )
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise _too_large("a number")
+    return value  # type: ignore[no-any-return]
+
+
 def calculator(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
-    expression = arguments["expression"]
+    expression = str(arguments["expression"])
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ToolArgumentsInvalid(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
     try:
-        value = _evaluate(ast.parse(expression, mode="eval"))
-    except SyntaxError:
+        tree = ast.parse(expression, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ToolArgumentsInvalid(f"not an arithmetic expression: {expression!r}") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_EXPRESSION_NODES:
+        raise ToolArgumentsInvalid(f"expression has more than {MAX_EXPRESSION_NODES} terms")
+    try:
+        value = _evaluate(tree)
     except ZeroDivisionError:
         raise ToolFailed("division by zero", code="division_by_zero") from None
+    except OverflowError:
+        raise ToolArgumentsInvalid(
+            "the result is too large for a number", code="calculation_too_large"
+        ) from None
     return {"expression": expression, "value": value}
 
 
@@ -132,12 +191,14 @@ default_registry.register(
     description="Evaluate an arithmetic expression, e.g. '(2 + 3) * 4'.",
     input_schema={
         "type": "object",
-        "properties": {"expression": {"type": "string", "maxLength": 200}},
+        "properties": {"expression": {"type": "string", "maxLength": MAX_EXPRESSION_CHARS}},
         "required": ["expression"],
         "additionalProperties": False,
     },
     idempotent=True,
     risk_tier="low",
     timeout_s=5.0,
+    # Bounded above, and still run where its timeout can stop it: defence in depth.
+    cpu_bound=True,
     replace=True,
 )

@@ -10,17 +10,27 @@ the tool server in a header or an environment variable; the model never sees it.
 (or the platform, on the way back in) verifies it with `verify_credential`, which says exactly
 why a token is refused so the refusal can be audited.
 
+A credential is single-use: every token carries a unique id (`jti`), and `verify_credential`
+given a `replay_store` claims that id for the rest of the token's lifetime, so a second
+presentation is refused as `credential_replayed`. `RedisReplayStore` is the shared store (SET NX
+with an expiry); a tool server that verifies tokens itself passes one pointed at its own Redis.
+Without a store nothing stops a replay within the lifetime, so only tests should omit it. The
+store failing refuses the token (`replay_check_unavailable`): verification fails closed.
+
 Framework-free: no Django settings are read here; the integrator passes keys from settings.
 The Fernet functions live in `apps.core.crypto` (re-exported here).
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 import jwt
+import redis
 
 from apps.core.crypto import (  # re-exported: secrets at rest live in core
     Key,
@@ -38,6 +48,9 @@ _MIN_SIGNING_KEY_BYTES = 32
 
 __all__ = [
     "Key",
+    "RedisReplayStore",
+    "ReplayStore",
+    "ReplayStoreUnavailable",
     "SecretDecryptionError",
     "decrypt_secret",
     "encrypt_secret",
@@ -60,7 +73,8 @@ class CredentialTTLTooLong(ValueError):
 
 class CredentialRefused(Exception):
     """A credential was refused. `reason` is stable, for audit events and API errors:
-    expired, not_yet_valid, bad_signature, malformed, wrong_audience, wrong_scope, wrong_tenant.
+    expired, not_yet_valid, bad_signature, malformed, wrong_audience, wrong_scope, wrong_tenant,
+    credential_replayed (presented before), replay_check_unavailable (the replay store failed).
     """
 
     def __init__(self, reason: str, message: str, *, jti: str | None = None):
@@ -80,6 +94,34 @@ class CredentialClaims:
     expires_at: int
 
 
+class ReplayStoreUnavailable(Exception):
+    """The replay store could not say whether an id was seen; the token must be refused."""
+
+
+class ReplayStore(Protocol):
+    def claim(self, jti: str, *, ttl_s: int) -> bool:
+        """Record `jti` for `ttl_s` seconds. True the first time; False if it was already
+        recorded. Raises ReplayStoreUnavailable when it cannot tell."""
+        ...
+
+
+class RedisReplayStore:
+    """Seen credential ids in Redis: one key per id, set only if absent, expiring with the token.
+
+    SET NX is atomic, so two presentations racing on different workers cannot both win.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "warden:credential:jti:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def claim(self, jti: str, *, ttl_s: int) -> bool:
+        try:
+            return bool(self._client.set(self._prefix + jti, 1, nx=True, ex=max(1, ttl_s)))
+        except redis.RedisError as exc:
+            raise ReplayStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
 def _signing_key(key: Key) -> bytes:
     raw = key.encode() if isinstance(key, str) else key
     if len(raw) < _MIN_SIGNING_KEY_BYTES:
@@ -96,8 +138,13 @@ def mint_credential(
     resource: str,
     ttl_s: int = 60,
     now: float | None = None,
+    jti: str | None = None,
 ) -> str:
-    """A signed token for one call of `tool` on `resource`, valid for `ttl_s` (≤ 300) seconds."""
+    """A signed token for one call of `tool` on `resource`, valid for `ttl_s` (≤ 300) seconds.
+
+    `jti` is the token's unique id (default: a random UUID); a caller that records the id of
+    every call passes its own so the record and the token agree.
+    """
     if ttl_s <= 0:
         raise ValueError("ttl_s must be positive")
     if ttl_s > MAX_CREDENTIAL_TTL_S:
@@ -115,7 +162,7 @@ def mint_credential(
         "iat": issued,
         "nbf": issued,
         "exp": issued + ttl_s,
-        "jti": uuid.uuid4().hex,
+        "jti": jti or uuid.uuid4().hex,
     }
     return jwt.encode(claims, _signing_key(signing_key), algorithm=_ALGORITHM)
 
@@ -128,8 +175,15 @@ def verify_credential(
     tool: str,
     resource: str,
     leeway_s: float = 0,
+    replay_store: ReplayStore | None = None,
 ) -> CredentialClaims:
-    """Check a credential for `tool` on `resource` in `tenant_id`; CredentialRefused says why."""
+    """Check a credential for `tool` on `resource` in `tenant_id`; CredentialRefused says why.
+
+    With `replay_store`, a token that passes every other check is then claimed in the store for
+    its remaining lifetime (plus the leeway): the first presentation verifies, any later one is
+    refused as `credential_replayed`, and a store error refuses it as `replay_check_unavailable`.
+    A token refused for another reason is not claimed.
+    """
     key = _signing_key(signing_key)
     try:
         claims = jwt.decode(
@@ -162,6 +216,21 @@ def verify_credential(
         raise CredentialRefused(
             "wrong_scope", f"the credential does not cover resource {resource!r}", jti=jti
         )
+    expires_at = int(claims["exp"])
+    if replay_store is not None:
+        ttl_s = math.ceil(expires_at + leeway_s - time.time())
+        try:
+            first = replay_store.claim(jti, ttl_s=max(1, ttl_s))
+        except ReplayStoreUnavailable:
+            raise CredentialRefused(
+                "replay_check_unavailable",
+                "the credential cannot be checked for reuse right now",
+                jti=jti,
+            ) from None
+        if not first:
+            raise CredentialRefused(
+                "credential_replayed", "the credential was already used", jti=jti
+            )
     return CredentialClaims(
         tenant_id=claims["tenant"],
         session_id=str(claims.get("sid", "")),
@@ -169,7 +238,7 @@ def verify_credential(
         resource=claims["scope"],
         jti=jti,
         issued_at=int(claims["iat"]),
-        expires_at=int(claims["exp"]),
+        expires_at=expires_at,
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 
 from apps.core import crypto
@@ -32,6 +33,8 @@ from apps.tools.credentials import (
     MAX_CREDENTIAL_TTL_S,
     CredentialClaims,
     CredentialRefused,
+    RedisReplayStore,
+    ReplayStore,
     mint_credential,
     verify_credential,
 )
@@ -232,7 +235,11 @@ def executor() -> GuardedExecutor:
     global _executor, _builtin_executor
     with _executor_lock:
         if _executor is None:
-            _builtin_executor = BuiltinExecutor(load_builtins())
+            _builtin_executor = BuiltinExecutor(
+                load_builtins(),
+                cpu_helpers=settings.WARDEN_BUILTIN_CPU_HELPERS,
+                cpu_memory_limit_bytes=settings.WARDEN_BUILTIN_CPU_MEMORY_MB * 1024 * 1024,
+            )
             _executor = GuardedExecutor(
                 {
                     "mcp": McpExecutor(_mcp_configs.__getitem__),
@@ -248,7 +255,8 @@ def executor() -> GuardedExecutor:
 
 
 def executor_shutdown() -> None:
-    """Close pooled MCP connections (stopping stdio servers) and the builtin threads."""
+    """Close pooled MCP connections (stopping stdio servers), the builtin threads and the
+    cpu-bound builtins' helper processes."""
     global _executor, _builtin_executor
     with _executor_lock:
         if _builtin_executor is not None:
@@ -258,7 +266,8 @@ def executor_shutdown() -> None:
 
 
 def _forget_executor_in_child() -> None:
-    # The builtin thread pool does not survive a fork (Celery prefork): start over.
+    # The builtin thread pool does not survive a fork (Celery prefork), and the helper
+    # processes belong to the parent: start over.
     global _executor, _builtin_executor
     _executor = _builtin_executor = None
 
@@ -297,18 +306,25 @@ def tool_call(
         message = exc.message if isinstance(exc, WardenError) else str(exc)
         logger.warning("tool misconfigured", extra={"tool": tool.name, "error": message})
         return failure_outcome("tool_misconfigured", message)
-    credential = credential_mint(
-        tenant_id=tenant_id,
-        session_id=session_id,
-        tool=tool.definition.call_name,
-        resource=tool.resource,
-    )
+
+    def mint() -> str:
+        # Credentials are single-use, so each attempt (a retry too) gets its own.
+        return credential_mint(
+            tenant_id=tenant_id,
+            session_id=session_id,
+            tool=tool.definition.call_name,
+            resource=tool.resource,
+            turn_id=turn_id,
+            call_id=idempotency_key,
+        )
+
     ctx = CallContext(
         tenant_id=tenant_id,
         session_id=session_id,
         turn_id=turn_id,
         idempotency_key=idempotency_key,
-        credential=credential,
+        credential=mint(),
+        credential_factory=mint,
     )
     return executor().execute(tool.definition, arguments, ctx=ctx)
 
@@ -324,21 +340,67 @@ def credential_signing_key() -> str:
     return hashlib.sha256(f"warden-tool-credential:{settings.SECRET_KEY}".encode()).hexdigest()
 
 
-def credential_mint(*, tenant_id: str, session_id: str, tool: str, resource: str) -> str:
+def credential_mint(
+    *,
+    tenant_id: str,
+    session_id: str,
+    tool: str,
+    resource: str,
+    turn_id: str = "",
+    call_id: str = "",
+) -> str:
+    """A fresh single-use credential. Its id is recorded on the audit log with the call it was
+    minted for (`call_id`: the action-graph node id, which is the call's idempotency key), so
+    a token seen later can be traced to the one call that may use it."""
     ttl = min(int(settings.WARDEN_TOOL_CREDENTIAL_TTL_SECONDS), MAX_CREDENTIAL_TTL_S)
-    return mint_credential(
+    jti = uuid.uuid4().hex
+    token = mint_credential(
         signing_key=credential_signing_key(),
         tenant_id=tenant_id,
         session_id=session_id,
         tool=tool,
         resource=resource,
         ttl_s=ttl,
+        jti=jti,
     )
+    audit.info(
+        "tool credential minted",
+        extra={
+            "jti": jti,
+            "tenant_id": tenant_id,
+            "session_id": session_id,
+            "turn_id": turn_id,
+            "node_id": call_id,
+            "tool": tool,
+            "resource": resource,
+            "ttl_s": ttl,
+        },
+    )
+    return token
+
+
+_replay_clients: dict[str, redis.Redis] = {}
+_replay_lock = threading.Lock()
+
+
+def credential_replay_store() -> ReplayStore:
+    """The Redis store of presented credential ids (`WARDEN_TOOL_CREDENTIAL_REPLAY_REDIS_URL`,
+    default REDIS_URL). Short socket timeouts: an unreachable Redis refuses the credential
+    quickly instead of hanging the caller."""
+    url: str = settings.WARDEN_TOOL_CREDENTIAL_REPLAY_REDIS_URL or settings.REDIS_URL
+    with _replay_lock:
+        client = _replay_clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+            _replay_clients[url] = client
+    return RedisReplayStore(client)
 
 
 def credential_check(*, token: str, tenant_id: str, tool: str, resource: str) -> CredentialClaims:
-    """Verify a credential presented back to the platform; a refusal is audited (the reason
-    and the token's id, never the token) and re-raised as CredentialRefused."""
+    """Verify a credential presented back to the platform, once: a second presentation is
+    refused (`credential_replayed`), and so is any token while the replay store is unreachable.
+    A refusal is audited (the reason and the token's id, never the token) and re-raised as
+    CredentialRefused."""
     try:
         return verify_credential(
             token,
@@ -346,6 +408,7 @@ def credential_check(*, token: str, tenant_id: str, tool: str, resource: str) ->
             tenant_id=tenant_id,
             tool=tool,
             resource=resource,
+            replay_store=credential_replay_store(),
         )
     except CredentialRefused as exc:
         audit.warning(

@@ -10,6 +10,9 @@ from config.settings.paths import VAR_DIR
 WARDEN_TOOL_CREDENTIAL_KEY = env_str("WARDEN_TOOL_CREDENTIAL_KEY", "")
 # Lifetime of a per-call credential; at most 300 s.
 WARDEN_TOOL_CREDENTIAL_TTL_SECONDS = env_int("WARDEN_TOOL_CREDENTIAL_TTL_SECONDS", 60)
+# Redis that remembers presented credential ids so each credential verifies once; empty: REDIS_URL.
+# Unreachable: every credential presented back to the platform is refused (fail closed).
+WARDEN_TOOL_CREDENTIAL_REPLAY_REDIS_URL = env_str("WARDEN_TOOL_CREDENTIAL_REPLAY_REDIS_URL", "")
 # How long discovery may take (connect + list), per server. A web request waits for the worker
 # doing it this long plus a few seconds, then answers 503 `discovery_unavailable`.
 WARDEN_MCP_DISCOVERY_TIMEOUT_SECONDS = env_float("WARDEN_MCP_DISCOVERY_TIMEOUT_SECONDS", 30.0)
@@ -55,6 +58,10 @@ WARDEN_MCP_DISCOVERY_QUEUE = env_str("WARDEN_MCP_DISCOVERY_QUEUE", "")
 # Circuit breaker per tool server (MCP server, WASM module, builtin), per worker process.
 WARDEN_TOOL_BREAKER_FAIL_MAX = env_int("WARDEN_TOOL_BREAKER_FAIL_MAX", 5)
 WARDEN_TOOL_BREAKER_RESET_SECONDS = env_float("WARDEN_TOOL_BREAKER_RESET_SECONDS", 30.0)
+# Cpu-bound builtins (the calculator) run in helper processes that their timeout kills: at most
+# this many at once per worker process, each with its address space capped at this many MiB.
+WARDEN_BUILTIN_CPU_HELPERS = env_int("WARDEN_BUILTIN_CPU_HELPERS", 2)
+WARDEN_BUILTIN_CPU_MEMORY_MB = env_int("WARDEN_BUILTIN_CPU_MEMORY_MB", 512)
 # Hosts the builtin `http_fetch` tool may GET from; empty: the tool is not registered.
 WARDEN_HTTP_FETCH_ALLOWED_HOSTS = env_list("WARDEN_HTTP_FETCH_ALLOWED_HOSTS", [])
 

@@ -97,3 +97,26 @@ def count_up(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
     for step in range(1, steps + 1):
         report_progress(step, steps, f"step {step} of {steps}")
     return {"counted": steps, "pid": os.getpid()}
+
+
+@default_registry.register(
+    "burn_cpu",
+    description="Append the pid that runs it to a file, then compute forever (CPU-bound).",
+    input_schema={
+        "type": "object",
+        "properties": {"path": _PATH},
+        "required": ["path"],
+    },
+    idempotent=True,
+    risk_tier="low",
+    timeout_s=2.0,
+    cpu_bound=True,
+    replace=True,
+)
+def burn_cpu(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
+    with Path(arguments["path"]).open("a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    # Never returns: the overrun its timeout must stop (pure computation holds the GIL).
+    value = 3
+    while True:
+        value = value * value % 1_000_000_007

@@ -140,8 +140,9 @@ class McpServerDiscoverApi(APIView):
         summary="Discover the server's tools and upsert the catalog",
         description="New tools arrive disabled unless `approve`; a tool whose schema changed "
         "since approval is disabled until re-enabled; tools the server no longer lists are "
-        "flagged missing. stdio servers are discovered on a worker. 502 `discovery_failed` when the server gave no "
-        "usable tool list, 503 `discovery_unavailable` when no worker did it in time.",
+        "flagged missing. stdio servers are discovered on a worker. 502 `discovery_failed` "
+        "when the server gave no usable tool list, 503 `discovery_unavailable` when no worker "
+        "did it in time.",
     )
     def post(self, request: Request, server_id: uuid.UUID) -> Response:
         server = _server(request, server_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, Protocol
 
 RiskTier = Literal["low", "medium", "high", "critical"]
@@ -79,7 +79,8 @@ class CallContext:
 
     `credential` is the ephemeral token minted for this call (credentials.mint_credential). It is
     handed to the tool server, never to the model, and is kept out of repr() so it cannot leak
-    into a log line that formats the context.
+    into a log line that formats the context. A credential is single-use, so a retried call
+    needs a new one: `credential_factory` mints it (`for_retry()`).
     """
 
     tenant_id: str
@@ -87,6 +88,13 @@ class CallContext:
     turn_id: str
     idempotency_key: str
     credential: str | None = field(default=None, repr=False)
+    credential_factory: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+
+    def for_retry(self) -> CallContext:
+        """This context with a freshly minted credential (itself when there is no factory)."""
+        if self.credential_factory is None:
+            return self
+        return replace(self, credential=self.credential_factory())
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,12 @@
         return {...}                           # anything JSON-able; raise a ToolError to fail
 
 `default_registry` is the process-wide registry other apps register into at import time (memory
-search, say); `BuiltinExecutor()` runs what it holds. A function runs on a small thread pool so
-the wrapper's timeout holds even if it blocks; it should still honour `call.timeout_s` for its
-own I/O, since Python cannot stop a thread that overruns (it is abandoned, not killed).
+search, say); `BuiltinExecutor()` runs what it holds. A function that waits (I/O) runs on a small
+thread pool so the wrapper's timeout holds even if it blocks; it should still honour
+`call.timeout_s` for its own I/O, since Python cannot stop a thread that overruns (it is
+abandoned, not killed). A function that computes must be registered with `cpu_bound=True`: it
+then runs in a helper process that its timeout kills (cpu.py), so an overrun cannot hold the
+worker's GIL, and a timeout of it is not retried.
 
 `make_http_fetch` builds the HTTP fetch builtin: GET only, to an allowlist of hosts, checked
 before every connection including each redirect hop. Every connection also goes through the
@@ -41,6 +44,7 @@ from .base import (
     ToolTimeout,
     ToolUnavailable,
 )
+from .cpu import DEFAULT_MEMORY_LIMIT_BYTES, CpuBoundRunner, function_reference
 
 logger = logging.getLogger(__name__)
 egress_log = logging.getLogger("warden.egress")
@@ -67,6 +71,7 @@ class BuiltinTool:
     idempotent: bool = False
     risk_tier: RiskTier = "medium"
     timeout_s: float = 30.0
+    cpu_bound: bool = False
 
     def definition(self) -> ToolDefinition:
         return ToolDefinition(
@@ -98,11 +103,17 @@ class BuiltinRegistry:
         idempotent: bool = False,
         risk_tier: RiskTier = "medium",
         timeout_s: float = 30.0,
+        cpu_bound: bool = False,
         replace: bool = False,
     ) -> Any:
-        """Register `function` under `name`; without `function`, return a decorator."""
+        """Register `function` under `name`; without `function`, return a decorator.
+
+        `cpu_bound=True` runs the function in a killable helper process: it must be a
+        module-level function, importable without Django, taking and returning JSON."""
 
         def add(fn: BuiltinFunction) -> BuiltinFunction:
+            if cpu_bound:
+                function_reference(fn)  # ValueError now rather than at the first call
             tool = BuiltinTool(
                 name=name,
                 description=description,
@@ -112,6 +123,7 @@ class BuiltinRegistry:
                 idempotent=idempotent,
                 risk_tier=risk_tier,
                 timeout_s=timeout_s,
+                cpu_bound=cpu_bound,
             )
             with self._lock:
                 if name in self._tools and not replace:
@@ -136,15 +148,38 @@ class BuiltinRegistry:
         with self._lock:
             return [tool.definition() for tool in self._tools.values()]
 
+    def cpu_bound_modules(self) -> list[str]:
+        """The modules holding cpu-bound builtins (a helper process imports them up front)."""
+        with self._lock:
+            return sorted({t.function.__module__ for t in self._tools.values() if t.cpu_bound})
+
 
 default_registry = BuiltinRegistry()
 
 
 class BuiltinExecutor:
-    def __init__(self, registry: BuiltinRegistry | None = None, *, max_workers: int = 4):
+    """Runs builtins: waiting ones on a thread pool, cpu-bound ones in helper processes.
+
+    `cpu_helpers` caps how many cpu-bound calls run at once in this process (each in its own
+    helper, whose address space is capped at `cpu_memory_limit_bytes`).
+    """
+
+    def __init__(
+        self,
+        registry: BuiltinRegistry | None = None,
+        *,
+        max_workers: int = 4,
+        cpu_helpers: int = 2,
+        cpu_memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
+    ):
         self._registry = registry or default_registry
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="warden-builtin"
+        )
+        self.cpu = CpuBoundRunner(
+            max_helpers=cpu_helpers,
+            memory_limit_bytes=cpu_memory_limit_bytes,
+            preload=self._registry.cpu_bound_modules,
         )
 
     def execute(
@@ -154,6 +189,11 @@ class BuiltinExecutor:
             builtin = self._registry.get(tool.server)
         except KeyError:
             raise ToolFailed(f"no builtin tool {tool.server!r}", code="unknown_builtin") from None
+        if builtin.cpu_bound:
+            content = self.cpu.run(
+                builtin.function, arguments, ctx=ctx, timeout_s=tool.timeout_s, name=tool.name
+            )
+            return ToolOutcome(ok=True, content=content)
         # Run in a copy of the caller's context so tracing context follows the call.
         context = contextvars.copy_context()
         future = self._pool.submit(
@@ -173,6 +213,7 @@ class BuiltinExecutor:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.cpu.close()
 
 
 # ---------------------------------------------------------------------------------------------

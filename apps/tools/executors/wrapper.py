@@ -9,12 +9,14 @@ Order of operations, per call:
 2. Each attempt goes through the server's circuit breaker (pybreaker), then the executor, which
    enforces `tool.timeout_s` natively (MCP request timeout, WASM epoch deadline, ...).
 3. Retryable failures (`ToolError.should_retry`) are retried with exponential backoff and equal
-   jitter (tenacity); others are returned at once.
+   jitter (tenacity); others are returned at once. A timeout is retried only for idempotent
+   tools, and never for a cpu-bound builtin (its executor raises it non-retryable: the same
+   arguments would burn the same CPU again). Each retry gets a freshly minted credential.
 4. A successful result is checked against the output schema, then rendered for the model and
    capped in size; the full result stays in `ToolOutcome.content`.
 
-Only infrastructure failures (unavailable, timeout) count against the breaker: a tool saying
-"invalid timezone" is the tool working, not the server failing.
+Only infrastructure failures (unavailable, a retryable timeout) count against the breaker: a tool
+saying "invalid timezone" is the tool working, not the server failing.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class CircuitBreakers:
 
 
 def _is_not_infrastructure_failure(exc: BaseException) -> bool:
+    # A non-retryable timeout is a cpu-bound call stopped at its limit: the arguments' fault,
+    # not the server's, so one tenant's heavy input cannot open the breaker for everyone.
+    if isinstance(exc, ToolTimeout) and not exc.retryable:
+        return True
     return not isinstance(exc, ToolUnavailable | ToolTimeout)
 
 
@@ -155,8 +161,10 @@ class GuardedExecutor:
             def attempt() -> ToolOutcome:
                 nonlocal attempts
                 attempts += 1
+                # Credentials are single-use: a retry presents a new one.
+                attempt_ctx = ctx if attempts == 1 else ctx.for_retry()
                 try:
-                    return breaker.call(executor.execute, tool, arguments, ctx=ctx)
+                    return breaker.call(executor.execute, tool, arguments, ctx=attempt_ctx)
                 except pybreaker.CircuitBreakerError as exc:
                     raise ToolUnavailable(
                         f"circuit open for {tool.server_key}: recent calls failed; not calling",
