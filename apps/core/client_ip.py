@@ -11,7 +11,9 @@ ignored — a forged header can't pick someone else's throttle bucket.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -44,11 +46,28 @@ def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> b
 
 def client_ip(request: HttpRequest | Request) -> str:
     """The address of the client that sent `request` (a string; "" if unknown)."""
-    remote = str(request.META.get("REMOTE_ADDR") or "")
+    return client_ip_from(
+        remote=str(request.META.get("REMOTE_ADDR") or ""),
+        forwarded_for=str(request.META.get("HTTP_X_FORWARDED_FOR", "")),
+    )
+
+
+def client_ip_from_scope(scope: Mapping[str, Any]) -> str:
+    """The same for an ASGI connection (websocket handshakes): `scope["client"]` and its
+    X-Forwarded-For header."""
+    client = scope.get("client") or ("", 0)
+    headers = dict(scope.get("headers") or [])
+    return client_ip_from(
+        remote=str(client[0] or ""),
+        forwarded_for=headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+    )
+
+
+def client_ip_from(*, remote: str, forwarded_for: str) -> str:
     peer = _parse(remote)
     if not _trusted(peer):
         return str(peer) if peer is not None else remote
-    hops = [h for h in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
+    hops = [h for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         address = _parse(hop)
         if address is None:

@@ -8,7 +8,6 @@ subclass sees it, and a failure inside a handler is logged and answered, never f
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -17,6 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from apps.core.exceptions import WardenError
+from apps.core.jsonlimits import JsonRefused, json_loads_limited
 
 logger = logging.getLogger("warden.websocket")
 
@@ -24,38 +24,13 @@ logger = logging.getLogger("warden.websocket")
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_THROTTLED = 4429
 
 MAX_FRAME_DEPTH = 32
 
 
 class InvalidFrame(WardenError):
     code = "invalid_frame"
-
-
-def _check_value(value: Any) -> None:
-    """Refuse NUL, lone surrogates and deep nesting, without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_FRAME_DEPTH:
-            raise InvalidFrame(f"Frame nests deeper than {MAX_FRAME_DEPTH} levels.")
-        if isinstance(item, str):
-            _check_text(item)
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                _check_text(key)
-                stack.append((inner, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((inner, depth + 1) for inner in item)
-
-
-def _check_text(text: str) -> None:
-    if "\x00" in text:
-        raise InvalidFrame("Frame contains a NUL character.")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidFrame("Frame contains a lone surrogate.") from None
 
 
 def decode_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
@@ -67,20 +42,16 @@ def decode_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, A
             text_data = bytes_data.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidFrame("Binary frame is not UTF-8 JSON.") from None
-    _check_text(text_data)
     limit = settings.WARDEN_WS_MAX_FRAME_BYTES
-    if len(text_data.encode("utf-8")) > limit:
+    if len(text_data.encode("utf-8", "surrogatepass")) > limit:
         raise InvalidFrame(f"Frame is larger than {limit} bytes.")
     try:
-        content = json.loads(text_data)
-    except RecursionError:
-        raise InvalidFrame(f"Frame nests deeper than {MAX_FRAME_DEPTH} levels.") from None
-    except ValueError as exc:
-        raise InvalidFrame(f"Frame is not JSON: {exc}.") from None
+        # The same decoder as REST bodies: bounded depth, no NUL or lone surrogates.
+        content = json_loads_limited(text_data, max_depth=MAX_FRAME_DEPTH)
+    except JsonRefused as exc:
+        raise InvalidFrame(f"Frame refused: {exc.message}") from None
     if not isinstance(content, dict):
         raise InvalidFrame('A frame must be a JSON object such as {"type": "ping"}.')
-    # json.loads turns escapes like "\u0000" and "\ud800" into the characters themselves.
-    _check_value(content)
     return content
 
 

@@ -17,7 +17,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.core.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JsonFrameConsumer
+from apps.core.consumers import (
+    CLOSE_FORBIDDEN,
+    CLOSE_THROTTLED,
+    CLOSE_UNAUTHENTICATED,
+    JsonFrameConsumer,
+)
 from apps.core.events import tenant_group
 from apps.core.exceptions import WardenError
 from apps.tenants.authz import Permission, allows
@@ -39,10 +44,11 @@ class PrincipalConsumer(JsonFrameConsumer):
         return self.envelope("error", {"code": code, "message": message})
 
     async def authenticate(self) -> bool:
-        """Take the scope's identity, or close (4401/4403) and say False."""
+        """Take the scope's identity, or close (4401/4403/4429) and say False."""
         identity: Identity | None = self.scope.get("identity")
         if identity is None:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            throttled = self.scope.get("auth_error") == "throttled"
+            await self.close(code=CLOSE_THROTTLED if throttled else CLOSE_UNAUTHENTICATED)
             return False
         if not allows(identity, self.stream_permission):
             await self.close(code=CLOSE_FORBIDDEN)

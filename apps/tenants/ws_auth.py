@@ -14,9 +14,12 @@ from urllib.parse import parse_qs
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from rest_framework.exceptions import Throttled
 
+from apps.core.client_ip import client_ip_from_scope
 from apps.tenants.authentication import identity_for_api_key, identity_for_user
 from apps.tenants.exceptions import AuthError
+from apps.tenants.throttling import address_auth_failure_record, address_auth_failures_check
 
 
 @database_sync_to_async
@@ -30,10 +33,18 @@ def _resolve(scope: dict[str, Any]) -> tuple[Any, str | None]:
     elif query.get("api_key"):
         raw_key = query["api_key"][0]
     if raw_key:
+        # The same per-address budget of failed authentications as the REST API: an address
+        # that keeps guessing keys is refused before any lookup, on every channel.
+        address = client_ip_from_scope(scope)
+        try:
+            address_auth_failures_check(address)
+        except Throttled:
+            return None, "throttled"
         try:
             _, identity = identity_for_api_key(raw_key)
             return identity, None
         except AuthError as exc:
+            address_auth_failure_record(address)
             return None, exc.code
     user = scope.get("user")
     if user is not None and user.is_authenticated:

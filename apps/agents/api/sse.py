@@ -62,7 +62,11 @@ def _load_session(
         authorize(identity, Permission.SESSION_READ)
     except (APIException, WardenError) as exc:
         response = exception_handler(exc, {})
-        return JsonResponse(response.data, status=response.status_code)
+        answer = JsonResponse(response.data, status=response.status_code)
+        for header in ("Retry-After", "WWW-Authenticate"):
+            if header in response:
+                answer[header] = response[header]
+        return answer
     try:
         return identity, selectors.session_get(identity=identity, session_id=session_id)
     except AgentSession.DoesNotExist:
