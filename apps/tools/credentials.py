@@ -13,8 +13,9 @@ why a token is refused so the refusal can be audited.
 A credential is single-use: every token carries a unique id (`jti`), and `verify_credential`
 given a `replay_store` claims that id for the rest of the token's lifetime, so a second
 presentation is refused as `credential_replayed`. `RedisReplayStore` is the shared store (SET NX
-with an expiry); a tool server that verifies tokens itself passes one pointed at its own Redis.
-Without a store nothing stops a replay within the lifetime, so only tests should omit it. The
+with an expiry); a tool server that verifies tokens itself passes one pointed at its own Redis,
+or `MemoryReplayStore` when it runs as a single process. The store is a required argument:
+`replay_store=None` (no replay check) is for tests of the other checks only. The
 store failing refuses the token (`replay_check_unavailable`): verification fails closed.
 
 Framework-free: no Django settings are read here; the integrator passes keys from settings.
@@ -24,6 +25,7 @@ The Fernet functions live in `apps.core.crypto` (re-exported here).
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -122,6 +124,29 @@ class RedisReplayStore:
             raise ReplayStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
+class MemoryReplayStore:
+    """Seen credential ids in this process: for a tool server that runs as one process.
+
+    A server with several processes or machines needs a shared store (RedisReplayStore),
+    or a replay could land on a process that has not seen the id.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, jti: str, *, ttl_s: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+            expires = self._seen.get(jti)
+            if expires is not None and expires > now:
+                return False
+            self._seen[jti] = now + max(1, ttl_s)
+            return True
+
+
 def _signing_key(key: Key) -> bytes:
     raw = key.encode() if isinstance(key, str) else key
     if len(raw) < _MIN_SIGNING_KEY_BYTES:
@@ -174,15 +199,17 @@ def verify_credential(
     tenant_id: str,
     tool: str,
     resource: str,
+    replay_store: ReplayStore | None,
     leeway_s: float = 0,
-    replay_store: ReplayStore | None = None,
 ) -> CredentialClaims:
     """Check a credential for `tool` on `resource` in `tenant_id`; CredentialRefused says why.
 
-    With `replay_store`, a token that passes every other check is then claimed in the store for
+    `replay_store` is required so that no verifier forgets it: a token that passes every other
+    check is then claimed in the store for
     its remaining lifetime (plus the leeway): the first presentation verifies, any later one is
     refused as `credential_replayed`, and a store error refuses it as `replay_check_unavailable`.
-    A token refused for another reason is not claimed.
+    A token refused for another reason is not claimed. Pass `replay_store=None` only where
+    replays are harmless (unit tests of the other checks): credentials are single-use.
     """
     key = _signing_key(signing_key)
     try:

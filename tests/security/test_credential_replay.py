@@ -20,6 +20,7 @@ from django.test import override_settings
 
 from apps.tools.credentials import (
     CredentialRefused,
+    MemoryReplayStore,
     RedisReplayStore,
     mint_credential,
     verify_credential,
@@ -219,3 +220,16 @@ def test_a_retried_call_presents_a_new_credential(redis_client: redis.Redis) -> 
     # Each attempt's token verifies on its own: the server would have accepted the retry.
     for token in seen:
         verify_credential(token, signing_key=SIGNING_KEY, replay_store=store, **SCOPE)
+
+
+def test_verifiers_cannot_forget_the_replay_check() -> None:
+    """The store is a required argument: a tool server that leaves it out fails loudly rather
+    than accepting replays; a single-process server gets the same refusal from memory."""
+    token = mint_credential(signing_key=SIGNING_KEY, session_id="s", ttl_s=60, **SCOPE)
+    with pytest.raises(TypeError):
+        verify_credential(token, signing_key=SIGNING_KEY, **SCOPE)  # type: ignore[call-arg]
+    store = MemoryReplayStore()
+    assert verify_credential(token, signing_key=SIGNING_KEY, replay_store=store, **SCOPE)
+    with pytest.raises(CredentialRefused) as refused:
+        verify_credential(token, signing_key=SIGNING_KEY, replay_store=store, **SCOPE)
+    assert refused.value.reason == "credential_replayed"

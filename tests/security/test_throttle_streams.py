@@ -20,7 +20,6 @@ from config.asgi import application
 from tests.conftest import World
 
 
-
 @pytest.fixture(autouse=True)
 def fresh_counters() -> Iterator[None]:
     caches = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"t-{uuid.uuid4().hex}"}}

@@ -25,9 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from apps.tools.credentials import CredentialRefused, verify_credential
+from apps.tools.credentials import CredentialRefused, MemoryReplayStore, verify_credential
 
 server = MCPServer("warden-secure-test")
+# One process: its own memory is enough to refuse a credential presented twice.
+REPLAYS = MemoryReplayStore()
 
 
 @server.tool()
@@ -44,6 +46,7 @@ def secure_echo(text: str, ctx: Context) -> dict[str, Any]:
             tenant_id=os.environ["EXPECT_TENANT"],
             tool="secure_echo",
             resource=os.environ["EXPECT_RESOURCE"],
+            replay_store=REPLAYS,
         )
     except CredentialRefused as exc:
         raise ToolError(f"credential refused: {exc.reason}") from None
