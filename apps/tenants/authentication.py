@@ -132,7 +132,13 @@ class OidcJwtAuthentication(BaseAuthentication):
         if user.has_usable_password():
             user.set_unusable_password()
             user.save(update_fields=["password"])
-        return user, Identity(tenant=tenant, roles=claims.roles, via="jwt", user_id=user.pk)
+        return user, Identity(
+            tenant=tenant,
+            roles=claims.roles,
+            via="jwt",
+            user_id=user.pk,
+            expires_at=claims.expires_at,
+        )
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="warden"'

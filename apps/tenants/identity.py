@@ -18,6 +18,9 @@ class Identity:
     user_id: int | None = None
     api_key: ApiKey | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    # When the credential itself stops being valid (an OIDC token's `exp`, epoch seconds):
+    # an open stream must end then even though nothing in the database changed.
+    expires_at: float | None = None
 
     @property
     def is_admin(self) -> bool:

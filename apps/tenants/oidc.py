@@ -29,6 +29,7 @@ class OidcClaims:
     email: str
     tenant_slug: str
     roles: frozenset[str]
+    expires_at: float | None = None
 
 
 _clients: dict[str, jwt.PyJWKClient] = {}
@@ -118,4 +119,5 @@ def verify_token(token: str) -> OidcClaims:
         email=str(claims.get("email") or ""),
         tenant_slug=tenant_slug,
         roles=roles or frozenset({Role.MEMBER}),
+        expires_at=float(claims["exp"]) if isinstance(claims.get("exp"), int | float) else None,
     )

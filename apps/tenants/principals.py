@@ -9,6 +9,7 @@ or tenant changed (apps/tenants/signals.py sends `principal.changed` to the grou
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Literal, TypedDict
 
@@ -58,7 +59,9 @@ def principal_changed_publish(group: str) -> None:
 def identity_current(identity: Identity) -> Identity | None:
     """`identity` as the database has it now (roles may have changed), or None if it
     no longer authenticates: key revoked, expired or deleted, membership gone, user or
-    tenant deactivated. One query."""
+    tenant deactivated, token expired. One query."""
+    if identity.expires_at is not None and identity.expires_at <= time.time():
+        return None
     if identity.via == "api_key":
         if identity.api_key is None:
             return None

@@ -11,6 +11,7 @@ Expiry and the `.update()` cases fire no signal: they prove the periodic re-vali
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,9 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from apps.agents.models import Agent, AgentSession, Turn
+from apps.tenants.identity import Identity
 from apps.tenants.models import ApiKey, Membership, Role, Tenant
+from apps.tenants.principals import identity_current
 from apps.tenants.services import api_key_create, api_key_revoke
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
@@ -217,3 +220,20 @@ def test_sse_ends_when_membership_or_user_ends(
         ),
     )
     assert events[-1]["data"]["code"] == "principal_revoked"
+
+
+@pytest.mark.django_db
+def test_an_oidc_identity_ends_when_its_token_expires(world: World) -> None:
+    """Nothing in the database changes when a JWT expires: the stream must still end."""
+
+    def jwt_identity(expires_at: float) -> Identity:
+        return Identity(
+            tenant=world.tenant_a,
+            roles=frozenset({"member"}),
+            via="jwt",
+            user_id=world.bob.pk,
+            expires_at=expires_at,
+        )
+
+    assert identity_current(jwt_identity(time.time() + 300)) is not None
+    assert identity_current(jwt_identity(time.time() - 1)) is None
