@@ -146,6 +146,8 @@ def test_server_configuration_is_redacted_for_non_admins(
         transport="stdio",
         template="git",
         args={"--repository": "private-project"},
+        status="error",
+        last_error="server_misconfigured: --repository private-project has no .git",
     )
 
     def seen(client: APIClient) -> list[dict[str, Any]]:
@@ -159,6 +161,8 @@ def test_server_configuration_is_redacted_for_non_admins(
             assert body["config_redacted"] is True
             assert "internal host name" not in json.dumps(body)
             assert "private-project" not in json.dumps(body)
+            if body["name"] == "git":
+                assert body["last_error"] == "server_misconfigured: [redacted]"
     for body in seen(bob_client):  # a member (viewer) in the console's session
         assert body["config_redacted"] is True and "private-project" not in json.dumps(body)
         assert set(body["env"] or {}) <= {"GREETING"}
@@ -168,3 +172,4 @@ def test_server_configuration_is_redacted_for_non_admins(
         assert shown["dump"]["env"] == {"GREETING": "internal host name"}
         assert shown["git"]["args"] == {"--repository": "private-project"}
         assert shown["git"]["config_redacted"] is False
+        assert "private-project has no .git" in shown["git"]["last_error"]

@@ -14,7 +14,8 @@ REDACTED = "[redacted]"
 class McpServerSerializer(serializers.ModelSerializer):
     """An MCP server. `args` and `env` values may carry secret-bearing configuration: only
     owners and admins (and admin-scoped keys) see them; others see each name with the value
-    "[redacted]", and `config_redacted` is true. Auth secrets are never returned."""
+    "[redacted]", and `config_redacted` is true (`last_error` keeps only its code for them).
+    Auth secrets are never returned."""
 
     # The view says whether to reveal: context["reveal_config"].
 
@@ -59,6 +60,10 @@ class McpServerSerializer(serializers.ModelSerializer):
             for name in ("args", "env"):
                 if isinstance(data.get(name), dict):
                     data[name] = {key: REDACTED for key in data[name]}
+            # The message may quote a redacted value back; the code before ":" says what failed.
+            if data.get("last_error"):
+                code = str(data["last_error"]).partition(":")[0]
+                data["last_error"] = f"{code}: {REDACTED}"
         return data
 
 
