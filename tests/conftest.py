@@ -24,6 +24,8 @@ from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.breakers"]
+
 # The tests start stdio MCP servers in this process too (as workers and the operator's CLI do);
 # web processes never may (tests/security/test_stdio_* shows they cannot).
 allow_stdio_servers("pytest")

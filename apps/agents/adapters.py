@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any, cast
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from apps.agents.events import event_record, token_publish
@@ -315,8 +315,14 @@ class Toolbox:
 class SessionTokenBudget:
     """Hard token budgets: per turn (input + output) and per session.
 
-    The budgets issue refines this (reservations in Redis, the 80 % backoff);
-    the seam is here already so the loop never runs unbudgeted.
+    What a turn has spent lives in the database, not in this object: each settle adds the
+    call's usage to the turn's and the session's counters in one transaction, and each
+    reserve reads them back. So a turn resumed after its worker died, or after it was parked
+    on a tool job or an approval, starts from what it had spent, and the model calls the loop
+    replays from checkpoints (which are not settled again) count once, as they did when made.
+    The session's counter includes the running turn's spend.
+
+    The budgets issue refines this (reservations in Redis, the 80 % backoff).
     """
 
     def __init__(
@@ -324,23 +330,35 @@ class SessionTokenBudget:
     ) -> None:
         self.session, self.turn = session, turn
         self.per_turn, self.per_session = per_turn, per_session
-        self.turn_used = 0
 
     def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:
-        session_used = AgentSession.objects.get(id=self.session.id).tokens_used
-        if self.turn_used + estimated_tokens > self.per_turn:
+        turn_in, turn_out, session_used = Turn.objects.values_list(
+            "input_tokens", "output_tokens", "session__tokens_used"
+        ).get(id=self.turn.id)
+        turn_used = turn_in + turn_out
+        if turn_used + estimated_tokens > self.per_turn:
             raise BudgetExceeded(
-                f"turn budget: {self.turn_used} used + {estimated_tokens} needed > {self.per_turn}"
+                f"turn budget: {turn_used} used + {estimated_tokens} needed > {self.per_turn}"
             )
-        if session_used + self.turn_used + estimated_tokens > self.per_session:
+        if session_used + estimated_tokens > self.per_session:
             raise BudgetExceeded(
-                f"session budget: {session_used + self.turn_used} used + {estimated_tokens} "
+                f"session budget: {session_used} used + {estimated_tokens} "
                 f"needed > {self.per_session}"
             )
         return Reservation(id=ctx.idempotency_key, tokens=estimated_tokens)
 
     def settle(self, reservation: Reservation, *, usage: Usage) -> None:
-        self.turn_used += usage.input_tokens + usage.output_tokens
+        spent = usage.input_tokens + usage.output_tokens
+        if not spent:
+            return
+        with transaction.atomic():
+            Turn.objects.filter(id=self.turn.id).update(
+                input_tokens=F("input_tokens") + usage.input_tokens,
+                output_tokens=F("output_tokens") + usage.output_tokens,
+            )
+            AgentSession.objects.filter(id=self.session.id).update(
+                tokens_used=F("tokens_used") + spent
+            )
 
 
 def record_to_dict(record: StepRecord) -> dict[str, Any]:

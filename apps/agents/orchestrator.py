@@ -241,8 +241,6 @@ def _record_outcome(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, 
         outcome="completed" if status == TurnStatus.COMPLETED else reason,
         detail=detail,
         final_answer=outcome.final_answer or "",
-        input_tokens=outcome.usage.input_tokens,
-        output_tokens=outcome.usage.output_tokens,
         events=events,
     )
 
@@ -255,23 +253,20 @@ def _finish(
     detail: str,
     events: list[tuple[str, Any]],
     final_answer: str = "",
-    input_tokens: int = 0,
-    output_tokens: int = 0,
 ) -> None:
+    # Tokens are not written here: SessionTokenBudget.settle adds each model call's usage to
+    # the turn and the session as it is spent, so a parked or resumed turn is counted once.
     with transaction.atomic():
         locked = Turn.objects.select_for_update().get(id=turn.id)
         locked.status = status
         locked.outcome = outcome
         locked.detail = detail
         locked.final_answer = final_answer
-        locked.input_tokens = input_tokens
-        locked.output_tokens = output_tokens
         if status in TERMINAL_TURN_STATUSES:
             locked.finished_at = timezone.now()
         locked.save()
         session = AgentSession.objects.select_for_update().get(id=turn.session_id)
-        session.tokens_used += input_tokens + output_tokens
-        session.save(update_fields=["tokens_used", "updated_at"])
+        session.save(update_fields=["updated_at"])
         for event, payload in events:
             event_record(session=session, turn=locked, event=event, data=payload)
 

@@ -13,10 +13,11 @@ Within a tier, endpoints are tried in the order given. A timeout or unavailabili
 (5xx, 429, connection refused) fails over to the next endpoint; any other error is
 raised as is. Nothing eligible raises `NoEndpointAvailable` saying why.
 
-Breakers are pybreaker `CircuitBreaker`s, one per endpoint, used as state machines:
-the outcome of a call is recorded after it, instead of running the call inside
-`breaker.call()`, because pybreaker holds the breaker's lock for the whole guarded
-call and so would serialise every concurrent request to an endpoint.
+Breakers (apps.core.breakers), one per endpoint: the router asks whether a call may go,
+makes it without holding any lock (so concurrent requests to an endpoint are never
+serialised), then records its outcome. Given a shared store (Redis) and `breaker_keys`
+naming each endpoint uniquely, every router in every process sees the same breaker: an
+endpoint found down by one worker is skipped by all, and one trial call anywhere closes it.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pybreaker
-
+from apps.core.breakers import CircuitBreakers, MemoryBreakerStore
 from apps.llm.providers.base import (
     EndpointConfig,
     MalformedOutput,
@@ -97,30 +96,6 @@ class _CountingSink:
         self._sink(text)
 
 
-class _ClockStorage(pybreaker.CircuitMemoryStorage):
-    """Breaker storage that measures the open period on the router's clock.
-
-    pybreaker compares `opened_at` with `datetime.now(UTC)`; reporting `opened_at`
-    as "now minus the elapsed time on our clock" makes that comparison the same as
-    `clock() - opened_clock < reset_timeout`, so an injected clock drives it.
-    """
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(pybreaker.STATE_CLOSED)
-        self._clock = clock
-        self.opened_clock: float | None = None
-
-    @property
-    def opened_at(self) -> datetime | None:
-        if self.opened_clock is None:
-            return None
-        return datetime.now(UTC) - timedelta(seconds=self._clock() - self.opened_clock)
-
-    @opened_at.setter
-    def opened_at(self, value: datetime) -> None:
-        self.opened_clock = self._clock()
-
-
 def _not_a_health_failure(exc: BaseException) -> bool:
     # Bad requests, auth errors and malformed model output say nothing about
     # whether the endpoint is up, so they don't count towards opening the breaker.
@@ -134,11 +109,16 @@ class ModelRouter:
         self,
         endpoints: Sequence[EndpointConfig],
         provider_factory: ProviderFactory | None = None,
-        clock: Clock = time.monotonic,
+        clock: Clock = time.time,
         *,
         fail_max: int = DEFAULT_FAIL_MAX,
         reset_timeout_s: float = DEFAULT_RESET_TIMEOUT_S,
+        breakers: CircuitBreakers | None = None,
+        breaker_keys: Mapping[str, str] | None = None,
     ) -> None:
+        """`breakers` (default: this router's own, in memory, on `clock` — wall-clock
+        seconds) may be shared; `breaker_keys` maps endpoint names to their keys in it
+        (default: the names, enough for a router's own breakers)."""
         names = [endpoint.name for endpoint in endpoints]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -150,22 +130,12 @@ class ModelRouter:
         self.endpoints: tuple[EndpointConfig, ...] = tuple(endpoints)
         self._by_name = {endpoint.name: endpoint for endpoint in endpoints}
         self._factory = provider_factory
-        self._clock = clock
-        self._reset_timeout_s = reset_timeout_s
+        self._breakers = breakers or CircuitBreakers(
+            MemoryBreakerStore(), fail_max=fail_max, reset_timeout_s=reset_timeout_s, clock=clock
+        )
+        self._keys = {name: (breaker_keys or {}).get(name, name) for name in names}
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
-        self._storages = {name: _ClockStorage(clock) for name in names}
-        self._breakers = {
-            name: pybreaker.CircuitBreaker(
-                fail_max=fail_max,
-                reset_timeout=reset_timeout_s,
-                exclude=[_not_a_health_failure],
-                state_storage=self._storages[name],
-                name=name,
-                throw_new_error_on_trip=False,
-            )
-            for name in names
-        }
 
     escalate = staticmethod(escalate)
 
@@ -198,8 +168,8 @@ class ModelRouter:
             )
         attempts: list[Attempt] = []
         for endpoint, built in candidates:
-            if self._is_open(endpoint.name):
-                # Opened by a concurrent request since eligibility was checked.
+            if not self._breakers.allow(self._keys[endpoint.name]):
+                # Opened since eligibility was checked, or another caller has the trial.
                 continue
             sink = _CountingSink(on_token) if on_token is not None else None
             try:
@@ -254,10 +224,7 @@ class ModelRouter:
 
     def breaker_state(self, name: str) -> str:
         """The breaker's state; "open" only while its reset timeout is still running."""
-        if self._is_open(name):
-            return pybreaker.STATE_OPEN
-        state = self._breakers[name].current_state
-        return pybreaker.STATE_HALF_OPEN if state == pybreaker.STATE_OPEN else state
+        return self._breakers.state(self._keys[name])
 
     def close(self) -> None:
         """Release the providers' HTTP connection pools."""
@@ -302,30 +269,17 @@ class ModelRouter:
         if not capable:
             return [], [f"no endpoint allowing it supports {', '.join(sorted(missing))}"]
 
-        healthy = [(e, r) for e, r in capable if not self._is_open(e.name)]
+        up = self._breakers.available([self._keys[e.name] for e, _ in capable])
+        healthy = [candidate for candidate, ok in zip(capable, up, strict=True) if ok]
         if not healthy:
             names = ", ".join(e.name for e, _ in capable)
             return [], [f"every eligible endpoint has an open circuit breaker ({names})"]
         return healthy, []
 
-    def _is_open(self, name: str) -> bool:
-        """Open and still inside its reset timeout (after it, one trial is let through)."""
-        if self._breakers[name].current_state != pybreaker.STATE_OPEN:
-            return False
-        opened = self._storages[name].opened_clock
-        return opened is not None and self._clock() - opened < self._reset_timeout_s
-
     def _record(self, name: str, error: ProviderError | None) -> None:
         """Feed one call's outcome to the endpoint's breaker."""
-
-        def outcome() -> None:
-            if error is not None:
-                raise error
-
-        try:
-            self._breakers[name].call(outcome)
-        except (ProviderError, pybreaker.CircuitBreakerError):
-            pass
+        ok = error is None or _not_a_health_failure(error)
+        self._breakers.record(self._keys[name], ok=ok)
 
     def _provider(self, endpoint: EndpointConfig) -> Provider:
         with self._lock:

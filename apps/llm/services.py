@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from apps.core import crypto
+from apps.core.breakers import CircuitBreakers
+from apps.core.breakers.adapters import breaker_store
 from apps.core.egress.adapters import platform_egress_policy
 from apps.core.exceptions import Conflict
 from apps.llm.exceptions import EndpointInvalid
@@ -85,9 +87,24 @@ def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
     )
 
 
-# Routers live as long as the worker process, so circuit breakers remember an
-# endpoint's failures across turns. A change to any endpoint of the tenant
-# (updated_at) builds a fresh router.
+def endpoint_breaker_key(endpoint: ModelEndpoint) -> str:
+    # By id: unique across tenants (two may both have an endpoint "gpt"), and the same for
+    # every router of every process, so they all share the endpoint's breaker.
+    return f"llm:{endpoint.id}"
+
+
+def endpoint_breakers() -> CircuitBreakers:
+    """The model endpoints' circuit breakers, shared by every worker (see apps.core.breakers)."""
+    return CircuitBreakers(
+        breaker_store(),
+        fail_max=settings.WARDEN_BREAKER_FAIL_MAX,
+        reset_timeout_s=settings.WARDEN_BREAKER_RESET_SECONDS,
+    )
+
+
+# Routers live as long as the worker process; their circuit breakers live in the shared
+# breaker store (Redis), so they outlive a router too. A change to any endpoint of the
+# tenant (updated_at) builds a fresh router.
 _routers: dict[uuid.UUID, tuple[tuple[Any, ...], ModelRouter]] = {}
 _routers_lock = threading.Lock()
 
@@ -105,8 +122,8 @@ def router_for_tenant(*, tenant_id: uuid.UUID) -> ModelRouter:
             return cached[1]
         router = ModelRouter(
             [endpoint_config(row) for row in rows],
-            fail_max=settings.WARDEN_BREAKER_FAIL_MAX,
-            reset_timeout_s=settings.WARDEN_BREAKER_RESET_SECONDS,
+            breakers=endpoint_breakers(),
+            breaker_keys={row.name: endpoint_breaker_key(row) for row in rows},
         )
         # The old router is dropped, not closed: another thread may still be
         # mid-call on it; its connection pools go with it when it is collected.

@@ -25,6 +25,7 @@ import redis
 from django.conf import settings
 
 from apps.core import crypto
+from apps.core.breakers.adapters import breaker_store
 from apps.core.egress.adapters import platform_egress_policy
 from apps.core.exceptions import WardenError
 from apps.tools import selectors
@@ -231,7 +232,8 @@ _executor_lock = threading.Lock()
 
 
 def executor() -> GuardedExecutor:
-    """This process's executor: its circuit breakers and MCP connections outlive a turn."""
+    """This process's executor: its MCP connections outlive a turn (its circuit breakers live
+    in the shared breaker store)."""
     global _executor, _builtin_executor
     with _executor_lock:
         if _executor is None:
@@ -246,7 +248,9 @@ def executor() -> GuardedExecutor:
                     "wasm": WasmExecutor(_wasm_specs.__getitem__),
                     "builtin": _builtin_executor,
                 },
+                # In the shared store: a server found down by one worker is skipped by all.
                 breakers=CircuitBreakers(
+                    breaker_store(),
                     fail_max=settings.WARDEN_TOOL_BREAKER_FAIL_MAX,
                     reset_timeout_s=settings.WARDEN_TOOL_BREAKER_RESET_SECONDS,
                 ),

@@ -104,6 +104,7 @@ LOGIN_URL = "/admin/login/"
 from config.settings.access import *  # noqa: E402,F403
 from config.settings.api import *  # noqa: E402,F403
 from config.settings.auth import *  # noqa: E402,F403
+from config.settings.breakers import *  # noqa: E402,F403
 from config.settings.cache import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.channels import *  # noqa: E402,F403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from config.env import env_float, env_int, env_list
 
+# Circuit breaker per model endpoint, shared by all workers (WARDEN_BREAKER_STORAGE).
 WARDEN_BREAKER_FAIL_MAX = env_int("WARDEN_BREAKER_FAIL_MAX", 3)
 WARDEN_BREAKER_RESET_SECONDS = env_float("WARDEN_BREAKER_RESET_SECONDS", 30.0)
 WARDEN_MAX_MESSAGE_CHARS = env_int("WARDEN_MAX_MESSAGE_CHARS", 32_000)

@@ -55,7 +55,8 @@ WARDEN_TOOL_WORKSPACE_ROOT = env_str("WARDEN_TOOL_WORKSPACE_ROOT", str(VAR_DIR /
 # Celery queue discovery is sent to (empty: the default queue). Give stdio servers their own,
 # more isolated workers by pointing this at a queue only those workers consume.
 WARDEN_MCP_DISCOVERY_QUEUE = env_str("WARDEN_MCP_DISCOVERY_QUEUE", "")
-# Circuit breaker per tool server (MCP server, WASM module, builtin), per worker process.
+# Circuit breaker per tenant and tool server (MCP server, WASM module, builtin), shared by all
+# workers (WARDEN_BREAKER_STORAGE).
 WARDEN_TOOL_BREAKER_FAIL_MAX = env_int("WARDEN_TOOL_BREAKER_FAIL_MAX", 5)
 WARDEN_TOOL_BREAKER_RESET_SECONDS = env_float("WARDEN_TOOL_BREAKER_RESET_SECONDS", 30.0)
 # Cpu-bound builtins (the calculator) run in helper processes that their timeout kills: at most

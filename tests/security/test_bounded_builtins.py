@@ -18,7 +18,7 @@ import pytest
 from apps.tools.builtins import load_builtins
 from apps.tools.executors.base import CallContext, ToolDefinition
 from apps.tools.executors.builtin import BuiltinCall, BuiltinExecutor, BuiltinRegistry
-from apps.tools.executors.wrapper import GuardedExecutor
+from apps.tools.executors.wrapper import GuardedExecutor, breaker_key
 
 # Expressions that held the GIL for seconds to minutes (and grabbed gigabytes) before the fix:
 # nested powers, towers of exponents, products of huge factors.
@@ -141,7 +141,7 @@ def test_a_cpu_bound_builtin_that_overruns_is_killed_and_not_retried(
     calculator = registry.get("calculator").definition()
     assert guarded.execute(calculator, {"expression": "6 * 7"}, ctx=ctx).content["value"] == 42
     # The stopped call was the arguments' fault, not the server's: the breaker stays closed.
-    assert guarded.breakers.state(short.server_key) == "closed"
+    assert guarded.breakers.state(breaker_key(short, tenant_id=ctx.tenant_id)) == "closed"
 
 
 def test_shutdown_leaves_no_helper_running(ctx: CallContext) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from apps.tools.executors.base import RetryPolicy, ToolUnavailable
 from apps.tools.executors.mcp import McpExecutor, discover, tool_definition
-from apps.tools.executors.wrapper import CircuitBreakers, GuardedExecutor
+from apps.tools.executors.wrapper import CircuitBreakers, GuardedExecutor, breaker_key
 
 from .conftest import start_server
 
@@ -74,10 +74,11 @@ def test_tool_error_is_reported_and_not_retried(http_server, pool, ctx, sleeps):
 
 
 def test_breaker_opens_on_a_down_server_and_closes_when_it_recovers(http_server, pool, ctx, sleeps):
-    breakers = CircuitBreakers(fail_max=2, reset_timeout_s=3600)
-    config, tools, executor = setup(http_server, pool, sleeps, breakers=breakers)
+    now = [1000.0]
+    breakers = CircuitBreakers(fail_max=2, reset_timeout_s=3600, clock=lambda: now[0])
+    _config, tools, executor = setup(http_server, pool, sleeps, breakers=breakers)
     add = tool_definition(tools["add"], idempotent=True, retry=RetryPolicy(max_attempts=1))
-    key = f"mcp:{config.key}"
+    key = breaker_key(add, tenant_id=ctx.tenant_id)
 
     http_server.admin("down", down=True)
     assert executor.execute(add, {"a": 1, "b": 1}, ctx=ctx).error_code == "http_503"
@@ -87,7 +88,7 @@ def test_breaker_opens_on_a_down_server_and_closes_when_it_recovers(http_server,
     assert http_server.calls()["add"] == 2  # the third call never left the process
 
     http_server.admin("down", down=False)
-    breakers.for_server(key).reset_timeout = 0  # the reset timeout has elapsed
+    now[0] += 3600  # the reset timeout has elapsed
     recovered = executor.execute(add, {"a": 1, "b": 1}, ctx=ctx)
     assert recovered.ok and recovered.content == {"result": 2}
     assert breakers.state(key) == "closed" and http_server.calls()["add"] == 3

@@ -17,7 +17,12 @@ from apps.tools.executors.base import (
     ToolTimeout,
     ToolUnavailable,
 )
-from apps.tools.executors.wrapper import CircuitBreakers, GuardedExecutor, cap_for_model
+from apps.tools.executors.wrapper import (
+    CircuitBreakers,
+    GuardedExecutor,
+    breaker_key,
+    cap_for_model,
+)
 
 SCHEMA = {
     "type": "object",
@@ -125,15 +130,17 @@ def test_idempotent_timeout_is_retried(ctx, sleeps):
 
 
 def test_breaker_opens_after_failures_and_closes_after_a_good_trial_call(ctx, sleeps):
-    breakers = CircuitBreakers(fail_max=2, reset_timeout_s=3600)
+    now = [1000.0]
+    breakers = CircuitBreakers(fail_max=2, reset_timeout_s=3600, clock=lambda: now[0])
     executor = Scripted(unavailable(), unavailable(), None, ToolFailed("bad input"))
     guarded = GuardedExecutor({"builtin": executor}, breakers=breakers, sleep=sleeps)
     once = tool(retry=RetryPolicy(max_attempts=1))
+    key = breaker_key(once, tenant_id=ctx.tenant_id)
 
     assert guarded.execute(once, {"a": 1, "b": 1}, ctx=ctx).error_code == "http_503"
-    assert breakers.state("builtin:calc") == "closed"
+    assert breakers.state(key) == "closed"
     assert guarded.execute(once, {"a": 1, "b": 1}, ctx=ctx).error_code == "http_503"
-    assert breakers.state("builtin:calc") == "open"
+    assert breakers.state(key) == "open"
 
     rejected = guarded.execute(once, {"a": 1, "b": 1}, ctx=ctx)
     assert rejected.error_code == "circuit_open"
@@ -142,10 +149,10 @@ def test_breaker_opens_after_failures_and_closes_after_a_good_trial_call(ctx, sl
     # Another server is unaffected.
     assert guarded.execute(tool(server="other"), {"a": 1, "b": 1}, ctx=ctx).ok
 
-    breakers.for_server("builtin:calc").reset_timeout = 0  # the reset timeout has elapsed
+    now[0] += 3600  # the reset timeout has elapsed
     trial = guarded.execute(once, {"a": 1, "b": 1}, ctx=ctx)
     assert trial.error_code == "failed"  # the trial call ran: a tool error, not a server failure
-    assert breakers.state("builtin:calc") == "closed"
+    assert breakers.state(key) == "closed"
     assert guarded.execute(once, {"a": 2, "b": 2}, ctx=ctx).content == 4
 
 
@@ -155,7 +162,8 @@ def test_tool_errors_do_not_trip_the_breaker(ctx, sleeps):
     guarded = GuardedExecutor({"builtin": executor}, breakers=breakers, sleep=sleeps)
     for _ in range(5):
         assert guarded.execute(tool(), {"a": 1, "b": 1}, ctx=ctx).error_code == "failed"
-    assert breakers.state("builtin:calc") == "closed" and len(executor.calls) == 5
+    key = breaker_key(tool(), tenant_id=ctx.tenant_id)
+    assert breakers.state(key) == "closed" and len(executor.calls) == 5
 
 
 @pytest.mark.parametrize(

@@ -141,6 +141,10 @@ class BudgetPort(Protocol):
 
     `settle` is always called once per successful `reserve`, with the real usage
     (zero usage when the call failed), so reservations never leak from a live run.
+
+    A resumed run replays checkpointed model calls without reserving or settling them
+    again, so a budget must remember what was settled in earlier runs of the turn (keep it
+    durable, or reuse the same object): otherwise a resumed turn starts with a fresh budget.
     """
 
     def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:

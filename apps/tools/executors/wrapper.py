@@ -6,8 +6,10 @@
 
 Order of operations, per call:
 1. Arguments are validated against the tool's input schema; a failure never reaches the server.
-2. Each attempt goes through the server's circuit breaker (pybreaker), then the executor, which
-   enforces `tool.timeout_s` natively (MCP request timeout, WASM epoch deadline, ...).
+2. Each attempt asks the server's circuit breaker (apps.core.breakers; shared by every worker
+   when the store is Redis), then runs in the executor, which enforces `tool.timeout_s`
+   natively (MCP request timeout, WASM epoch deadline, ...). No lock is held during the call,
+   so threads of one worker calling one server run side by side.
 3. Retryable failures (`ToolError.should_retry`) are retried with exponential backoff and equal
    jitter (tenacity); others are returned at once. A timeout is retried only for idempotent
    tools, and never for a cpu-bound builtin (its executor raises it non-retryable: the same
@@ -16,7 +18,8 @@ Order of operations, per call:
    capped in size; the full result stays in `ToolOutcome.content`.
 
 Only infrastructure failures (unavailable, a retryable timeout) count against the breaker: a tool
-saying "invalid timezone" is the tool working, not the server failing.
+saying "invalid timezone" is the tool working, not the server failing. Breakers are per tenant and
+server (`breaker_key`), so one tenant's failures never shut a server for another.
 """
 
 from __future__ import annotations
@@ -24,17 +27,17 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-import pybreaker
 from jsonschema import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from apps.core.breakers import CircuitBreakers
 
 from .base import (
     CallContext,
@@ -56,39 +59,14 @@ MIN_MODEL_CAP_BYTES = 256
 _MAX_REPORTED_SCHEMA_ERRORS = 5
 
 
-class CircuitBreakers:
-    """One pybreaker circuit breaker per server key, created on first use.
+__all__ = ["CircuitBreakers", "GuardedExecutor", "breaker_key", "cap_for_model"]
 
-    pybreaker holds the breaker's lock for the duration of a call, so calls to one server from
-    several threads of one process are serialised. Celery's prefork pool runs one task per
-    process, where this costs nothing; a threaded pool would want a breaker per thread instead.
-    """
 
-    def __init__(self, *, fail_max: int = 5, reset_timeout_s: float = 30.0):
-        self.fail_max = fail_max
-        self.reset_timeout_s = reset_timeout_s
-        self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
-        self._lock = threading.Lock()
-
-    def for_server(self, key: str) -> pybreaker.CircuitBreaker:
-        with self._lock:
-            breaker = self._breakers.get(key)
-            if breaker is None:
-                breaker = pybreaker.CircuitBreaker(
-                    fail_max=self.fail_max,
-                    reset_timeout=self.reset_timeout_s,
-                    exclude=[_is_not_infrastructure_failure],
-                    name=key,
-                    # Let the failure that trips the breaker surface as itself; later calls get
-                    # CircuitBreakerError while the breaker is open.
-                    throw_new_error_on_trip=False,
-                )
-                self._breakers[key] = breaker
-            return breaker
-
-    def state(self, key: str) -> str:
-        """ "closed", "open" or "half-open"."""
-        return str(self.for_server(key).current_state)
+def breaker_key(tool: ToolDefinition, *, tenant_id: str) -> str:
+    """The breaker a call goes through: the tool's server, within the calling tenant. MCP and
+    WASM server keys name one tenant's row already; a builtin is shared code, and one tenant's
+    heavy or failing use of it must not shut it for the others."""
+    return f"tool:{tenant_id}:{tool.server_key}"
 
 
 def _is_not_infrastructure_failure(exc: BaseException) -> bool:
@@ -156,22 +134,27 @@ class GuardedExecutor:
             executor = self._executors.get(tool.source)
             if executor is None:
                 raise ToolFailed(f"no executor for source {tool.source!r}", code="no_executor")
-            breaker = self.breakers.for_server(tool.server_key)
+            key = breaker_key(tool, tenant_id=ctx.tenant_id)
 
             def attempt() -> ToolOutcome:
                 nonlocal attempts
                 attempts += 1
-                # Credentials are single-use: a retry presents a new one.
-                attempt_ctx = ctx if attempts == 1 else ctx.for_retry()
-                try:
-                    return breaker.call(executor.execute, tool, arguments, ctx=attempt_ctx)
-                except pybreaker.CircuitBreakerError as exc:
+                if not self.breakers.allow(key):
                     raise ToolUnavailable(
                         f"circuit open for {tool.server_key}: recent calls failed; not calling",
                         code="circuit_open",
                         retryable=False,
                         maybe_executed=False,
-                    ) from exc
+                    )
+                # Credentials are single-use: a retry presents a new one.
+                attempt_ctx = ctx if attempts == 1 else ctx.for_retry()
+                try:
+                    result = executor.execute(tool, arguments, ctx=attempt_ctx)
+                except Exception as exc:
+                    self.breakers.record(key, ok=_is_not_infrastructure_failure(exc))
+                    raise
+                self.breakers.record(key, ok=True)
+                return result
 
             def log_retry(state: RetryCallState) -> None:
                 exc = state.outcome.exception() if state.outcome else None
