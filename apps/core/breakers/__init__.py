@@ -12,11 +12,11 @@ one process open the breaker for every process on every machine, and once the re
 has passed exactly one caller anywhere makes the trial call (`allow` claims it atomically);
 its outcome closes or re-opens the breaker for all.
 
-The states are the classic closed/open/half-open ones (as in pybreaker), but the call is not run inside the breaker: the caller asks
-`allow`, makes the call without any lock held (many threads of a worker may be waiting on
-one endpoint at once), then `record`s the outcome. Each store operation is one atomic step
-(a Lua script in Redis, a lock in memory), so concurrent outcomes from threads or processes
-never lose a failure or open the breaker twice.
+The states are the classic closed/open/half-open ones (as in pybreaker), but the call is not
+run inside the breaker: the caller asks `allow`, makes the call without any lock held (many
+threads of a worker may be waiting on one endpoint at once), then `record`s the outcome.
+Each store operation is one atomic step (a Lua script in Redis, a lock in memory), so
+concurrent outcomes from threads or processes never lose a failure or open the breaker twice.
 
 Times are wall-clock seconds (`time.time`), since another machine reads `opened_at`. A trial
 whose caller died (worker killed mid-call) is given up after another reset timeout, so a
