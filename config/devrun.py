@@ -48,46 +48,33 @@ def _acquire_lock(var: Path) -> IO[str]:
     return handle
 
 
-def _start_local_llm(env: dict[str, str], var: Path) -> subprocess.Popen[bytes] | None:
-    """Serve the embedded local model with llama.cpp, if it is installed (`make install-llm`)."""
-    if env_str("WARDEN_LOCAL_LLM", "auto").lower() in ("off", "0", "false", "no"):
-        return None
-    from apps.llm.local_models import CHAT_FORMATS, gguf_path
-    from apps.llm.providers.local_llama import llama_server_available, server_command
+def _local_llm_command(env: dict[str, str]) -> list[str] | None:
+    """The supervisor of the embedded local model, unless WARDEN_LOCAL_LLM=off.
 
-    model = env_str("WARDEN_LOCAL_LLM_MODEL", "smollm2")
-    path = gguf_path(model, cache_dir=var / "models") if llama_server_available() else None
-    if path is None:
-        _log("no embedded local model (run `make install-llm`: llama.cpp compiles ~10 min once);")
-        _log("the scripted demo agent works without it.")
+    It runs beside web and worker and never holds them up: when llama.cpp isn't installed
+    it builds it in the background (var/local-llm-build.log), then serves the model; its
+    endpoint says building / starting / ready / failed meanwhile. The port is fixed here,
+    before anything starts, because the worker's egress allowance and the seeded endpoint
+    both name it.
+    """
+    if env_str("WARDEN_LOCAL_LLM", "auto").lower() in ("off", "0", "false", "no"):
+        _log("local model off (WARDEN_LOCAL_LLM=off): the scripted demo agent works without it.")
         return None
+    model = env_str("WARDEN_LOCAL_LLM_MODEL", "smollm2")
     port = env_int("WARDEN_LOCAL_LLM_PORT", 8081)
     if port_in_use(port):
         from config.embedded import free_port
 
         port = free_port()
-    log = (var / "local-llm.log").open("ab")
-    proc = subprocess.Popen(
-        server_command(path, port=port, model_alias=model, chat_format=CHAT_FORMATS.get(model)),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 120
-    while not port_in_use(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _log(f"the local model did not start (see {var / 'local-llm.log'}); skipping it.")
-            proc.kill()
-            return None
-        time.sleep(0.2)
     env["WARDEN_LOCAL_LLM_URL"] = f"http://127.0.0.1:{port}/v1"
     # Model endpoints connect through the egress guard, which refuses loopback: the local
     # model's own host:port is the one loopback address the demo needs, and all it allows.
     allowed = [e for e in env.get("WARDEN_EGRESS_ALLOW", "").split(",") if e.strip()]
     env["WARDEN_EGRESS_ALLOW"] = ",".join([*allowed, f"127.0.0.1:{port}"])
     env["WARDEN_LOCAL_LLM_MODEL"] = model
-    _log(f"started local model {model} (llama.cpp, pid {proc.pid}) on port {port}")
-    return proc
+    command = [PY, "manage.py", "local_model", "--model", model, "--port", str(port)]
+    build = env_str("WARDEN_LOCAL_LLM_BUILD_COMMAND", "")
+    return [*command, "--build-command", build] if build else command
 
 
 def _manage(env: dict[str, str], *args: str) -> None:
@@ -138,11 +125,12 @@ def main() -> int:
                 env["DATABASE_URL"] = state.database_url
             if state.redis_url and need_redis:
                 env["REDIS_URL"] = state.redis_url
-        local_llm = _start_local_llm(env, var)
-        if local_llm is not None:
-            children.append(local_llm)
+        local_llm = _local_llm_command(env)
         _manage(env, "migrate", "--no-input", "-v", "0")
         _manage(env, "seed_demo")
+        if local_llm is not None:
+            children.append(subprocess.Popen(local_llm, cwd=ROOT, env=env))
+            _log(f"started local model supervisor (pid {children[-1].pid})")
         commands = {
             "web": [PY, "-m", "daphne", "-b", host, "-p", str(port), "config.asgi:application"],
             "worker": [
@@ -180,6 +168,11 @@ def main() -> int:
         _log(f"console   {base}/admin/")
         _log(f"API docs  {base}/api/v1/docs/")
         _log(f"ready     {base}/readyz")
+        if local_llm is not None:
+            _log(
+                "local     the local agent joins when its model is ready (state: "
+                f"{base}/admin/llm/modelendpoint/ or GET {base}/api/v1/model-endpoints)"
+            )
         _log("Ctrl-C stops everything; data stays in var/ for the next run.")
         while not stopping:
             for child in children:

@@ -26,8 +26,8 @@ from typing import Any
 from apps.agents.models import Agent
 from apps.agents.services import agent_save
 from apps.core.exceptions import WardenError
-from apps.llm.models import ModelEndpoint
-from apps.llm.services import endpoint_save
+from apps.llm.models import EndpointState, ModelEndpoint
+from apps.llm.services import endpoint_save, endpoint_state_set
 from apps.tenants.models import Tenant
 from apps.tools import services as tool_services
 from apps.tools.executors.mcp_pool import allow_stdio_servers
@@ -169,6 +169,63 @@ def seed_demo_tools(*, tenant: Tenant) -> None:
         logger.warning("demo WASM tool not registered: %s", exc.message)
 
 
+# A 135M model follows a short, concrete prompt much better than a general one: it is
+# told which tool does what, with the exact argument shape, and to answer with the result.
+LOCAL_AGENT_PROMPT = (
+    "You are a helpful assistant with two tools. For any arithmetic, call the calculator "
+    'tool with the whole expression, like {"expression": "17 * 23"}. For the current date '
+    'or time, call the clock_now tool, like {"timezone": "UTC"}. When a tool has answered, '
+    "give its result as the final_answer. Otherwise answer directly."
+)
+OLD_LOCAL_AGENT_PROMPTS = ("You are a helpful assistant. Use a tool when it helps.",)
+LOCAL_AGENT_TOOLS = ["clock_now", "calculator"]
+LOCAL_ENDPOINT = "local-model"
+
+
+def _seed_local_endpoint(tenant: Tenant) -> ModelEndpoint | None:
+    """The embedded model's endpoint, pointing at this run's port and not ready yet.
+
+    `make run` sets WARDEN_LOCAL_LLM_URL and then starts the model's supervisor, which moves
+    the state on (building → starting → ready). With WARDEN_LOCAL_LLM=off an endpoint from
+    an earlier run is marked off, so its agent fails clearly instead of calling nothing.
+    """
+    existing = ModelEndpoint.objects.filter(tenant=tenant, name=LOCAL_ENDPOINT).first()
+    local_url = os.environ.get("WARDEN_LOCAL_LLM_URL")
+    if not local_url:
+        if existing is not None and os.environ.get("WARDEN_LOCAL_LLM", "").lower() in (
+            "off",
+            "0",
+            "false",
+            "no",
+        ):
+            endpoint_state_set(
+                endpoint=existing,
+                state=EndpointState.OFF,
+                detail="not served: WARDEN_LOCAL_LLM=off",
+            )
+        return None
+    model = os.environ.get("WARDEN_LOCAL_LLM_MODEL", "smollm2")
+    fields: dict[str, Any] = {
+        "provider": "local",
+        "model": model,
+        "base_url": local_url,
+        "tier": "small",
+        "context_window": 4096,
+        "supports_tools": False,
+        "supports_json_schema": True,
+        "allowed_sensitivities": ["public", "internal", "confidential"],
+        "timeout_s": 120.0,
+        "priority": 50,
+    }
+    # The port may differ from the last run: keep the endpoint pointing at this one.
+    local = endpoint_save(tenant=tenant, endpoint=existing, name=LOCAL_ENDPOINT, **fields)
+    return endpoint_state_set(
+        endpoint=local,
+        state=EndpointState.STARTING,
+        detail="waiting for `make run` to start the local model",
+    )
+
+
 def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
     seed_demo_tools(tenant=tenant)
     scripted = _endpoint(
@@ -201,37 +258,24 @@ def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
                 allowed_endpoints=[scripted],
             )
         )
-    local_url = os.environ.get("WARDEN_LOCAL_LLM_URL")
-    if local_url:
-        model = os.environ.get("WARDEN_LOCAL_LLM_MODEL", "smollm2")
-        local = ModelEndpoint.objects.filter(tenant=tenant, name="local-model").first()
-        fields: dict[str, Any] = {
-            "provider": "local",
-            "model": model,
-            "base_url": local_url,
-            "tier": "small",
-            "context_window": 4096,
-            "supports_tools": False,
-            "supports_json_schema": True,
-            "allowed_sensitivities": ["public", "internal", "confidential"],
-            "timeout_s": 120.0,
-            "priority": 50,
-        }
-        # The port may differ from the last run: keep the endpoint pointing at this one.
-        local = endpoint_save(tenant=tenant, endpoint=local, name="local-model", **fields)
-        if not Agent.objects.filter(tenant=tenant, slug="local-assistant").exists():
+    local = _seed_local_endpoint(tenant)
+    if local is not None:
+        agent = Agent.objects.filter(tenant=tenant, slug="local-assistant").first()
+        if agent is None:
             agents.append(
                 agent_save(
                     tenant=tenant,
-                    name=f"Assistant (local {model}, no API key)",
+                    name=f"Assistant (local {local.model}, no API key)",
                     slug="local-assistant",
                     description="A tiny local model served by llama.cpp, with "
-                    "JSON-schema-constrained steps.",
-                    system_prompt="You are a helpful assistant. Use a tool when it helps.",
+                    "JSON-schema-constrained steps. Joins when its endpoint is ready.",
+                    system_prompt=LOCAL_AGENT_PROMPT,
                     model_tier="small",
-                    allowed_tools=["clock_now", "calculator"],
+                    allowed_tools=LOCAL_AGENT_TOOLS,
                     max_steps=4,
                     allowed_endpoints=[local],
                 )
             )
+        elif agent.system_prompt in OLD_LOCAL_AGENT_PROMPTS:
+            agent_save(tenant=tenant, agent=agent, system_prompt=LOCAL_AGENT_PROMPT)
     return agents

@@ -36,9 +36,11 @@ class ModelEndpointAdmin(TenantScopedAdmin):
         "tier",
         "priority",
         "is_active",
+        "state",
         "has_api_key",
     ]
-    list_filter = ["tenant", "provider", "tier", "is_active"]
+    list_filter = ["tenant", "provider", "tier", "is_active", "state"]
+    readonly_fields = ["state", "state_detail", "state_changed_at"]
     search_fields = ["name", "model"]
 
     @admin.display(boolean=True, description="API key")

@@ -27,6 +27,17 @@ class Sensitivity(models.TextChoices):
     CONFIDENTIAL = "confidential", "Confidential"
 
 
+class EndpointState(models.TextChoices):
+    """Whether an endpoint can take requests now. Remote endpoints are `ready` (their health
+    is the circuit breaker's business); the embedded local model moves through the others."""
+
+    READY = "ready", "Ready"
+    BUILDING = "building", "Building (compiling llama.cpp / installing the model)"
+    STARTING = "starting", "Starting (loading the model)"
+    FAILED = "failed", "Failed"
+    OFF = "off", "Off"
+
+
 def default_sensitivities() -> list[str]:
     return [Sensitivity.PUBLIC, Sensitivity.INTERNAL]
 
@@ -56,6 +67,9 @@ class ModelEndpoint(TenantOwned):
 
     The API key is stored encrypted (Fernet) and never leaves the worker that
     calls the provider: not in API responses, events, logs or prompts.
+    `state` says whether it can take requests now: the embedded local model's endpoint
+    is `building` while llama.cpp compiles, `starting` while the model loads, then `ready`
+    (or `failed`, with the reason in `state_detail`).
     """
 
     name = models.SlugField(max_length=100)
@@ -81,6 +95,15 @@ class ModelEndpoint(TenantOwned):
         default=dict, blank=True, help_text='Provider options, e.g. {"script": [...]}.'
     )
     is_active = models.BooleanField(default=True)
+    # Set by the platform (the local model's supervisor), never by operators: a request
+    # to an endpoint that is not ready fails at once with `endpoint_not_ready`.
+    state = models.CharField(
+        max_length=16, choices=EndpointState.choices, default=EndpointState.READY, editable=False
+    )
+    state_detail = models.TextField(
+        blank=True, editable=False, help_text="Why the endpoint is in its state, for humans."
+    )
+    state_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["priority", "name"]
@@ -94,3 +117,7 @@ class ModelEndpoint(TenantOwned):
     @property
     def has_api_key(self) -> bool:
         return bool(self.api_key_encrypted)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.state == EndpointState.READY

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.core import crypto
 from apps.core.breakers import CircuitBreakers
@@ -15,12 +17,19 @@ from apps.core.breakers.adapters import breaker_store
 from apps.core.egress.adapters import platform_egress_policy
 from apps.core.exceptions import Conflict
 from apps.llm.exceptions import EndpointInvalid
-from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint, Sensitivity
+from apps.llm.models import (
+    ENDPOINT_EDITABLE_FIELDS,
+    EndpointState,
+    ModelEndpoint,
+    ProviderKind,
+    Sensitivity,
+)
 from apps.llm.providers.base import EndpointConfig
 from apps.llm.router import ModelRouter
 from apps.tenants.models import Tenant
 
 _EDITABLE = frozenset(ENDPOINT_EDITABLE_FIELDS)
+logger = logging.getLogger("warden.llm")
 
 
 def _validate(endpoint: ModelEndpoint) -> None:
@@ -84,6 +93,7 @@ def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
         timeout_s=endpoint.timeout_s,
         options=dict(endpoint.options or {}),
         egress=platform_egress_policy(),
+        not_ready=_not_ready_reason(endpoint),
     )
 
 
@@ -102,6 +112,42 @@ def endpoint_breakers() -> CircuitBreakers:
     )
 
 
+def _not_ready_reason(endpoint: ModelEndpoint) -> str:
+    if endpoint.is_ready:
+        return ""
+    return f"{endpoint.state}: {endpoint.state_detail}" if endpoint.state_detail else endpoint.state
+
+
+def endpoint_state_set(*, endpoint: ModelEndpoint, state: str, detail: str = "") -> ModelEndpoint:
+    """Record whether `endpoint` can take requests now, and why. `updated_at` moves too, so
+    every worker's cached router sees the change on its next turn."""
+    if state not in EndpointState.values:
+        raise EndpointInvalid(f"state must be one of {', '.join(EndpointState.values)}.")
+    endpoint.state, endpoint.state_detail = state, detail
+    endpoint.state_changed_at = timezone.now()
+    endpoint.save(update_fields=["state", "state_detail", "state_changed_at", "updated_at"])
+    logger.info(
+        "model endpoint %s is %s%s",
+        endpoint.name,
+        state,
+        f": {detail}" if detail else "",
+        extra={"endpoint": endpoint.name, "tenant_id": str(endpoint.tenant_id), "state": state},
+    )
+    return endpoint
+
+
+def local_endpoints_state_set(*, base_url: str, state: str, detail: str = "") -> int:
+    """Set the state of every embedded-model endpoint served at `base_url` (the local model's
+    supervisor knows its server, not which tenants point at it). Returns how many changed."""
+    rows = ModelEndpoint.objects.filter(provider=ProviderKind.LOCAL, base_url=base_url)
+    changed = 0
+    for endpoint in rows:
+        if (endpoint.state, endpoint.state_detail) != (state, detail):
+            endpoint_state_set(endpoint=endpoint, state=state, detail=detail)
+            changed += 1
+    return changed
+
+
 # Routers live as long as the worker process; their circuit breakers live in the shared
 # breaker store (Redis), so they outlive a router too. A change to any endpoint of the
 # tenant (updated_at) builds a fresh router.
@@ -115,6 +161,10 @@ def router_for_tenant(*, tenant_id: uuid.UUID) -> ModelRouter:
             "priority", "name"
         )
     )
+    # Endpoints that can't take requests yet go last (the sort is stable): within a tier a
+    # ready one answers first, and only an agent left with nothing else gets the clear
+    # `endpoint_not_ready` error.
+    rows.sort(key=lambda row: not row.is_ready)
     signature = tuple((row.id, row.updated_at) for row in rows)
     with _routers_lock:
         cached = _routers.get(tenant_id)

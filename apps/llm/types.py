@@ -138,6 +138,19 @@ class MalformedOutput(ProviderError):
         self.response = response
 
 
+class EndpointNotReady(ProviderError):
+    """The endpoint exists but can't take requests yet: its local model is still building or
+    starting, or it failed or is off. The message says which and why.
+
+    Not retryable, so not a health failure either: the circuit breaker stays closed and the
+    router raises it at once instead of waiting on a server that isn't there. (The router
+    is given not-ready endpoints last, so a ready one in the tier answers first.)
+    """
+
+    retryable = False
+    code = "endpoint_not_ready"
+
+
 class NoEndpointAvailable(ProviderError):
     """The router found no endpoint that the rules allow and that is healthy."""
 

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from apps.llm.types import (
     FEEDBACK_NAME,
+    EndpointNotReady,
     MalformedOutput,
     Message,
     ModelRequest,
@@ -125,7 +126,7 @@ class PendingApproval:
 class TurnOutcome:
     status: TurnStatus
     final_answer: str | None = None
-    reason: str = ""  # a stable code: malformed_output, provider_error, ...
+    reason: str = ""  # a stable code: malformed_output, provider_error, endpoint_not_ready, ...
     detail: str = ""  # the human-readable explanation
     pending: PendingApproval | None = None
     steps: tuple[StepRecord, ...] = ()  # the whole action graph, replayed nodes included
@@ -341,7 +342,12 @@ class _Turn:
         )
         if failure is not None:
             self.save(replace(base, outputs={"error": str(failure)}))
-            raise _Stop("failed", reason="provider_error", detail=str(failure))
+            # An endpoint that isn't up yet (the local model still building) is worth its
+            # own outcome: the user waits for it, rather than reports a broken provider.
+            reason = (
+                "endpoint_not_ready" if isinstance(failure, EndpointNotReady) else "provider_error"
+            )
+            raise _Stop("failed", reason=reason, detail=str(failure))
 
         base = replace(
             base,

@@ -6,7 +6,14 @@ from urllib.parse import urlsplit, urlunsplit
 from rest_framework import serializers
 
 from apps.core.api.serializers import MAX_TOKENS, StrictInputSerializer
-from apps.llm.models import ENDPOINT_EDITABLE_FIELDS, ModelEndpoint, ProviderKind, Sensitivity, Tier
+from apps.llm.models import (
+    ENDPOINT_EDITABLE_FIELDS,
+    EndpointState,
+    ModelEndpoint,
+    ProviderKind,
+    Sensitivity,
+    Tier,
+)
 from apps.tenants.identity import Identity
 
 REDACTED = "[redacted]"
@@ -16,10 +23,29 @@ class EndpointSerializer(serializers.ModelSerializer):
     """An endpoint as its tenant's admins see it (the API key is never returned)."""
 
     has_api_key = serializers.BooleanField(read_only=True)
+    state = serializers.ChoiceField(
+        choices=EndpointState.choices,
+        read_only=True,
+        help_text="Whether the endpoint takes requests now; requests to one that is not "
+        "`ready` fail at once with `endpoint_not_ready`. Set by the platform.",
+    )
+    state_detail = serializers.CharField(
+        read_only=True, help_text="Why it is in that state (e.g. the build's progress log)."
+    )
+    state_changed_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = ModelEndpoint
-        fields = ["id", *ENDPOINT_EDITABLE_FIELDS, "has_api_key", "created_at", "updated_at"]
+        fields = [
+            "id",
+            *ENDPOINT_EDITABLE_FIELDS,
+            "has_api_key",
+            "state",
+            "state_detail",
+            "state_changed_at",
+            "created_at",
+            "updated_at",
+        ]
 
 
 def redact_url(url: str) -> str:

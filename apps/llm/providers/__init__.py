@@ -5,6 +5,7 @@ from __future__ import annotations
 from apps.llm.providers.base import (
     EndpointConfig,
     MalformedOutput,
+    NotReadyProvider,
     Provider,
     StreamInterrupted,
     cost_of,
@@ -22,6 +23,8 @@ __all__ = [
 
 def build_provider(endpoint: EndpointConfig) -> Provider:
     """The provider for `endpoint.kind`. SDKs are imported only when needed."""
+    if endpoint.not_ready:
+        return NotReadyProvider(endpoint)
     if endpoint.kind == "openai":
         from apps.llm.providers.openai_compat import OpenAICompatProvider
 

