@@ -62,7 +62,8 @@ def test_the_history_is_retold_in_plain_words():
         "You are a helpful assistant.",
         "What is 17 times 23?",
         "I called the calculator tool with expression 17 * 23.",
-        "The calculator tool returned expression 17 * 23, value 391. Answer the user now.",
+        "The calculator tool returned expression 17 * 23, value 391. "
+        "Answer the user now with final_answer.",
     ]
     assert told[3].role == "user" and told[3].name == FEEDBACK_NAME
 
@@ -83,7 +84,8 @@ def test_an_earlier_answer_is_its_text_and_anything_else_is_left_alone():
     assert told[0].content == "391"
     assert told[1:3] == messages[1:3]
     assert told[3].content == (
-        "The calculator tool returned error: division by zero. Answer the user now."
+        "The calculator tool returned error: division by zero. "
+        "Answer the user now with final_answer."
     )
     assert told[4] == messages[4]
     assert read_observation(messages[4]) is None
@@ -127,7 +129,7 @@ def test_the_local_provider_sends_the_shaped_turn(make_server):
         {
             "role": "user",
             "content": "The calculator tool returned expression 17 * 23, value 391. "
-            "Answer the user now.",
+            "Answer the user now with final_answer.",
         },
     ]
     final, action = body["response_format"]["schema"]["oneOf"]

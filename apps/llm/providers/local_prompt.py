@@ -14,11 +14,13 @@ benchmarks/eval_local_agent.py on SmolLM2-135M):
 
 So, for this provider only, the history is told in plain words (an earlier action as
 "I called the calculator tool with expression 17 * 23.", a result as "The calculator tool
-returned expression 17 * 23, value 391. Answer the user now."), the step's `thought` can be
-capped (0 characters by default: the step is then only the action or the answer), and an
-operator may narrow a tool argument to a pattern for this endpoint. The grammar only ever gets
-narrower: what the model emits still validates against the loop's step schema, and
-the loop validates it against the tool's own schema as before.
+returned expression 17 * 23, value 391. Answer the user now with final_answer."), the
+step's `thought` can be capped (0 characters by default: the step is then only the action
+or the answer), the final answer is one bounded line, llama.cpp's repeat penalty is off (it
+kept the model from copying the digits of the result), and an operator may narrow a tool
+argument to a pattern for this endpoint. The grammar only ever gets narrower: what the model
+emits still validates against the loop's step schema, and the loop validates it against
+the tool's own schema as before.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from apps.llm.types import Message, read_observation
 # The properties of the loop's ReAct step schema this module narrows.
 THOUGHT = "thought"
 FINAL_ANSWER = "final_answer"
+# After a tool's result. Naming the field mattered: with "Answer the user now." alone SmolLM2
+# called the calculator again in 3 of 8 probes, with it in none (benchmarks/eval_local_agent.py).
+ANSWER_NOW = "Answer the user now with final_answer."
 # A one-line JSON string: any character but a control character, `"`, `\` or a brace, or an
 # escape. llama.cpp's grammar compiler matches a pattern against the JSON text of the string,
 # escapes included, so this keeps a raw newline out while `\n` and `\"` stay possible.
@@ -60,7 +65,7 @@ def _plain(message: Message) -> Message:
         tool, text = observation
         return Message(
             role="user",
-            content=f"The {tool} tool returned {_words(text)}. Answer the user now.",
+            content=f"The {tool} tool returned {_words(text)}. {ANSWER_NOW}",
             name=message.name,
         )
     return message
