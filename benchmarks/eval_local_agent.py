@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,11 @@ import django  # noqa: E402
 
 django.setup()
 
-from apps.agents.demo import LOCAL_AGENT_PROMPT  # noqa: E402
+from apps.agents.demo import (  # noqa: E402
+    LOCAL_AGENT_MAX_STEPS,
+    LOCAL_AGENT_PROMPT,
+    LOCAL_ENDPOINT_OPTIONS,
+)
 from apps.agents.runtime.loop import LoopConfig, run_turn  # noqa: E402
 from apps.agents.runtime.memory import ListEventSink  # noqa: E402
 from apps.agents.runtime.ports import StepContext, ToolResult  # noqa: E402
@@ -152,8 +156,11 @@ def main() -> None:
     args = parser.parse_args()
     server, port = serve(args.model)
     try:
-        endpoint = local_endpoint(
-            port=port, model_alias=args.model, egress=EgressPolicy((f"127.0.0.1:{port}",))
+        endpoint = replace(
+            local_endpoint(
+                port=port, model_alias=args.model, egress=EgressPolicy((f"127.0.0.1:{port}",))
+            ),
+            options=LOCAL_ENDPOINT_OPTIONS,  # as the demo seeds the local endpoint
         )
         provider = LocalLlamaProvider(endpoint)
         right = valid = completed = answered = 0
@@ -168,10 +175,10 @@ def main() -> None:
                 tools=tools,
                 system_prompt=LOCAL_AGENT_PROMPT,
                 events=ListEventSink(),
-                # As the orchestrator runs the seeded local agent (max_steps=4).
+                # As the orchestrator runs the seeded local agent.
                 config=LoopConfig(
                     json_steps=True,
-                    max_steps=4,
+                    max_steps=LOCAL_AGENT_MAX_STEPS,
                     max_reprompts=2,
                     max_output_tokens=256,
                     min_output_tokens=64,
