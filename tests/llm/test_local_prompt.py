@@ -31,6 +31,11 @@ CALCULATOR = ToolSpec(
         "required": ["expression"],
     },
 )
+WORD_COUNT = ToolSpec(
+    name="word_count",
+    description="Count the words in a text.",
+    input_schema={"type": "object", "properties": {"text": {"type": "string"}}},
+)
 EXPRESSION = r"^[0-9(][0-9 +*/().-]*$"
 ACTION = {"thought": "", "action": {"tool": "calculator", "arguments": {"expression": "17 * 23"}}}
 RESULT = json.dumps({"expression": "17 * 23", "value": 391})
@@ -112,6 +117,21 @@ def test_the_step_grammar_is_narrowed_for_a_small_model():
     assert not answer.match("42\nThe calculator returned")
     assert not answer.match("4" * 201)
     assert "maxLength" not in schema["oneOf"][0]["properties"]["thought"]  # a copy was shaped
+
+
+def test_an_unbounded_string_argument_gets_a_bound():
+    schema = build_step_schema([CALCULATOR, WORD_COUNT])
+
+    shaped = shape_step_schema(
+        schema, thought_max_chars=None, argument_patterns={}, argument_max_chars=120
+    )
+
+    calculator, word_count = (
+        branch["properties"]["action"]["properties"]["arguments"]["properties"]
+        for branch in shaped["oneOf"][1:]
+    )
+    assert calculator["expression"]["maxLength"] == 200  # its own bound stays
+    assert word_count["text"]["maxLength"] == 120
 
 
 def test_the_local_provider_sends_the_shaped_turn(make_server):

@@ -50,6 +50,8 @@ DEFAULT_REPEAT_PENALTY = 1.0
 DEFAULT_THOUGHT_MAX_CHARS: int | None = 0
 # The final answer is one line of at most this many characters (None: any string).
 DEFAULT_ANSWER_MAX_CHARS: int | None = 200
+# A string argument with no bound of its own gets this one (None: none).
+DEFAULT_ARGUMENT_MAX_CHARS: int | None = 200
 
 
 def smollm2_gguf_path() -> Path | None:
@@ -174,6 +176,9 @@ class LocalLlamaProvider(OpenAICompatProvider):
                 argument_patterns=options.get("argument_patterns") or {},
                 answer_max_chars=_optional_int(
                     options.get("answer_max_chars", DEFAULT_ANSWER_MAX_CHARS)
+                ),
+                argument_max_chars=_optional_int(
+                    options.get("argument_max_chars", DEFAULT_ARGUMENT_MAX_CHARS)
                 ),
             )
             params["response_format"] = self.response_format(schema)

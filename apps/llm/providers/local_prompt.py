@@ -115,6 +115,7 @@ def shape_step_schema(
     thought_max_chars: int | None,
     argument_patterns: Mapping[str, Mapping[str, str]],
     answer_max_chars: int | None = None,
+    argument_max_chars: int | None = None,
 ) -> dict[str, Any]:
     """The step schema narrowed for a small model (a copy; `schema` is left alone).
 
@@ -122,6 +123,9 @@ def shape_step_schema(
     `answer_max_chars` makes the final answer one line of at most that many characters (None:
     left as it is). A small model that has said "42" may run on ("42.000000…") until it
     runs out of tokens and its step is cut off unparseable; the bound closes the step.
+    `argument_max_chars` bounds every string argument that has neither a length bound nor a
+    pattern of its own: a small model may "close" its step inside an argument too
+    ("17 * 23 } } }") and run on until its step is cut off.
     `argument_patterns` maps a tool to {argument: regex}: that string argument must match it
     (anchored with ^…$, as llama.cpp's grammar compiler requires), e.g.
     {"calculator": {"expression": "^[0-9(][0-9 +*/().-]*$"}}.
@@ -138,16 +142,26 @@ def shape_step_schema(
         if answer_max_chars is not None and isinstance(properties.get(FINAL_ANSWER), dict):
             pattern = f"^{ONE_LINE_CHAR}{{1,{answer_max_chars}}}$"
             properties[FINAL_ANSWER] = {**properties[FINAL_ANSWER], "pattern": pattern}
-        _narrow_arguments(properties.get("action"), argument_patterns)
+        _narrow_arguments(properties.get("action"), argument_patterns, argument_max_chars)
     return shaped
 
 
-def _narrow_arguments(action: Any, argument_patterns: Mapping[str, Mapping[str, str]]) -> None:
+def _narrow_arguments(
+    action: Any, argument_patterns: Mapping[str, Mapping[str, str]], max_chars: int | None
+) -> None:
     try:
         tool = action["properties"]["tool"]["const"]
         arguments = action["properties"]["arguments"]["properties"]
     except (KeyError, TypeError):
         return
+    if max_chars is not None:
+        for name, argument in arguments.items():
+            if (
+                isinstance(argument, dict)
+                and argument.get("type") == "string"
+                and not {"maxLength", "pattern", "enum", "const", "format"} & argument.keys()
+            ):
+                arguments[name] = {**argument, "maxLength": max_chars}
     for name, pattern in (argument_patterns.get(tool) or {}).items():
         argument = arguments.get(name)
         if isinstance(argument, dict) and argument.get("type") == "string":
