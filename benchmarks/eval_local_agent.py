@@ -7,17 +7,19 @@ WASM `word_count`. Per task it records the first tool the agent chose, whether i
 arguments were valid (schema and tool both accepted them), whether the turn completed and
 whether the answer holds the expected text; it prints a table and the rates.
 
-Needs `make install-llm`. Usage: .venv/bin/python benchmarks/eval_local_agent.py [--model smollm2]
+Needs `make install-llm`. Usage:
+    .venv/bin/python benchmarks/eval_local_agent.py [--model smollm2] [--option NAME=JSON]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,11 @@ import django  # noqa: E402
 
 django.setup()
 
-from apps.agents.demo import LOCAL_AGENT_PROMPT  # noqa: E402
+from apps.agents.demo import (  # noqa: E402
+    LOCAL_AGENT_MAX_STEPS,
+    LOCAL_AGENT_PROMPT,
+    LOCAL_ENDPOINT_OPTIONS,
+)
 from apps.agents.runtime.loop import LoopConfig, run_turn  # noqa: E402
 from apps.agents.runtime.memory import ListEventSink  # noqa: E402
 from apps.agents.runtime.ports import StepContext, ToolResult  # noqa: E402
@@ -149,11 +155,25 @@ def serve(model: str) -> tuple[subprocess.Popen[bytes], int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="override one of the local endpoint's options, e.g. thought_max_chars=null",
+    )
     args = parser.parse_args()
+    options = dict(LOCAL_ENDPOINT_OPTIONS)
+    for option in args.option:
+        name, _, value = option.partition("=")
+        options[name] = json.loads(value)
     server, port = serve(args.model)
     try:
-        endpoint = local_endpoint(
-            port=port, model_alias=args.model, egress=EgressPolicy((f"127.0.0.1:{port}",))
+        endpoint = replace(
+            local_endpoint(
+                port=port, model_alias=args.model, egress=EgressPolicy((f"127.0.0.1:{port}",))
+            ),
+            options=options,  # as the demo seeds the local endpoint, unless overridden
         )
         provider = LocalLlamaProvider(endpoint)
         right = valid = completed = answered = 0
@@ -168,10 +188,10 @@ def main() -> None:
                 tools=tools,
                 system_prompt=LOCAL_AGENT_PROMPT,
                 events=ListEventSink(),
-                # As the orchestrator runs the seeded local agent (max_steps=4).
+                # As the orchestrator runs the seeded local agent.
                 config=LoopConfig(
                     json_steps=True,
-                    max_steps=4,
+                    max_steps=LOCAL_AGENT_MAX_STEPS,
                     max_reprompts=2,
                     max_output_tokens=256,
                     min_output_tokens=64,
@@ -196,7 +216,11 @@ def main() -> None:
             )
         n = len(TASKS)
         print()
-        print(f"model {args.model}, {n} tasks, {(time.monotonic() - started) / n:.1f} s a task")
+        overridden = f", options {' '.join(args.option)}" if args.option else ""
+        print(
+            f"model {args.model}{overridden}, {n} tasks, "
+            f"{(time.monotonic() - started) / n:.1f} s a task"
+        )
         print(f"right tool first:             {right}/{n} ({right / n:.0%})")
         print(f"right tool with valid args:   {valid}/{n} ({valid / n:.0%})")
         print(f"turns completed:              {completed}/{n} ({completed / n:.0%})")

@@ -169,15 +169,30 @@ def seed_demo_tools(*, tenant: Tenant) -> None:
         logger.warning("demo WASM tool not registered: %s", exc.message)
 
 
-# A 135M model follows a short, concrete prompt much better than a general one: it is
-# told which tool does what, with the exact argument shape, and to answer with the result.
+# A 135M model follows a short, concrete prompt much better than a general one, and it must
+# be told, above all, to stop calling once a tool has answered: it otherwise repeats the call
+# until max_steps. (The tools are listed by the loop; naming them here too made SmolLM2 call
+# the calculator again after its result, in benchmarks/eval_local_agent.py.)
 LOCAL_AGENT_PROMPT = (
+    "You are a helpful assistant. Call a tool to compute or look up what you need. When a "
+    "tool has returned a result, do not call it again: reply with final_answer holding the "
+    "result."
+)
+OLD_LOCAL_AGENT_PROMPTS = (
+    "You are a helpful assistant. Use a tool when it helps.",
     "You are a helpful assistant with two tools. For any arithmetic, call the calculator "
     'tool with the whole expression, like {"expression": "17 * 23"}. For the current date '
     'or time, call the clock_now tool, like {"timezone": "UTC"}. When a tool has answered, '
-    "give its result as the final_answer. Otherwise answer directly."
+    "give its result as the final_answer. Otherwise answer directly.",
 )
-OLD_LOCAL_AGENT_PROMPTS = ("You are a helpful assistant. Use a tool when it helps.",)
+LOCAL_AGENT_MAX_STEPS = 4
+# The local endpoint's grammar, narrowed for a tiny model (LocalLlamaProvider's options): the
+# calculator's expression may hold only numbers, operators and parentheses. Without it
+# SmolLM2 writes a paragraph ("} }}\n17 * 23 = 4096. So the answer is…") where the
+# expression goes. Only this endpoint's grammar changes; the tool's schema is the same.
+LOCAL_ENDPOINT_OPTIONS: dict[str, Any] = {
+    "argument_patterns": {"calculator": {"expression": r"^[0-9(]([0-9 +*/().-]*[0-9)])?$"}},
+}
 LOCAL_AGENT_TOOLS = ["clock_now", "calculator"]
 LOCAL_ENDPOINT = "local-model"
 
@@ -216,6 +231,7 @@ def _seed_local_endpoint(tenant: Tenant) -> ModelEndpoint | None:
         "allowed_sensitivities": ["public", "internal", "confidential"],
         "timeout_s": 120.0,
         "priority": 50,
+        "options": LOCAL_ENDPOINT_OPTIONS,
     }
     # The port may differ from the last run: keep the endpoint pointing at this one.
     local = endpoint_save(tenant=tenant, endpoint=existing, name=LOCAL_ENDPOINT, **fields)
@@ -272,7 +288,7 @@ def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
                     system_prompt=LOCAL_AGENT_PROMPT,
                     model_tier="small",
                     allowed_tools=LOCAL_AGENT_TOOLS,
-                    max_steps=4,
+                    max_steps=LOCAL_AGENT_MAX_STEPS,
                     allowed_endpoints=[local],
                 )
             )

@@ -38,6 +38,25 @@ class Message:
     name: str | None = None
 
 
+def observation_message(tool: str, text: str) -> Message:
+    """What a model without native tool calls is told about a tool's result (`text`)."""
+    return Message(role="user", content=f"{_OBSERVATION_PREFIX}{tool}: {text}", name=FEEDBACK_NAME)
+
+
+def read_observation(message: Message) -> tuple[str, str] | None:
+    """(tool, text) of a message `observation_message` wrote, or None for any other message;
+    for providers that show tool results to their model in their own words."""
+    if message.role != "user" or message.name != FEEDBACK_NAME:
+        return None
+    if not message.content.startswith(_OBSERVATION_PREFIX):
+        return None
+    tool, separator, text = message.content[len(_OBSERVATION_PREFIX) :].partition(": ")
+    return (tool, text) if separator and tool else None
+
+
+_OBSERVATION_PREFIX = "Observation from "
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     """What the model is told about a tool: MCP's name, description and inputSchema."""

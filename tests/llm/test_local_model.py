@@ -19,7 +19,12 @@ import jsonschema
 import pytest
 
 from apps.agents import orchestrator
-from apps.agents.demo import LOCAL_AGENT_PROMPT, LOCAL_AGENT_TOOLS
+from apps.agents.demo import (
+    LOCAL_AGENT_MAX_STEPS,
+    LOCAL_AGENT_PROMPT,
+    LOCAL_AGENT_TOOLS,
+    LOCAL_ENDPOINT_OPTIONS,
+)
 from apps.agents.models import ActionNode, SessionEvent, TurnStatus
 from apps.agents.runtime.steps import build_step_schema, render_tool_instructions
 from apps.agents.services import agent_save, session_create, turn_enqueue
@@ -99,16 +104,13 @@ def test_grammar_constrained_step_validates_against_the_step_schema(local_server
     response = provider.complete(request, on_token=tokens.append)
     step = json.loads(response.text)
     jsonschema.validate(step, schema)
-    assert "".join(tokens) == response.text  # streamed, in order
+    # Streamed, in order (the text may differ from the tokens only by the escaping of raw
+    # control characters, which strict_json_text adds).
+    assert json.loads("".join(tokens), strict=False) == step
     assert response.usage.output_tokens > 0 or tokens
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=False,
-    reason="SmolLM2-135M picks the calculator with valid arguments but then repeats the call "
-    "instead of answering (benchmarks/eval_local_agent.py); kept to show when it improves",
-)
 def test_the_local_agent_answers_17_times_23_with_the_calculator(
     local_server: int, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +126,7 @@ def test_the_local_agent_answers_17_times_23_with_the_calculator(
         supports_tools=False,
         supports_json_schema=True,
         timeout_s=120.0,
+        options=LOCAL_ENDPOINT_OPTIONS,  # as the demo seeds the local endpoint
     )
     agent = agent_save(
         tenant=world.tenant_a,
@@ -131,7 +134,7 @@ def test_the_local_agent_answers_17_times_23_with_the_calculator(
         slug="local-assistant",
         system_prompt=LOCAL_AGENT_PROMPT,
         allowed_tools=LOCAL_AGENT_TOOLS,
-        max_steps=4,
+        max_steps=LOCAL_AGENT_MAX_STEPS,
         allowed_endpoints=[endpoint],
     )
     turn = turn_enqueue(

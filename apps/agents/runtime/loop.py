@@ -42,6 +42,7 @@ from apps.llm.types import (
     ProviderError,
     ToolCall,
     Usage,
+    observation_message,
 )
 
 from .memory import InMemoryCheckpointStore
@@ -598,11 +599,7 @@ class _Turn:
                 Message(role="tool", content=text, tool_call_id=call.id, name=call.name)
             )
         else:
-            self.messages.append(
-                Message(
-                    role="user", content=f"Observation from {call.name}: {text}", name=FEEDBACK_NAME
-                )
-            )
+            self.messages.append(observation_message(call.name, text))
         return node_id
 
     def observation_text(self, result: ToolResult, output: Any) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 from apps.core.egress import STRICT, EgressPolicy
 from apps.llm.providers.base import EndpointConfig, TokenCallback
+from apps.llm.providers.local_prompt import plain_history, shape_step_schema
 from apps.llm.providers.openai_compat import OpenAICompatProvider
 from apps.llm.types import ModelRequest, ModelResponse
 
@@ -43,6 +44,14 @@ DEFAULT_PORT = 8081
 DEFAULT_MODEL_ALIAS = "smollm2"
 DEFAULT_CONTEXT = 4096
 DEFAULT_SEED = 42
+DEFAULT_REPEAT_PENALTY = 1.0
+# Characters of `thought` a step may carry (None: no cap). 0: a small model gives only the
+# action or the answer, which is where it is most reliable (see local_prompt.py).
+DEFAULT_THOUGHT_MAX_CHARS: int | None = 0
+# The final answer is one line of at most this many characters (None: any string).
+DEFAULT_ANSWER_MAX_CHARS: int | None = 200
+# A string argument with no bound of its own gets this one (None: none).
+DEFAULT_ARGUMENT_MAX_CHARS: int | None = 200
 
 
 def smollm2_gguf_path() -> Path | None:
@@ -153,11 +162,36 @@ class LocalLlamaProvider(OpenAICompatProvider):
         return {"type": "json_object", "schema": schema}
 
     def request_params(self, request: ModelRequest) -> dict[str, Any]:
+        options = self.endpoint.options
+        steps = request.response_schema is not None and self.endpoint.supports_json_schema
+        if steps and options.get("plain_history", True):
+            request = replace(request, messages=plain_history(request.messages))
         params = super().request_params(request)
+        if steps and request.response_schema is not None:
+            schema = shape_step_schema(
+                request.response_schema,
+                thought_max_chars=_optional_int(
+                    options.get("thought_max_chars", DEFAULT_THOUGHT_MAX_CHARS)
+                ),
+                argument_patterns=options.get("argument_patterns") or {},
+                answer_max_chars=_optional_int(
+                    options.get("answer_max_chars", DEFAULT_ANSWER_MAX_CHARS)
+                ),
+                argument_max_chars=_optional_int(
+                    options.get("argument_max_chars", DEFAULT_ARGUMENT_MAX_CHARS)
+                ),
+            )
+            params["response_format"] = self.response_format(schema)
         # A fixed seed: with temperature 0 the reply is greedy anyway, and with any other
         # temperature the same question still gets the same answer (llama.cpp's default
         # seed is random per request).
-        params["seed"] = int(self.endpoint.options.get("seed", DEFAULT_SEED))
+        params["seed"] = int(options.get("seed", DEFAULT_SEED))
+        # llama-cpp-python penalises tokens seen in the last 64 by default (1.1). An agent
+        # must copy what a tool returned: with the penalty, SmolLM2 skips the digits of "391"
+        # it has just been shown and the grammar leaves it only odd tokens to pick instead.
+        params["extra_body"] = {
+            "repeat_penalty": float(options.get("repeat_penalty", DEFAULT_REPEAT_PENALTY))
+        }
         return params
 
     def complete(
@@ -167,6 +201,10 @@ class LocalLlamaProvider(OpenAICompatProvider):
         if request.response_schema is None or not self.endpoint.supports_json_schema:
             return response
         return replace(response, text=strict_json_text(response.text))
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def strict_json_text(text: str) -> str:
