@@ -21,12 +21,14 @@ saying "invalid timezone" is the tool working, not the server failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -59,22 +61,26 @@ _MAX_REPORTED_SCHEMA_ERRORS = 5
 class CircuitBreakers:
     """One pybreaker circuit breaker per server key, created on first use.
 
-    pybreaker holds the breaker's lock for the duration of a call, so calls to one server from
-    several threads of one process are serialised. Celery's prefork pool runs one task per
-    process, where this costs nothing; a threaded pool would want a breaker per thread instead.
+    Used as state machines, like the model router's: `is_open` gates a call and `record`
+    feeds its outcome afterwards. `breaker.call(fn)` would hold the breaker's lock for the
+    whole call, serialising every call to one server across the turns a worker runs at once.
     """
 
     def __init__(self, *, fail_max: int = 5, reset_timeout_s: float = 30.0):
         self.fail_max = fail_max
         self.reset_timeout_s = reset_timeout_s
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._storages: dict[str, pybreaker.CircuitMemoryStorage] = {}
         self._lock = threading.Lock()
 
     def for_server(self, key: str) -> pybreaker.CircuitBreaker:
         with self._lock:
             breaker = self._breakers.get(key)
             if breaker is None:
+                storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+                self._storages[key] = storage
                 breaker = pybreaker.CircuitBreaker(
+                    state_storage=storage,
                     fail_max=self.fail_max,
                     reset_timeout=self.reset_timeout_s,
                     exclude=[_is_not_infrastructure_failure],
@@ -85,6 +91,28 @@ class CircuitBreakers:
                 )
                 self._breakers[key] = breaker
             return breaker
+
+    def is_open(self, key: str) -> bool:
+        """Open and still cooling down (after the reset timeout one trial is let through)."""
+        breaker = self.for_server(key)
+        if breaker.current_state != pybreaker.STATE_OPEN:
+            return False
+        opened = self._storages[key].opened_at
+        return opened is not None and datetime.now(UTC) < opened + timedelta(
+            seconds=breaker.reset_timeout
+        )
+
+    def record(self, key: str, error: BaseException | None) -> None:
+        """Feed one call's outcome to the server's breaker (holding its lock only for that)."""
+
+        def outcome() -> None:
+            if error is not None:
+                raise error
+
+        # Re-raises the error (or CircuitBreakerError if it opened meanwhile): the caller
+        # already has the outcome, this only counts it.
+        with contextlib.suppress(Exception):
+            self.for_server(key).call(outcome)
 
     def state(self, key: str) -> str:
         """ "closed", "open" or "half-open"."""
@@ -156,22 +184,26 @@ class GuardedExecutor:
             executor = self._executors.get(tool.source)
             if executor is None:
                 raise ToolFailed(f"no executor for source {tool.source!r}", code="no_executor")
-            breaker = self.breakers.for_server(tool.server_key)
 
             def attempt() -> ToolOutcome:
                 nonlocal attempts
                 attempts += 1
                 # Credentials are single-use: a retry presents a new one.
                 attempt_ctx = ctx if attempts == 1 else ctx.for_retry()
-                try:
-                    return breaker.call(executor.execute, tool, arguments, ctx=attempt_ctx)
-                except pybreaker.CircuitBreakerError as exc:
+                if self.breakers.is_open(tool.server_key):
                     raise ToolUnavailable(
                         f"circuit open for {tool.server_key}: recent calls failed; not calling",
                         code="circuit_open",
                         retryable=False,
                         maybe_executed=False,
-                    ) from exc
+                    )
+                try:
+                    result = executor.execute(tool, arguments, ctx=attempt_ctx)
+                except Exception as exc:
+                    self.breakers.record(tool.server_key, exc)
+                    raise
+                self.breakers.record(tool.server_key, None)
+                return result
 
             def log_retry(state: RetryCallState) -> None:
                 exc = state.outcome.exception() if state.outcome else None
