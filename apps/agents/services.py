@@ -16,6 +16,7 @@ from apps.agents.exceptions import (
     AgentInactive,
     MessageInvalid,
     SessionNotActive,
+    TurnBacklogFull,
     TurnNotCancellable,
 )
 from apps.agents.models import (
@@ -163,11 +164,21 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
             raise SessionNotActive(f"This session is {session.status}; start a new one.")
         if not session.agent.is_active:
             raise AgentInactive(f"Agent {session.agent.name!r} is disabled.")
+        # Backpressure, per session (409: this conversation is flooded) and per tenant (503:
+        # the workers are behind; retry later). The tenant's backlog bounds what one tenant
+        # can pile onto the queue; counted without a lock, so a burst may overshoot by the
+        # number of requests in flight at that moment.
         pending = session.turns.filter(status=TurnStatus.QUEUED).count()
         if pending >= settings.WARDEN_MAX_QUEUED_TURNS:
             raise Conflict(
                 f"{pending} turns are already queued on this session; wait for them.",
                 code="too_many_queued_turns",
+            )
+        backlog = Turn.objects.filter(tenant_id=session.tenant_id, status=TurnStatus.QUEUED)
+        if backlog.count() >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:
+            raise TurnBacklogFull(
+                f"{settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT} turns of this tenant are waiting "
+                "for a worker; try again shortly."
             )
         turn = Turn.objects.create(
             tenant_id=session.tenant_id,
