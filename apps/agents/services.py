@@ -27,6 +27,7 @@ from apps.agents.models import (
     Turn,
     TurnStatus,
 )
+from apps.core.background import run_in_background
 from apps.core.context import current_request_id
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.llm.models import ModelEndpoint, Sensitivity
@@ -201,13 +202,21 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
 
 
 def turn_dispatch(*, turn_id: Any) -> None:
-    """Hand the turn to a worker. A broker outage leaves it queued; recovery re-dispatches."""
+    """Hand the turn to a worker, from the process's background sender: a 202 does not wait
+    on the broker. A broker outage, or a process that dies first, leaves the turn queued;
+    the recovery sweep re-dispatches it."""
     from apps.agents.tasks import run_turn
 
-    try:
-        run_turn.apply_async(args=[str(turn_id)])
-    except Exception:  # the turn is durable; turns_recover will dispatch it again
-        logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
+    def send() -> None:
+        try:
+            run_turn.apply_async(args=[str(turn_id)])
+        except Exception:  # the turn is durable; turns_recover will dispatch it again
+            logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:  # runs the turn inline: keep it in the caller
+        send()
+    else:
+        run_in_background(send)
 
 
 def _cancel(turn: Turn) -> None:
