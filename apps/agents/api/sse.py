@@ -10,6 +10,10 @@ ends with an `error` event (code `principal_revoked`) once its principal no long
 authenticates or may read the session — checked every `WARDEN_STREAM_REAUTH_SECONDS`
 and at once when apps/tenants/signals.py says it changed.
 `?follow=0` returns only the backlog and closes.
+
+Each database access gives its connection back to the pool when it is done
+(`database_sync_to_async`): a stream stays open for hours, and must not hold a pooled
+connection for all that time.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -97,7 +101,7 @@ async def session_events(
             error_body("invalid_last_event_id", "Last-Event-ID must be an event id (integer)."),
             status=400,
         )
-    loaded = await sync_to_async(_load_session)(request, session_id)
+    loaded = await database_sync_to_async(_load_session)(request, session_id)
     if isinstance(loaded, HttpResponse):
         return loaded
     identity, session = loaded
@@ -117,7 +121,7 @@ async def session_events(
         pending: asyncio.Future[dict[str, Any]] | None = None
         try:
             yield "retry: 2000\n\n"
-            for message in await sync_to_async(_visible_backlog)(identity, session, sent):
+            for message in await database_sync_to_async(_visible_backlog)(identity, session, sent):
                 sent = max(sent, message["id"])
                 yield _format(message)
             loop = asyncio.get_running_loop()
@@ -133,7 +137,7 @@ async def session_events(
                     pending = None
                 changed = raw is not None and raw.get("type") == "principal.changed"
                 if changed or loop.time() >= next_reauth:
-                    current = await sync_to_async(_still_allowed)(identity, session)
+                    current = await database_sync_to_async(_still_allowed)(identity, session)
                     if current is None:
                         yield _format(_REVOKED)
                         return
