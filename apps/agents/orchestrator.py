@@ -24,6 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.agents.adapters import (
@@ -297,22 +298,30 @@ def _finish(
     input_tokens: int = 0,
     output_tokens: int = 0,
 ) -> None:
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": status,
+        "outcome": outcome,
+        "detail": detail,
+        "final_answer": final_answer,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "updated_at": now,
+    }
+    if status in TERMINAL_TURN_STATUSES:
+        fields["finished_at"] = now
+    # The new status, the session's tokens and the announcing events commit together; plain
+    # UPDATEs (no read-modify-write), so a concurrent cancel request is neither lost nor
+    # overwritten.
     with transaction.atomic():
-        locked = Turn.objects.select_for_update().get(id=turn.id)
-        locked.status = status
-        locked.outcome = outcome
-        locked.detail = detail
-        locked.final_answer = final_answer
-        locked.input_tokens = input_tokens
-        locked.output_tokens = output_tokens
-        if status in TERMINAL_TURN_STATUSES:
-            locked.finished_at = timezone.now()
-        locked.save()
-        session = AgentSession.objects.select_for_update().get(id=turn.session_id)
-        session.tokens_used += input_tokens + output_tokens
-        session.save(update_fields=["tokens_used", "updated_at"])
+        Turn.objects.filter(id=turn.id).update(**fields)
+        AgentSession.objects.filter(id=turn.session_id).update(
+            tokens_used=F("tokens_used") + input_tokens + output_tokens, updated_at=now
+        )
+        for name, value in fields.items():
+            setattr(turn, name, value)
         for event, payload in events:
-            event_record(session=session, turn=locked, event=event, data=payload)
+            event_record(session=turn.session, turn=turn, event=event, data=payload)
 
 
 def turns_recover() -> int:

@@ -86,11 +86,14 @@ class _Publisher:
     def _run(pending: queue.Queue[tuple[str, dict[str, Any]] | None]) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        carried: list[tuple[str, dict[str, Any]] | None] = []
         while True:
-            item = pending.get()
+            item = carried.pop() if carried else pending.get()
             if item is None:
                 break
             group, message = item
+            if message.get("event") == "model.token":
+                message = _coalesce_tokens(group, message, pending, carried)
             marker = message.get("__flush__")
             if isinstance(marker, threading.Event):
                 marker.set()
@@ -102,6 +105,39 @@ class _Publisher:
                 loop.run_until_complete(layer.group_send(group, message))
             except Exception:
                 logger.exception("could not publish a live event", extra={"group": group})
+
+
+def _coalesce_tokens(
+    group: str,
+    message: dict[str, Any],
+    pending: queue.Queue[tuple[str, dict[str, Any]] | None],
+    carried: list[tuple[str, dict[str, Any]] | None],
+) -> dict[str, Any]:
+    """Merge the token deltas of one turn that queued up behind this one into one message.
+
+    Only when the publisher is behind: a model streams faster than we send. Same text, same
+    order, fewer sends; the first message of anything else stops the merge (and is carried
+    over as the next one to send).
+    """
+    texts = [message["data"]["text"]]
+    while True:
+        try:
+            follower = pending.get_nowait()
+        except queue.Empty:
+            break
+        if (
+            follower is not None
+            and follower[0] == group
+            and follower[1].get("event") == "model.token"
+            and follower[1].get("turn") == message.get("turn")
+        ):
+            texts.append(follower[1]["data"]["text"])
+            continue
+        carried.append(follower)
+        break
+    if len(texts) == 1:
+        return message
+    return {**message, "data": {**message["data"], "text": "".join(texts)}}
 
 
 _publisher = _Publisher()
