@@ -204,3 +204,20 @@ def test_cancel_a_running_turn(world: World, celery_worker: WorkerProcess, tmp_p
     assert turn.status == TurnStatus.CANCELLED
     assert turn.final_answer == ""
     assert SessionEvent.objects.filter(turn=turn, type="turn.cancelled").exists()
+
+
+def test_an_idle_event_stream_stays_open(
+    world: World, two_tool_agent: Agent, daphne_url: str
+) -> None:
+    # Nothing happens on the session: the stream must wait it out (keep-alive comments),
+    # not die when the channel layer's blocking read outlasts Redis's socket timeout.
+    session = make_session(two_tool_agent, world.alice)
+    _, raw = api_key_create(tenant=world.tenant_a, name="k", scopes=["read"])
+    url = f"{daphne_url}/api/v1/sessions/{session.id}/events"
+    with httpx.Client(timeout=httpx.Timeout(60, connect=5)) as client:
+        with client.stream("GET", url, headers={"Authorization": f"Bearer {raw}"}) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            comments = (line for line in lines if line.startswith(":"))
+            assert next(comments, None) == ": keep-alive"
