@@ -157,9 +157,15 @@ class _ModelHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up (the SDK closing a finished stream) is not news
+
+
 def serve_model(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), _ModelHandler)
-    server.daemon_threads = True
+    server = _QuietServer(("127.0.0.1", port), _ModelHandler)
     server.request_queue_size = 256
     server.serve_forever(poll_interval=0.05)
 
@@ -433,7 +439,8 @@ def main() -> int:
 
     import logging
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from config.embedded import free_port, port_in_use
 
     model_port = free_port()
