@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
@@ -26,3 +26,11 @@ def _allow_stdio_servers(**_: Any) -> None:
     from apps.tools.executors.mcp_pool import allow_stdio_servers
 
     allow_stdio_servers("celery worker")
+
+
+@worker_ready.connect
+def _recover_turns_now(sender: Any = None, **_: Any) -> None:
+    # A worker that starts may be the one that was killed: its turns are "running" with
+    # nobody holding their session locks. Recover them now rather than at beat's next sweep.
+    # (Safe when they belong to a live worker: a locked session is left alone.)
+    app.send_task("agents.recover_turns")

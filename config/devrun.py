@@ -142,8 +142,8 @@ def main() -> int:
                 "worker",
                 "-l",
                 "INFO",
-                "--concurrency",
-                env.get("CELERY_WORKER_CONCURRENCY", "2"),
+                # Pool and concurrency come from the settings: the threads pool with
+                # WARDEN_WORKER_TURNS (default 32) turns in flight.
                 "-n",
                 "worker@%h",
             ],

@@ -144,6 +144,16 @@ def postmaster_pid(pgdata: Path) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
+def postgres_max_connections() -> int:
+    """Enough for what `make run` or a test run starts on one embedded server: daphne, a
+    worker and beat, each with a pool of WARDEN_DB_POOL_SIZE (config/settings/database.py),
+    twice over for a second worker or a test run's own, plus room for `manage.py` shells.
+    Never below PostgreSQL's usual 200."""
+    turns = int(os.environ.get("WARDEN_WORKER_TURNS") or 32)
+    pool = int(os.environ.get("WARDEN_DB_POOL_SIZE") or turns + 8)
+    return max(200, 6 * pool + 20)
+
+
 def postgres_start(pgdata: Path, *, port: int | None = None) -> int:
     """Init (first time) and start PostgreSQL on 127.0.0.1; returns the port."""
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -180,7 +190,8 @@ def postgres_start(pgdata: Path, *, port: int | None = None) -> int:
             "-l",
             str(log),
             "-o",
-            f"-p {port} -h 127.0.0.1 -k {pgdata} -c fsync=off -c max_connections=200",
+            f"-p {port} -h 127.0.0.1 -k {pgdata} -c fsync=off "
+            f"-c max_connections={postgres_max_connections()}",
             "start",
         ],
         capture_output=True,

@@ -114,8 +114,8 @@ class WorkerProcess:
                 "worker",
                 "-l",
                 "INFO",
-                "-c",
-                "2",
+                # The pool and its size come from the settings, as in `make run`: the
+                # threads pool, WARDEN_WORKER_TURNS turns at once.
                 "-n",
                 self.name,
                 "--without-gossip",
@@ -134,6 +134,11 @@ class WorkerProcess:
             if replies:
                 return
         raise RuntimeError(f"worker did not answer: {self.log.read_text()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any, cast
 
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.utils import timezone
 
 from apps.agents.events import event_record, token_publish
@@ -49,13 +49,17 @@ class TurnCancelled(BaseException):
     """
 
 
-def _check_cancelled(turn: Turn) -> None:
-    if Turn.objects.filter(id=turn.id, cancel_requested=True).exists():
+def _check_in(turn: Turn) -> None:
+    """Heartbeat and cancellation check in one round trip, before every model and tool call.
+
+    The heartbeat tells the recovery sweep the turn is alive; a turn whose cancellation was
+    requested matches no row, and unwinds.
+    """
+    alive = Turn.objects.filter(id=turn.id, cancel_requested=False).update(
+        heartbeat_at=timezone.now()
+    )
+    if not alive:
         raise TurnCancelled()
-
-
-def _heartbeat(turn: Turn) -> None:
-    Turn.objects.filter(id=turn.id).update(heartbeat_at=timezone.now())
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -82,17 +86,32 @@ def _node_to_record(node: ActionNode) -> StepRecord:
 
 
 class DbCheckpointStore:
-    """The action graph in Postgres. Each write commits on its own (autocommit):
-    a "started" row must survive the worker being killed during the tool call."""
+    """The action graph in Postgres. Each write is one statement that commits on its own
+    (autocommit): a "started" row must survive the worker being killed during the tool call.
+
+    Only the worker holding the session lock writes a turn's nodes, so which nodes exist and
+    the next position are known here, and a write is a single UPDATE or INSERT.
+    """
 
     def __init__(self, turn: Turn) -> None:
         self.turn = turn
+        self._known: set[str] | None = None
+        self._last_position = 0
 
     def load(self, turn_id: str) -> Sequence[StepRecord]:
-        nodes = ActionNode.objects.filter(tenant_id=self.turn.tenant_id, turn_id=turn_id)
-        return [_node_to_record(n) for n in nodes.order_by("position")]
+        nodes = list(
+            ActionNode.objects.filter(tenant_id=self.turn.tenant_id, turn_id=turn_id).order_by(
+                "position"
+            )
+        )
+        self._known = {n.node_id for n in nodes}
+        self._last_position = max((n.position for n in nodes), default=0)
+        return [_node_to_record(n) for n in nodes]
 
     def _upsert(self, record: StepRecord) -> None:
+        if self._known is None:
+            self.load(str(self.turn.id))
+        assert self._known is not None
         fields = {
             "kind": record.kind,
             "status": record.status,
@@ -107,20 +126,20 @@ class DbCheckpointStore:
             "input_tokens": record.input_tokens,
             "output_tokens": record.output_tokens,
         }
-        with transaction.atomic():
-            updated = ActionNode.objects.filter(turn=self.turn, node_id=record.node_id).update(
+        if record.node_id in self._known:
+            ActionNode.objects.filter(turn=self.turn, node_id=record.node_id).update(
                 **fields, updated_at=timezone.now()
             )
-            if not updated:
-                last = ActionNode.objects.filter(turn=self.turn).aggregate(m=Max("position"))["m"]
-                ActionNode.objects.create(
-                    tenant_id=self.turn.tenant_id,
-                    turn=self.turn,
-                    node_id=record.node_id,
-                    position=(last or 0) + 1,
-                    **fields,
-                )
-        _heartbeat(self.turn)
+            return
+        ActionNode.objects.create(
+            tenant_id=self.turn.tenant_id,
+            turn=self.turn,
+            node_id=record.node_id,
+            position=self._last_position + 1,
+            **fields,
+        )
+        self._known.add(record.node_id)
+        self._last_position += 1
 
     def save(self, record: StepRecord) -> None:
         self._upsert(record)
@@ -146,8 +165,8 @@ class DbEventSink:
         if event_type in TERMINAL_EVENTS:
             self.deferred.append((event_type, payload))
             return
-        with transaction.atomic():
-            event_record(session=self.session, turn=self.turn, event=event_type, data=payload)
+        # One INSERT in autocommit: durable at once, and published right after it.
+        event_record(session=self.session, turn=self.turn, event=event_type, data=payload)
 
 
 # --------------------------------------------------------------------------- model
@@ -173,8 +192,7 @@ class RouterModelPort:
         self.stream = stream
 
     def complete(self, request: ModelRequest) -> ModelResponse:
-        _check_cancelled(self.turn)
-        _heartbeat(self.turn)
+        _check_in(self.turn)
         attempt = int(request.metadata.get("attempt", 0))
         # The second re-prompt in a row goes to the larger tier: a small model that
         # failed the schema twice rarely gets it right the third time.
@@ -276,7 +294,7 @@ class Toolbox:
         return bool(tool and tool.definition.idempotent)
 
     def execute(self, call: ToolCall, *, ctx: StepContext) -> ToolResult:
-        _check_cancelled(self.turn)
+        _check_in(self.turn)
         tool = self.tools.get(call.name)
         turn = self.turn
         if tool is None:

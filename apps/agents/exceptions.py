@@ -1,4 +1,4 @@
-from apps.core.exceptions import Conflict, InvalidInput
+from apps.core.exceptions import Conflict, InvalidInput, Unavailable
 
 
 class SessionNotActive(Conflict):
@@ -15,3 +15,9 @@ class MessageInvalid(InvalidInput):
 
 class AgentInactive(Conflict):
     code = "agent_inactive"
+
+
+class TurnBacklogFull(Unavailable):
+    """The tenant has WARDEN_MAX_QUEUED_TURNS_PER_TENANT turns waiting for a worker (503)."""
+
+    code = "turn_backlog_full"

@@ -1,10 +1,14 @@
 """Runs one turn: the session lock, the loop over Django-backed ports, the outcome.
 
-The Durable-Object property — one turn per session at a time, in order — comes
-from a Postgres advisory lock held on a dedicated connection for the length of
-the turn. If the worker dies, its connection dies and the lock goes with it, so
-the redelivered task (acks_late + reject_on_worker_lost) or the recovery sweep
-can take the turn over and resume it from its checkpoints.
+The Durable-Object property — one turn per session at a time, in order — comes from a
+Postgres advisory lock taken on the connection that runs the turn, and held for the length
+of the turn. Its writes and its lock share a fate: if the worker dies, or just that
+connection, the lock goes with it (and no write of the dead run can follow), so the
+recovery sweep — which looks for running turns whose lock nobody holds — or the redelivered
+task can take the turn over and resume it from its checkpoints.
+
+A worker runs many turns at once, each on its own thread and its own pooled connection
+(config/settings/database.py sizes the pool to the worker's turns).
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.agents.adapters import (
@@ -52,24 +56,58 @@ def _lock_key(session_id: uuid.UUID) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# Lock keys this thread holds. Advisory locks are re-entrant per connection, and a thread
+# has one connection: without this, code nested on the same thread would "take" a lock the
+# thread already holds, as if it were free.
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def session_lock(session_id: uuid.UUID) -> Iterator[bool]:
-    """Try to take the session's advisory lock; yields whether we hold it."""
-    params = connection.settings_dict
-    conn = psycopg.connect(
-        dbname=params["NAME"],
-        user=params.get("USER") or None,
-        password=params.get("PASSWORD") or None,
-        host=params.get("HOST") or None,
-        port=params.get("PORT") or None,
-        autocommit=True,
-        application_name="warden-session-lock",
-    )
+    """Try to take the session's advisory lock; yields whether we hold it.
+
+    Taken on this thread's database connection — the one the turn then writes with — so
+    no extra connection per turn, and the lock cannot outlive the connection's writes.
+    """
+    key = _lock_key(session_id)
+    held_here: set[int] = getattr(_held, "keys", None) or set()
+    _held.keys = held_here
+    if key in held_here:
+        yield False
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        row = cursor.fetchone()
+    if not (row and row[0]):
+        yield False
+        return
+    held_here.add(key)
     try:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [_lock_key(session_id)]).fetchone()
-        yield bool(row and row[0])
+        yield True
     finally:
-        conn.close()  # releases the lock
+        held_here.discard(key)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        except DatabaseError:
+            # The connection is broken, and the lock went with it on the server. Drop the
+            # connection so nothing hands it out again.
+            connection.close()
+
+
+def _sessions_unlocked(session_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """The sessions among these whose lock nobody holds now (taken and released at once)."""
+    if not session_ids:
+        return set()
+    keys = {_lock_key(session_id): session_id for session_id in session_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k FROM unnest(%s::bigint[]) AS k WHERE pg_try_advisory_lock(k)", [list(keys)]
+        )
+        free = [row[0] for row in cursor.fetchall()]
+        if free:
+            cursor.execute("SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k", [free])
+    return {keys[k] for k in free}
 
 
 def history_for(turn: Turn) -> list[Message]:
@@ -125,13 +163,14 @@ def _run_locked(turn: Turn) -> str:
     session: AgentSession = turn.session
     agent = session.agent
     now = timezone.now()
+    turn.status, turn.attempts = TurnStatus.RUNNING, turn.attempts + 1
+    turn.started_at, turn.heartbeat_at = turn.started_at or now, now
     Turn.objects.filter(id=turn.id).update(
-        status=TurnStatus.RUNNING,
-        attempts=turn.attempts + 1,
-        started_at=turn.started_at or now,
+        status=turn.status,
+        attempts=turn.attempts,
+        started_at=turn.started_at,
         heartbeat_at=now,
     )
-    turn.refresh_from_db()
     events = DbEventSink(session, turn)
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
     # One router for the turn (built from the tenant's endpoints, cached per process).
@@ -256,31 +295,46 @@ def _finish(
 ) -> None:
     # Tokens are not written here: SessionTokenBudget.settle adds each model call's usage to
     # the turn and the session as it is spent, so a parked or resumed turn is counted once.
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": status,
+        "outcome": outcome,
+        "detail": detail,
+        "final_answer": final_answer,
+        "updated_at": now,
+    }
+    if status in TERMINAL_TURN_STATUSES:
+        fields["finished_at"] = now
+    # The new status and the announcing events commit together; plain UPDATEs (no
+    # read-modify-write), so a concurrent cancel request is neither lost nor overwritten.
     with transaction.atomic():
-        locked = Turn.objects.select_for_update().get(id=turn.id)
-        locked.status = status
-        locked.outcome = outcome
-        locked.detail = detail
-        locked.final_answer = final_answer
-        if status in TERMINAL_TURN_STATUSES:
-            locked.finished_at = timezone.now()
-        locked.save()
-        session = AgentSession.objects.select_for_update().get(id=turn.session_id)
-        session.save(update_fields=["updated_at"])
+        Turn.objects.filter(id=turn.id).update(**fields)
+        AgentSession.objects.filter(id=turn.session_id).update(updated_at=now)
+        for name, value in fields.items():
+            setattr(turn, name, value)
         for event, payload in events:
-            event_record(session=session, turn=locked, event=event, data=payload)
+            event_record(session=turn.session, turn=turn, event=event, data=payload)
 
 
 def turns_recover() -> int:
     """Re-dispatch turns whose worker vanished or whose dispatch was lost.
 
-    Safe to over-dispatch: turn_execute takes the session lock and checks order.
+    A running turn is orphaned when nobody holds its session's lock: the lock lives exactly
+    as long as the connection of the worker running it, so this sees a killed worker at once,
+    with no heartbeat to wait for. A queued turn is lost when it is older than
+    WARDEN_TURN_STALE_SECONDS (its message went missing, or sits unacknowledged with a dead
+    worker until the broker's visibility timeout). Safe to over-dispatch: turn_execute takes
+    the session lock and checks order.
     """
     stale = timezone.now() - timedelta(seconds=settings.WARDEN_TURN_STALE_SECONDS)
+    running = list(Turn.objects.filter(status=TurnStatus.RUNNING).values_list("id", "session_id"))
+    free = _sessions_unlocked(list({session_id for _, session_id in running}))
+    orphaned = [turn_id for turn_id, session_id in running if session_id in free]
+    lost = Turn.objects.filter(status=TurnStatus.QUEUED, created_at__lt=stale).values_list(
+        "id", flat=True
+    )
     count = 0
-    orphaned = Turn.objects.filter(status=TurnStatus.RUNNING, heartbeat_at__lt=stale)
-    lost = Turn.objects.filter(status=TurnStatus.QUEUED, created_at__lt=stale)
-    for turn in [*orphaned, *lost]:
-        turn_dispatch(turn_id=turn.id)
+    for turn_id in [*orphaned, *lost]:
+        turn_dispatch(turn_id=turn_id)
         count += 1
     return count

@@ -16,6 +16,7 @@ from apps.agents.exceptions import (
     AgentInactive,
     MessageInvalid,
     SessionNotActive,
+    TurnBacklogFull,
     TurnNotCancellable,
 )
 from apps.agents.models import (
@@ -26,6 +27,7 @@ from apps.agents.models import (
     Turn,
     TurnStatus,
 )
+from apps.core.background import run_in_background
 from apps.core.context import current_request_id
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.llm.models import ModelEndpoint, Sensitivity
@@ -163,11 +165,21 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
             raise SessionNotActive(f"This session is {session.status}; start a new one.")
         if not session.agent.is_active:
             raise AgentInactive(f"Agent {session.agent.name!r} is disabled.")
+        # Backpressure, per session (409: this conversation is flooded) and per tenant (503:
+        # the workers are behind; retry later). The tenant's backlog bounds what one tenant
+        # can pile onto the queue; counted without a lock, so a burst may overshoot by the
+        # number of requests in flight at that moment.
         pending = session.turns.filter(status=TurnStatus.QUEUED).count()
         if pending >= settings.WARDEN_MAX_QUEUED_TURNS:
             raise Conflict(
                 f"{pending} turns are already queued on this session; wait for them.",
                 code="too_many_queued_turns",
+            )
+        backlog = Turn.objects.filter(tenant_id=session.tenant_id, status=TurnStatus.QUEUED)
+        if backlog.count() >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:
+            raise TurnBacklogFull(
+                f"{settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT} turns of this tenant are waiting "
+                "for a worker; try again shortly."
             )
         turn = Turn.objects.create(
             tenant_id=session.tenant_id,
@@ -190,13 +202,21 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
 
 
 def turn_dispatch(*, turn_id: Any) -> None:
-    """Hand the turn to a worker. A broker outage leaves it queued; recovery re-dispatches."""
+    """Hand the turn to a worker, from the process's background sender: a 202 does not wait
+    on the broker. A broker outage, or a process that dies first, leaves the turn queued;
+    the recovery sweep re-dispatches it."""
     from apps.agents.tasks import run_turn
 
-    try:
-        run_turn.apply_async(args=[str(turn_id)])
-    except Exception:  # the turn is durable; turns_recover will dispatch it again
-        logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
+    def send() -> None:
+        try:
+            run_turn.apply_async(args=[str(turn_id)])
+        except Exception:  # the turn is durable; turns_recover will dispatch it again
+            logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:  # runs the turn inline: keep it in the caller
+        send()
+    else:
+        run_in_background(send)
 
 
 def _cancel(turn: Turn) -> None:

@@ -239,6 +239,8 @@ def executor() -> GuardedExecutor:
         if _executor is None:
             _builtin_executor = BuiltinExecutor(
                 load_builtins(),
+                # Every turn a worker runs may be waiting on a builtin at once.
+                max_workers=settings.WARDEN_WORKER_TURNS,
                 cpu_helpers=settings.WARDEN_BUILTIN_CPU_HELPERS,
                 cpu_memory_limit_bytes=settings.WARDEN_BUILTIN_CPU_MEMORY_MB * 1024 * 1024,
             )

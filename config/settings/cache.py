@@ -12,5 +12,7 @@ CACHES = {
         # Several deployments (or the test suite) may share one Redis.
         "KEY_PREFIX": env_str("WARDEN_CACHE_KEY_PREFIX", "warden"),
         "TIMEOUT": 300,
+        # One pool per process, not one per thread (see apps/core/redis_pool.py).
+        "OPTIONS": {"pool_class": "apps.core.redis_pool.SharedConnectionPool"},
     }
 }

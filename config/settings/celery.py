@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config.env import env_bool, env_int, env_str
-from config.settings.database import REDIS_URL
+from config.settings.database import REDIS_URL, WARDEN_WORKER_TURNS
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or REDIS_URL
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or REDIS_URL
@@ -17,7 +17,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2)
+# A worker process keeps many turns in flight: a turn spends nearly all its time waiting on a
+# model or a tool, and a waiting thread costs a stack and a pooled connection, not a process.
+# Threads, not gevent or eventlet: the ORM, psycopg, the openai/anthropic SDKs and the MCP
+# client are synchronous and thread-safe, and nothing needs monkey-patching. CPU-bound tools
+# already run in helper processes (apps/tools/executors/cpu.py), so the GIL is only held
+# for the platform's own bookkeeping. WARDEN_WORKER_TURNS sets how many (default 32);
+# CELERY_WORKER_POOL=prefork brings back one turn per process.
+CELERY_WORKER_POOL = env_str("CELERY_WORKER_POOL", "threads")
+CELERY_WORKER_CONCURRENCY = WARDEN_WORKER_TURNS
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers unacked messages after the visibility timeout; turns are
 # bounded well below this.

@@ -8,7 +8,14 @@ from config.settings.database import REDIS_URL
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 60},
+        "CONFIG": {
+            # A receive blocks in Redis for up to 5 s (channels_redis's brpop_timeout), and
+            # redis-py 8 gives up reading after 5 s by default: an idle stream's receive
+            # raced that and died ("Timeout reading from ..."). Read longer than we block.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "capacity": 1500,
+            "expiry": 60,
+        },
     }
 }
 

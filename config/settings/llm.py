@@ -9,6 +9,8 @@ WARDEN_BREAKER_FAIL_MAX = env_int("WARDEN_BREAKER_FAIL_MAX", 3)
 WARDEN_BREAKER_RESET_SECONDS = env_float("WARDEN_BREAKER_RESET_SECONDS", 30.0)
 WARDEN_MAX_MESSAGE_CHARS = env_int("WARDEN_MAX_MESSAGE_CHARS", 32_000)
 WARDEN_MAX_QUEUED_TURNS = env_int("WARDEN_MAX_QUEUED_TURNS", 20)
+# Backpressure across a tenant's sessions: more queued turns than this → 503 turn_backlog_full.
+WARDEN_MAX_QUEUED_TURNS_PER_TENANT = env_int("WARDEN_MAX_QUEUED_TURNS_PER_TENANT", 500)
 WARDEN_MAX_REPROMPTS = env_int("WARDEN_MAX_REPROMPTS", 2)
 # A running turn without a heartbeat for this long is presumed orphaned (worker
 # gone) and re-dispatched; the session lock keeps a live one from running twice.

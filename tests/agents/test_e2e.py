@@ -153,9 +153,6 @@ def test_two_turns_of_a_session_never_overlap_but_two_sessions_do(
 def test_worker_killed_mid_turn_resumes_and_runs_each_side_effect_once(
     world: World, celery_worker: WorkerProcess, tmp_path: Any
 ) -> None:
-    import os
-    import signal
-
     from apps.agents import services
     from tests.agents.conftest import make_agent
 
@@ -172,8 +169,10 @@ def test_worker_killed_mid_turn_resumes_and_runs_each_side_effect_once(
     while not (marker.exists() and marker.read_text().strip()):
         assert time.monotonic() < deadline, "the slow tool never started"
         time.sleep(0.05)
-    child_pid = int(marker.read_text().split()[0])
-    os.kill(child_pid, signal.SIGKILL)  # the pool process running the turn dies mid-tool
+    # The worker runs turns on threads: the process running the tool is the worker itself.
+    assert int(marker.read_text().split()[0]) == celery_worker.pid
+    celery_worker.kill()  # SIGKILL, mid-tool: nobody is left to requeue the task
+    celery_worker.start()  # the restarted worker finds the turn nobody holds, and resumes it
 
     wait_for_turn(turn)
     assert turn.status == TurnStatus.COMPLETED, (turn.outcome, turn.detail)
@@ -205,3 +204,20 @@ def test_cancel_a_running_turn(world: World, celery_worker: WorkerProcess, tmp_p
     assert turn.status == TurnStatus.CANCELLED
     assert turn.final_answer == ""
     assert SessionEvent.objects.filter(turn=turn, type="turn.cancelled").exists()
+
+
+def test_an_idle_event_stream_stays_open(
+    world: World, two_tool_agent: Agent, daphne_url: str
+) -> None:
+    # Nothing happens on the session: the stream must wait it out (keep-alive comments),
+    # not die when the channel layer's blocking read outlasts Redis's socket timeout.
+    session = make_session(two_tool_agent, world.alice)
+    _, raw = api_key_create(tenant=world.tenant_a, name="k", scopes=["read"])
+    url = f"{daphne_url}/api/v1/sessions/{session.id}/events"
+    with httpx.Client(timeout=httpx.Timeout(60, connect=5)) as client:
+        with client.stream("GET", url, headers={"Authorization": f"Bearer {raw}"}) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            comments = (line for line in lines if line.startswith(":"))
+            assert next(comments, None) == ": keep-alive"

@@ -10,6 +10,9 @@ ends with an `error` event (code `principal_revoked`) once its principal no long
 authenticates or may read the session — checked every `WARDEN_STREAM_REAUTH_SECONDS`
 and at once when apps/tenants/signals.py says it changed.
 `?follow=0` returns only the backlog and closes.
+
+Each database access gives its connection back to the pool when it is done (`_db`): a
+stream stays open for hours, and must not hold a pooled connection for all that time.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import APIException
 
@@ -37,6 +41,20 @@ from apps.tenants.identity import Identity
 from apps.tenants.principals import identity_current, principal_groups
 
 
+def _db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`fn` on a worker thread, then its connection goes back (Django would keep it until
+    the response ends). Not inside an atomic block: that connection is not ours to close."""
+
+    def run(*args: Any) -> T:
+        try:
+            return fn(*args)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    return sync_to_async(run)
+
+
 def _format(message: dict[str, Any]) -> str:
     lines = []
     if message.get("id") is not None:
@@ -45,6 +63,8 @@ def _format(message: dict[str, Any]) -> str:
     lines.append("data: " + json.dumps(message, separators=(",", ":"), default=str))
     return "\n".join(lines) + "\n\n"
 
+
+T = TypeVar("T")
 
 _REVOKED = {
     "id": None,
@@ -101,7 +121,7 @@ async def session_events(
             error_body("invalid_last_event_id", "Last-Event-ID must be an event id (integer)."),
             status=400,
         )
-    loaded = await sync_to_async(_load_session)(request, session_id)
+    loaded = await _db(_load_session)(request, session_id)
     if isinstance(loaded, HttpResponse):
         return loaded
     identity, session = loaded
@@ -121,7 +141,7 @@ async def session_events(
         pending: asyncio.Future[dict[str, Any]] | None = None
         try:
             yield "retry: 2000\n\n"
-            for message in await sync_to_async(_visible_backlog)(identity, session, sent):
+            for message in await _db(_visible_backlog)(identity, session, sent):
                 sent = max(sent, message["id"])
                 yield _format(message)
             loop = asyncio.get_running_loop()
@@ -137,7 +157,7 @@ async def session_events(
                     pending = None
                 changed = raw is not None and raw.get("type") == "principal.changed"
                 if changed or loop.time() >= next_reauth:
-                    current = await sync_to_async(_still_allowed)(identity, session)
+                    current = await _db(_still_allowed)(identity, session)
                     if current is None:
                         yield _format(_REVOKED)
                         return
