@@ -33,12 +33,12 @@ from rest_framework.exceptions import APIException
 from apps.agents import selectors
 from apps.agents.events import event_visible, row_to_wire, session_group
 from apps.agents.models import AgentSession
-from apps.core.api.auth import authenticate_request
 from apps.core.api.errors import error_body, exception_handler
 from apps.core.exceptions import WardenError
 from apps.tenants.authz import Permission, allows, authorize
 from apps.tenants.identity import Identity
 from apps.tenants.principals import identity_current, principal_groups
+from apps.tenants.request_auth import authenticate_request
 
 
 def _db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:

@@ -1,4 +1,7 @@
-"""Create the demo tenant and its admin, idempotently (safe on every `make run`)."""
+"""Create the demo tenant, its admin and its agents, idempotently (safe on every `make run`).
+
+It lives with the demo agents: seeding needs tenants and agents, so only the agents app can
+own it without a lower layer importing a higher one."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apps.agents.demo import seed_demo_agents
 from apps.tenants import services
 from apps.tenants.models import Membership, Role, Tenant
 
@@ -47,8 +51,6 @@ class Command(BaseCommand):
                 tenant = services.tenant_create(name="Demo", slug=DEMO_SLUG, owner=user)
             elif not Membership.objects.filter(tenant=tenant, user=user).exists():
                 services.membership_add(tenant=tenant, user=user, role=Role.OWNER)
-            from apps.agents.demo import seed_demo_agents
-
             seed_demo_agents(tenant=tenant)
         if settings.WARDEN_ADMIN_PASSWORD:
             shown = "(from WARDEN_ADMIN_PASSWORD)"
