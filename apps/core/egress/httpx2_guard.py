@@ -21,6 +21,17 @@ from .policy import EgressPolicy, EgressRefused
 _LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20)
 
 
+def _pool_options(backend: Any) -> dict[str, Any]:
+    """What httpx2 would give its own pool, with our network backend instead of its own."""
+    return {
+        "ssl_context": httpx2.create_ssl_context(),
+        "max_connections": _LIMITS.max_connections,
+        "max_keepalive_connections": _LIMITS.max_keepalive_connections,
+        "keepalive_expiry": _LIMITS.keepalive_expiry,
+        "network_backend": backend,
+    }
+
+
 class GuardedBackend(httpcore2.NetworkBackend):
     """httpcore2's sync backend, connecting only to addresses the policy checked."""
 
@@ -107,13 +118,7 @@ class GuardedTransport(httpx2.HTTPTransport):
         super().__init__(limits=_LIMITS)
         # The pool httpx2 built is replaced by the same pool on the guarded backend (there is
         # no public way to pass a network backend).
-        self._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(),
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-            network_backend=GuardedBackend(policy),
-        )
+        self._pool = httpcore2.ConnectionPool(**_pool_options(GuardedBackend(policy)))
 
 
 class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
@@ -121,10 +126,4 @@ class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
 
     def __init__(self, policy: EgressPolicy) -> None:
         super().__init__(limits=_LIMITS)
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(),
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-            network_backend=GuardedAsyncBackend(policy),
-        )
+        self._pool = httpcore2.AsyncConnectionPool(**_pool_options(GuardedAsyncBackend(policy)))
