@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.agents.events import event_record
@@ -169,14 +170,17 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
         # the workers are behind; retry later). The tenant's backlog bounds what one tenant
         # can pile onto the queue; counted without a lock, so a burst may overshoot by the
         # number of requests in flight at that moment.
-        pending = session.turns.filter(status=TurnStatus.QUEUED).count()
+        queued = Turn.objects.filter(tenant_id=session.tenant_id, status=TurnStatus.QUEUED)
+        counts = queued.aggregate(
+            tenant=Count("id"), session=Count("id", filter=Q(session_id=session.id))
+        )
+        pending = counts["session"]
         if pending >= settings.WARDEN_MAX_QUEUED_TURNS:
             raise Conflict(
                 f"{pending} turns are already queued on this session; wait for them.",
                 code="too_many_queued_turns",
             )
-        backlog = Turn.objects.filter(tenant_id=session.tenant_id, status=TurnStatus.QUEUED)
-        if backlog.count() >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:
+        if counts["tenant"] >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:
             raise TurnBacklogFull(
                 f"{settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT} turns of this tenant are waiting "
                 "for a worker; try again shortly."

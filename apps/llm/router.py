@@ -29,7 +29,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from apps.core.breakers import CircuitBreakers, MemoryBreakerStore
+from apps.core.breakers import (
+    Admission,
+    Circuit,
+    CircuitBreakers,
+    MemoryBreakerStore,
+    may_call,
+)
 from apps.llm.providers.base import (
     EndpointConfig,
     MalformedOutput,
@@ -167,19 +173,20 @@ class ModelRouter:
                 + "; ".join(reasons)
             )
         attempts: list[Attempt] = []
-        for endpoint, built in candidates:
-            if not self._breakers.allow(self._keys[endpoint.name]):
+        for endpoint, built, circuit in candidates:
+            admission = self._breakers.allow(self._keys[endpoint.name], seen=circuit)
+            if not admission:
                 # Opened since eligibility was checked, or another caller has the trial.
                 continue
             sink = _CountingSink(on_token) if on_token is not None else None
             try:
                 response = self._provider(endpoint).complete(built, on_token=sink)
             except MalformedOutput as exc:
-                self._record(endpoint.name, exc)
+                self._record(endpoint.name, exc, admission)
                 exc.response = replace(exc.response, endpoint=endpoint.name)
                 raise
             except ProviderError as exc:
-                self._record(endpoint.name, exc)
+                self._record(endpoint.name, exc, admission)
                 if not exc.retryable:
                     raise
                 if sink is not None and sink.count:
@@ -194,13 +201,13 @@ class ModelRouter:
                     extra={"endpoint": endpoint.name, "error": str(exc)},
                 )
                 continue
-            self._record(endpoint.name, None)
+            self._record(endpoint.name, None, admission)
             return replace(response, endpoint=endpoint.name)
 
         if not attempts:
             raise NoEndpointAvailable(
                 "every eligible model endpoint has an open circuit breaker: "
-                + ", ".join(endpoint.name for endpoint, _ in candidates)
+                + ", ".join(endpoint.name for endpoint, _, _ in candidates)
             )
         summary = "; ".join(f"{a.endpoint}: {a.error}" for a in attempts)
         raise AllEndpointsFailed(
@@ -243,8 +250,9 @@ class ModelRouter:
         tier: Tier,
         sensitivity: str,
         allowed: Collection[str] | None,
-    ) -> tuple[list[tuple[EndpointConfig, ModelRequest]], list[str]]:
-        """Candidates in order, or the reasons why there are none."""
+    ) -> tuple[list[tuple[EndpointConfig, ModelRequest, Circuit]], list[str]]:
+        """Candidates in order, each with its breaker as just read, or the reasons why
+        there are none."""
         pool = list(self.endpoints)
         if allowed is not None:
             pool = [e for e in pool if e.name in allowed]
@@ -269,17 +277,23 @@ class ModelRouter:
         if not capable:
             return [], [f"no endpoint allowing it supports {', '.join(sorted(missing))}"]
 
-        up = self._breakers.available([self._keys[e.name] for e, _ in capable])
-        healthy = [candidate for candidate, ok in zip(capable, up, strict=True) if ok]
+        circuits = self._breakers.circuits([self._keys[e.name] for e, _ in capable])
+        now = self._breakers.clock()
+        reset = self._breakers.reset_timeout_s
+        healthy = [
+            (endpoint, built, circuit)
+            for (endpoint, built), circuit in zip(capable, circuits, strict=True)
+            if may_call(circuit, now=now, reset_timeout_s=reset)
+        ]
         if not healthy:
             names = ", ".join(e.name for e, _ in capable)
             return [], [f"every eligible endpoint has an open circuit breaker ({names})"]
         return healthy, []
 
-    def _record(self, name: str, error: ProviderError | None) -> None:
+    def _record(self, name: str, error: ProviderError | None, admission: Admission) -> None:
         """Feed one call's outcome to the endpoint's breaker."""
         ok = error is None or _not_a_health_failure(error)
-        self._breakers.record(self._keys[name], ok=ok)
+        self._breakers.record(self._keys[name], ok=ok, admission=admission)
 
     def _provider(self, endpoint: EndpointConfig) -> Provider:
         with self._lock:

@@ -5,17 +5,18 @@ from __future__ import annotations
 from config.env import env_float, env_int
 from config.settings.database import REDIS_URL
 
+# Redis pub/sub: a live event is one PUBLISH, and each process holds one subscription per
+# group its open streams follow. The list-based RedisChannelLayer took ~7 round trips per
+# event (group membership sorted sets, a Lua send per member, a blocking pop per receive) and
+# was the largest share of the channel-layer CPU in benchmarks/bench_turns.py. What pub/sub
+# gives up is delivery to a subscriber that is not connected at that moment, which live
+# events never had: every event is a row first, and a stream that missed one gets it from
+# the backlog (`Last-Event-ID`, apps/agents/api/sse.py). Its receiver polls with a 0.1 s
+# read timeout, below the socket timeout. apps/core/channel_layer.py keeps it subscribed.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # A receive blocks in Redis for up to 5 s (channels_redis's brpop_timeout), and
-            # redis-py 8 gives up reading after 5 s by default: an idle stream's receive
-            # raced that and died ("Timeout reading from ..."). Read longer than we block.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-            "capacity": 1500,
-            "expiry": 60,
-        },
+        "BACKEND": "apps.core.channel_layer.PinnedPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
     }
 }
 

@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from apps.core.breakers import (
+    Admission,
     BreakerStore,
+    Circuit,
     CircuitBreakers,
     FallbackBreakerStore,
     MemoryBreakerStore,
@@ -39,6 +41,48 @@ def test_opens_after_fail_max_consecutive_failures(store: BreakerStore, wall_clo
     assert breakers.state("ep") == "open"
     assert not breakers.allow("ep")
     assert breakers.available(["ep", "other"]) == [False, True]
+
+
+class _CountingStore:
+    """Counts the calls that reach the real store (each one a round trip for Redis)."""
+
+    def __init__(self, real: BreakerStore) -> None:
+        self.real, self.calls = real, 0
+
+    def get(self, keys: list[str]) -> list[Circuit]:
+        self.calls += 1
+        return self.real.get(keys)
+
+    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> Admission:
+        self.calls += 1
+        return self.real.allow(key, now=now, reset_timeout_s=reset_timeout_s)
+
+    def record(self, key: str, *, ok: bool, now: float, fail_max: int):
+        self.calls += 1
+        return self.real.record(key, ok=ok, now=now, fail_max=fail_max)
+
+
+def test_a_healthy_call_costs_one_store_call_and_failures_still_count(
+    store: BreakerStore, wall_clock: WallClock
+):
+    counting = _CountingStore(store)
+    breakers = CircuitBreakers(counting, fail_max=2, reset_timeout_s=30, clock=wall_clock)
+    admission = breakers.allow("ep")
+    assert admission is Admission.PRISTINE
+    breakers.record("ep", ok=True, admission=admission)
+    assert counting.calls == 1  # the success of a pristine call has nothing to reset
+
+    (seen,) = breakers.circuits(["ep"])  # the router reads first, then admits from that
+    assert breakers.allow("ep", seen=seen) is Admission.PRISTINE
+    assert counting.calls == 2
+
+    breakers.record("ep", ok=False, admission=breakers.allow("ep"))
+    assert breakers.allow("ep") is Admission.ALLOWED  # one failure recorded: not pristine
+    (seen,) = breakers.circuits(["ep"])
+    assert breakers.allow("ep", seen=seen) is Admission.ALLOWED  # asks the store again
+    breakers.record("ep", ok=False, admission=Admission.ALLOWED)
+    assert not breakers.allow("ep")  # fail_max reached: open for everyone
+    assert breakers.state("ep") == "open"
 
 
 def test_one_trial_after_the_timeout_then_closed_for_all(store: BreakerStore, wall_clock):

@@ -34,7 +34,7 @@ async def test_session_user_receives_tenant_events_over_redis(world: World) -> N
     assert hello == {"event": "connected", "data": {"tenant": "acme"}}
 
     layer = get_channel_layer()
-    assert type(layer).__name__ == "RedisChannelLayer"
+    assert type(layer).__name__ == "PinnedPubSubChannelLayer"
     await layer.group_send(
         tenant_group(world.tenant_a.id),
         {"type": "tenant.event", "event": "approval.requested", "data": {"id": "x"}},

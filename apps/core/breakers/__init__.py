@@ -29,6 +29,7 @@ from the settings.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -57,6 +58,16 @@ class Circuit:
     failures: int = 0  # consecutive failures while closed
     opened_at: float | None = None
     trial_at: float | None = None  # when the current half-open trial call was let through
+
+
+class Admission(enum.IntEnum):
+    """`allow`'s answer; falsy when refused, so `if breakers.allow(key)` reads naturally."""
+
+    REFUSED = 0
+    ALLOWED = 1
+    # Allowed, and the breaker had nothing recorded (closed, no failures): a success then
+    # has nothing to reset, so `record(..., admission=PRISTINE)` skips the store.
+    PRISTINE = 2
 
 
 def visible_state(circuit: Circuit, *, now: float, reset_timeout_s: float) -> State:
@@ -96,7 +107,7 @@ class BreakerStore(Protocol):
 
     def get(self, keys: list[str]) -> list[Circuit]: ...
 
-    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> bool:
+    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> Admission:
         """Whether a call may go; when it is the trial after the reset timeout, claim it so
         no other caller (thread, process, machine) gets one until it is reported."""
         ...
@@ -116,14 +127,16 @@ class MemoryBreakerStore:
         with self._lock:
             return [self._circuits.get(key, Circuit()) for key in keys]
 
-    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> bool:
+    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> Admission:
         with self._lock:
             circuit = self._circuits.get(key, Circuit())
+            if circuit == Circuit():
+                return Admission.PRISTINE
             if not may_call(circuit, now=now, reset_timeout_s=reset_timeout_s):
-                return False
+                return Admission.REFUSED
             if circuit.state != CLOSED:
                 self._circuits[key] = replace(circuit, state=HALF_OPEN, trial_at=now)
-            return True
+            return Admission.ALLOWED
 
     def record(self, key: str, *, ok: bool, now: float, fail_max: int) -> State:
         with self._lock:
@@ -141,7 +154,8 @@ class MemoryBreakerStore:
 # the write it decides are one step for every process. A hash per breaker:
 # state, failures, opened_at, trial_at. Times travel as strings to keep their precision.
 _ALLOW = """
-local h = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'trial_at')
+local h = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'trial_at', 'failures')
+if not (h[1] or h[4]) then return 2 end
 local state = h[1] or 'closed'
 if state == 'closed' then return 1 end
 local now, reset = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -199,9 +213,9 @@ class RedisBreakerStore:
             pipe.hgetall(self._key(key))
         return [_circuit(raw) for raw in pipe.execute()]
 
-    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> bool:
+    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> Admission:
         allowed = self._allow(keys=[self._key(key)], args=[repr(now), reset_timeout_s, self._ttl_s])
-        return bool(allowed)
+        return Admission(int(allowed))
 
     def record(self, key: str, *, ok: bool, now: float, fail_max: int) -> State:
         state = self._record(
@@ -296,7 +310,7 @@ class FallbackBreakerStore:
     def get(self, keys: list[str]) -> list[Circuit]:
         return self._run(lambda store: store.get(keys))
 
-    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> bool:
+    def allow(self, key: str, *, now: float, reset_timeout_s: float) -> Admission:
         return self._run(lambda store: store.allow(key, now=now, reset_timeout_s=reset_timeout_s))
 
     def record(self, key: str, *, ok: bool, now: float, fail_max: int) -> State:
@@ -328,17 +342,32 @@ class CircuitBreakers:
         (circuit,) = self.store.get([key])
         return visible_state(circuit, now=self.clock(), reset_timeout_s=self.reset_timeout_s)
 
+    def circuits(self, keys: list[str]) -> list[Circuit]:
+        """The stored state of each key (one round trip for all of them)."""
+        return self.store.get(keys)
+
     def available(self, keys: list[str]) -> list[bool]:
         """Per key, whether a call could go now (one round trip for all of them)."""
         now = self.clock()
         return [
-            may_call(c, now=now, reset_timeout_s=self.reset_timeout_s) for c in self.store.get(keys)
+            may_call(c, now=now, reset_timeout_s=self.reset_timeout_s) for c in self.circuits(keys)
         ]
 
-    def allow(self, key: str) -> bool:
+    def allow(self, key: str, *, seen: Circuit | None = None) -> Admission:
+        """Whether a call may go now. `seen`: the circuit as the caller just read it; if
+        nothing was recorded then, the call goes without asking the store again."""
+        if seen is not None and seen == Circuit():
+            return Admission.PRISTINE
         return self.store.allow(key, now=self.clock(), reset_timeout_s=self.reset_timeout_s)
 
-    def record(self, key: str, *, ok: bool) -> State:
+    def record(self, key: str, *, ok: bool, admission: Admission | None = None) -> State:
+        """Feed a call's outcome. A success of a call admitted PRISTINE is not stored: the
+        breaker had nothing to reset. (Failures another process recorded during the call
+        then stand, where storing the success would have cleared them: a breaker shared by
+        many callers counts failures, not strictly consecutive ones. That saves a round
+        trip on every healthy call.)"""
+        if ok and admission is Admission.PRISTINE:
+            return CLOSED
         state = self.store.record(key, ok=ok, now=self.clock(), fail_max=self.fail_max)
         if not ok and state == OPEN:
             logger.warning("circuit breaker open", extra={"breaker": key})

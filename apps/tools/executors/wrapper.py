@@ -139,7 +139,8 @@ class GuardedExecutor:
             def attempt() -> ToolOutcome:
                 nonlocal attempts
                 attempts += 1
-                if not self.breakers.allow(key):
+                admission = self.breakers.allow(key)
+                if not admission:
                     raise ToolUnavailable(
                         f"circuit open for {tool.server_key}: recent calls failed; not calling",
                         code="circuit_open",
@@ -151,9 +152,11 @@ class GuardedExecutor:
                 try:
                     result = executor.execute(tool, arguments, ctx=attempt_ctx)
                 except Exception as exc:
-                    self.breakers.record(key, ok=_is_not_infrastructure_failure(exc))
+                    self.breakers.record(
+                        key, ok=_is_not_infrastructure_failure(exc), admission=admission
+                    )
                     raise
-                self.breakers.record(key, ok=True)
+                self.breakers.record(key, ok=True, admission=admission)
                 return result
 
             def log_retry(state: RetryCallState) -> None:
