@@ -77,9 +77,7 @@ def test_nested_on_the_same_thread_is_not_held_twice() -> None:
 def test_unlocked_lists_only_ids_nobody_holds_and_takes_none_of_them() -> None:
     busy, free = uuid.uuid4(), uuid.uuid4()
     with advisory_lock(LockNamespace.SESSION, busy):
-        found = on_other_connection(
-            lambda: advisory_unlocked(LockNamespace.SESSION, [busy, free])
-        )
+        found = on_other_connection(lambda: advisory_unlocked(LockNamespace.SESSION, [busy, free]))
         assert found == {free}
         # Same ids, other namespace: nothing held there.
         other = on_other_connection(lambda: advisory_unlocked(LockNamespace.TOOL_JOB, [busy]))
