@@ -52,7 +52,10 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy apps config
 
-check: lint $(STAMP)
+# Everything but the tests: ruff, mypy, the import-linter contracts in pyproject.toml (the
+# apps' layers, and no Django in the pure packages), Django's checks, no missing migration.
+check: lint typecheck $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py check
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 

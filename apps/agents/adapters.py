@@ -10,6 +10,7 @@ from typing import Any, cast
 from django.db import connection
 from django.utils import timezone
 
+from apps.agents import jobs as tool_jobs
 from apps.agents.events import event_record, token_publish
 from apps.agents.models import ActionNode, AgentSession, Turn
 from apps.agents.runtime.ports import (
@@ -29,7 +30,6 @@ from apps.llm.types import (
     ToolSpec,
     Usage,
 )
-from apps.tools import jobs as tool_jobs
 from apps.tools.execution import ResolvedTool, outcome_error_text, resolve_tools, tool_call
 from apps.tools.executors.base import ToolOutcome
 
@@ -230,7 +230,7 @@ class ToolJobPending(BaseException):
 
     A BaseException for the same reason as TurnCancelled. The orchestrator parks the turn
     (waiting, outcome "waiting_tool") and only then calls `dispatch()`, so the job can never
-    finish and requeue a turn that is not parked yet (apps/tools/jobs.py has the whole flow).
+    finish and requeue a turn that is not parked yet (apps/agents/jobs.py has the whole flow).
     """
 
     def __init__(self, *, job_id: Any, tool: str, node_id: str) -> None:

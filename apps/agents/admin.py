@@ -1,4 +1,4 @@
-"""Console: agents, sessions, and each turn with its action graph as a timeline."""
+"""Console: agents, sessions, each turn with its action graph as a timeline, tool jobs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from apps.agents import services
-from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, Turn
+from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
 from apps.core.exceptions import WardenError
 from apps.tenants.admin_scoping import TenantScopedAdmin
 
@@ -169,6 +169,33 @@ class SessionEventAdmin(TenantScopedAdmin):
     list_display = ["id", "type", "session", "turn", "created_at"]
     list_filter = ["tenant", "type"]
     readonly_fields = ["session", "turn", "type", "payload", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ToolJob)
+class ToolJobAdmin(TenantScopedAdmin):
+    list_display = ["tool_name", "tenant", "status", "progress", "attempts", "created_at"]
+    list_filter = ["tenant", "status"]
+    readonly_fields = [
+        "turn",
+        "node_id",
+        "tool",
+        "tool_name",
+        "arguments",
+        "status",
+        "attempts",
+        "progress",
+        "progress_total",
+        "progress_message",
+        "error",
+        "started_at",
+        "finished_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,4 +1,5 @@
-"""Agents, their sessions, turns, the action graph and the session event log."""
+"""Agents, their sessions, turns, the action graph, the session event log, and the jobs of
+long-running tool calls."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.db import models
 
 from apps.llm.models import ModelEndpoint, Sensitivity, Tier
 from apps.tenants.models import TenantOwned
+from apps.tools.models import Tool
 
 
 class Environment(models.TextChoices):
@@ -212,3 +214,48 @@ class SessionEvent(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.id}"
+
+
+class ToolJobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class ToolJob(TenantOwned):
+    """A long-running tool call, run as its own Celery job while its turn waits.
+
+    queued → running → completed | failed. The job writes the call's action-graph node
+    (`turn`, `node_id`) when it finishes and puts the turn back in the queue; the resumed
+    loop replays the finished node instead of calling the tool again (apps/agents/jobs.py).
+
+    It lived in apps.tools until the layers were made one-way; its table kept its name
+    (migration agents 0003), so no data moved and no deploy had to wait for a copy.
+    """
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="+")
+    node_id = models.CharField(max_length=200)
+    tool = models.ForeignKey(Tool, null=True, blank=True, on_delete=models.SET_NULL)
+    tool_name = models.CharField(max_length=64)
+    arguments = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=16, choices=ToolJobStatus.choices, default=ToolJobStatus.QUEUED
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    progress = models.FloatField(null=True, blank=True)
+    progress_total = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "tools_tooljob"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "node_id"], name="uniq_tool_job_turn_node")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} job ({self.status})"

@@ -14,16 +14,13 @@ A worker runs many turns at once, each on its own thread and its own pooled conn
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from apps.agents.adapters import (
@@ -44,6 +41,7 @@ from apps.agents.models import (
 )
 from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
 from apps.agents.services import turn_dispatch, turn_dispatch_next
+from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
 from apps.llm.types import Message
@@ -51,63 +49,18 @@ from apps.llm.types import Message
 logger = logging.getLogger("warden.agents")
 
 
-def _lock_key(session_id: uuid.UUID) -> int:
-    digest = hashlib.blake2b(session_id.bytes, digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-# Lock keys this thread holds. Advisory locks are re-entrant per connection, and a thread
-# has one connection: without this, code nested on the same thread would "take" a lock the
-# thread already holds, as if it were free.
-_held = threading.local()
-
-
-@contextlib.contextmanager
-def session_lock(session_id: uuid.UUID) -> Iterator[bool]:
+def session_lock(session_id: uuid.UUID) -> contextlib.AbstractContextManager[bool]:
     """Try to take the session's advisory lock; yields whether we hold it.
 
     Taken on this thread's database connection — the one the turn then writes with — so
     no extra connection per turn, and the lock cannot outlive the connection's writes.
     """
-    key = _lock_key(session_id)
-    held_here: set[int] = getattr(_held, "keys", None) or set()
-    _held.keys = held_here
-    if key in held_here:
-        yield False
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        row = cursor.fetchone()
-    if not (row and row[0]):
-        yield False
-        return
-    held_here.add(key)
-    try:
-        yield True
-    finally:
-        held_here.discard(key)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-        except DatabaseError:
-            # The connection is broken, and the lock went with it on the server. Drop the
-            # connection so nothing hands it out again.
-            connection.close()
+    return advisory_lock(LockNamespace.SESSION, session_id)
 
 
 def _sessions_unlocked(session_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """The sessions among these whose lock nobody holds now (taken and released at once)."""
-    if not session_ids:
-        return set()
-    keys = {_lock_key(session_id): session_id for session_id in session_ids}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT k FROM unnest(%s::bigint[]) AS k WHERE pg_try_advisory_lock(k)", [list(keys)]
-        )
-        free = [row[0] for row in cursor.fetchall()]
-        if free:
-            cursor.execute("SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k", [free])
-    return {keys[k] for k in free}
+    return advisory_unlocked(LockNamespace.SESSION, session_ids)
 
 
 def history_for(turn: Turn) -> list[Message]:

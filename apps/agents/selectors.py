@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, Turn
+from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
 from apps.tenants.identity import Identity
 from apps.tenants.models import Tenant
 
@@ -54,3 +54,9 @@ def event_list_after(*, session: AgentSession, after_id: int = 0) -> QuerySet[Se
     return SessionEvent.objects.filter(
         tenant_id=session.tenant_id, session=session, id__gt=after_id
     ).order_by("id")
+
+
+def tool_job_get(*, tenant_id: uuid.UUID, job_id: uuid.UUID) -> ToolJob:
+    return ToolJob.objects.select_related("tool__server", "turn").get(
+        tenant_id=tenant_id, id=job_id
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.agents import orchestrator
+from apps.agents import jobs, orchestrator
 
 
 @shared_task(
@@ -20,3 +20,18 @@ def run_turn(turn_id: str) -> str:
 @shared_task(name="agents.recover_turns", ignore_result=True)
 def recover_turns() -> int:
     return orchestrator.turns_recover()
+
+
+@shared_task(
+    name=jobs.RUN_TOOL_JOB_TASK,  # "tools.run_job": the name it had in apps.tools
+    acks_late=True,
+    reject_on_worker_lost=True,  # a killed worker's job is redelivered (and re-run if idempotent)
+    ignore_result=True,
+)
+def run_tool_job(job_id: str) -> str:
+    return jobs.tool_job_run(job_id=job_id)
+
+
+@shared_task(name=jobs.RECOVER_TOOL_JOBS_TASK, ignore_result=True)  # "tools.recover_jobs"
+def recover_tool_jobs() -> int:
+    return jobs.tool_jobs_recover()

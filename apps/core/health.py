@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 
@@ -55,10 +56,10 @@ def check_redis() -> CheckResult:
 
 def check_worker() -> CheckResult:
     def probe() -> str:
-        from config.celery import app
-
+        # The project's Celery app (config/celery.py, loaded with the settings), reached
+        # without importing config: apps never import the layer above them.
         # limit=1: answer as soon as one worker replies instead of waiting out the timeout.
-        replies = app.control.ping(timeout=settings.CELERY_READY_PING_TIMEOUT, limit=1)
+        replies = current_app.control.ping(timeout=settings.CELERY_READY_PING_TIMEOUT, limit=1)
         if not replies:
             raise RuntimeError("no Celery worker answered a ping")
         return f"{len(replies)} worker(s)"

@@ -1,4 +1,4 @@
-"""Console: MCP servers (with a "Discover tools" action), the tool catalog, tool jobs.
+"""Console: MCP servers (with a "Discover tools" action) and the tool catalog.
 
 A stdio server names one of the operator's templates (WARDEN_MCP_STDIO_TEMPLATES) and fills in
 the `args` and `env` it declares (JSON objects); the command is the template's.
@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from apps.core.exceptions import WardenError
 from apps.tenants.admin_scoping import TenantScopedAdmin
 from apps.tools import services
-from apps.tools.models import McpServer, Tool, ToolJob
+from apps.tools.models import McpServer, Tool
 
 
 class McpServerForm(forms.ModelForm):
@@ -189,30 +189,3 @@ class ToolAdmin(TenantScopedAdmin):
         for tool in queryset:
             services.tool_update(tool=tool, enabled=False)
         messages.success(request, f"Disabled {queryset.count()} tool(s).")
-
-
-@admin.register(ToolJob)
-class ToolJobAdmin(TenantScopedAdmin):
-    list_display = ["tool_name", "tenant", "status", "progress", "attempts", "created_at"]
-    list_filter = ["tenant", "status"]
-    readonly_fields = [
-        "turn",
-        "node_id",
-        "tool",
-        "tool_name",
-        "arguments",
-        "status",
-        "attempts",
-        "progress",
-        "progress_total",
-        "progress_message",
-        "error",
-        "started_at",
-        "finished_at",
-    ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

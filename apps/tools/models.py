@@ -1,4 +1,8 @@
-"""MCP servers, the tool catalog, and long-running tool jobs."""
+"""MCP servers and the tool catalog.
+
+A long-running tool call's job points at a turn, so it is the agents' business:
+apps.agents.models.ToolJob.
+"""
 
 from __future__ import annotations
 
@@ -198,44 +202,3 @@ class Tool(TenantOwned):
             and self.schema_hash == self.approved_schema_hash
             and (self.server is None or self.server.is_active)
         )
-
-
-class ToolJobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-
-
-class ToolJob(TenantOwned):
-    """A long-running tool call, run as its own Celery job while its turn waits.
-
-    queued → running → completed | failed. The job writes the call's action-graph node
-    (`turn`, `node_id`) when it finishes and puts the turn back in the queue; the resumed
-    loop replays the finished node instead of calling the tool again.
-    """
-
-    turn = models.ForeignKey("agents.Turn", on_delete=models.CASCADE, related_name="+")
-    node_id = models.CharField(max_length=200)
-    tool = models.ForeignKey(Tool, null=True, blank=True, on_delete=models.SET_NULL)
-    tool_name = models.CharField(max_length=64)
-    arguments = models.JSONField(default=dict)
-    status = models.CharField(
-        max_length=16, choices=ToolJobStatus.choices, default=ToolJobStatus.QUEUED
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    progress = models.FloatField(null=True, blank=True)
-    progress_total = models.FloatField(null=True, blank=True)
-    progress_message = models.CharField(max_length=500, blank=True)
-    error = models.TextField(blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(fields=["turn", "node_id"], name="uniq_tool_job_turn_node")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.tool_name} job ({self.status})"

@@ -1,4 +1,4 @@
-"""Reads for MCP servers, the catalog and tool jobs. Every one takes the tenant."""
+"""Reads for MCP servers and the catalog. Every one takes the tenant."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from django.db.models import QuerySet
 
 from apps.tenants.models import Tenant
-from apps.tools.models import McpServer, Tool, ToolJob
+from apps.tools.models import McpServer, Tool
 
 
 def mcp_server_list(*, tenant: Tenant) -> QuerySet[McpServer]:
@@ -52,9 +52,3 @@ def tools_by_name(*, tenant_id: uuid.UUID, names: Iterable[str]) -> dict[str, To
     """Catalog rows for `names` (an agent's allowed tools), with their servers."""
     rows = Tool.objects.filter(tenant_id=tenant_id, name__in=list(names)).select_related("server")
     return {row.name: row for row in rows}
-
-
-def tool_job_get(*, tenant_id: uuid.UUID, job_id: uuid.UUID) -> ToolJob:
-    return ToolJob.objects.select_related("tool__server", "turn").get(
-        tenant_id=tenant_id, id=job_id
-    )

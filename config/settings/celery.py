@@ -36,4 +36,7 @@ CELERY_READY_PING_TIMEOUT = env_int("WARDEN_READY_PING_TIMEOUT_MS", 1000) / 1000
 
 CELERY_BEAT_SCHEDULE = {
     "recover-turns": {"task": "agents.recover_turns", "schedule": 30.0},
+    # Long-running tool jobs whose dispatch was lost (apps/agents/jobs.py; the task kept the
+    # name it had in apps.tools).
+    "recover-tool-jobs": {"task": "tools.recover_jobs", "schedule": 60.0},
 }

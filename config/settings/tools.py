@@ -65,11 +65,3 @@ WARDEN_BUILTIN_CPU_HELPERS = env_int("WARDEN_BUILTIN_CPU_HELPERS", 2)
 WARDEN_BUILTIN_CPU_MEMORY_MB = env_int("WARDEN_BUILTIN_CPU_MEMORY_MB", 512)
 # Hosts the builtin `http_fetch` tool may GET from; empty: the tool is not registered.
 WARDEN_HTTP_FETCH_ALLOWED_HOSTS = env_list("WARDEN_HTTP_FETCH_ALLOWED_HOSTS", [])
-
-# Long-running tool jobs whose dispatch was lost are re-dispatched by beat.
-from config.settings.celery import CELERY_BEAT_SCHEDULE as _BEAT  # noqa: E402
-
-CELERY_BEAT_SCHEDULE = {
-    **_BEAT,
-    "recover-tool-jobs": {"task": "tools.recover_jobs", "schedule": 60.0},
-}

@@ -93,3 +93,15 @@ def no_dispatch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr("apps.agents.services.turn_dispatch", record)
     monkeypatch.setattr("apps.agents.orchestrator.turn_dispatch", record)
     return dispatched
+
+
+@pytest.fixture
+def jobs_dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Keep tool jobs away from any running worker: the test runs them in-process."""
+    dispatched: list[str] = []
+
+    def record(*, job_id: Any) -> None:
+        dispatched.append(str(job_id))
+
+    monkeypatch.setattr("apps.agents.jobs.tool_job_dispatch", record)
+    return dispatched

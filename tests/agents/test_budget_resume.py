@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 from django.db.models import Sum
 
-from apps.agents import orchestrator, services
-from apps.agents.models import ActionNode, Agent, AgentSession, Turn, TurnStatus
+from apps.agents import jobs, orchestrator, services
+from apps.agents.models import ActionNode, Agent, AgentSession, ToolJob, Turn, TurnStatus
 from apps.tenants.models import Tenant
-from apps.tools import jobs
 from apps.tools import services as tool_services
-from apps.tools.models import ToolJob
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
 
@@ -105,7 +103,7 @@ def test_a_turn_parked_on_a_tool_job_stops_where_it_would_have(
 
     dispatched: list[str] = []
     monkeypatch.setattr(
-        "apps.tools.jobs.tool_job_dispatch", lambda *, job_id: dispatched.append(str(job_id))
+        "apps.agents.jobs.tool_job_dispatch", lambda *, job_id: dispatched.append(str(job_id))
     )
     tool = tool_services.tool_register_builtin(tenant=world.tenant_a, name="count_up")
     tool_services.tool_update(tool=tool, enabled=True, long_running=True)

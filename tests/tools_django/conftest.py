@@ -1,4 +1,4 @@
-"""Fixtures for the catalog, the toolbox and tool jobs: real MCP servers, real WASM, real DB."""
+"""Fixtures for the catalog and the toolbox: real MCP servers, real WASM, real DB."""
 
 from __future__ import annotations
 
@@ -121,15 +121,3 @@ def secure_server_factory() -> Iterator[Callable[..., SecureServer]]:
         process.wait(10)
         if process.stdout:
             process.stdout.close()
-
-
-@pytest.fixture
-def jobs_dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Keep tool jobs away from any running worker: the test runs them in-process."""
-    dispatched: list[str] = []
-
-    def record(*, job_id: Any) -> None:
-        dispatched.append(str(job_id))
-
-    monkeypatch.setattr("apps.tools.jobs.tool_job_dispatch", record)
-    return dispatched

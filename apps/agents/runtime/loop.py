@@ -83,6 +83,7 @@ __all__ = [
     "TurnOutcome",
     "estimate_tokens",
     "jsonable",
+    "observation_text",
     "run_turn",
 ]
 
@@ -172,6 +173,18 @@ def run_turn(
         config=config or LoopConfig(),
         attributes=attributes or {},
     ).run()
+
+
+def observation_text(result: ToolResult, output: Any, *, limit: int) -> str:
+    """What the model is shown of a tool's result (its node keeps all of it). A long-running
+    tool's job (apps/agents/jobs.py) writes its node with this too: the resumed turn replays
+    the text, which must not depend on who ran the tool."""
+    if not result.ok:
+        return f"error: {result.error}"
+    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    if len(text) > limit:
+        text = text[:limit] + f"… [truncated, {len(text) - limit} more characters]"
+    return text
 
 
 class _Stop(Exception):
@@ -603,13 +616,7 @@ class _Turn:
         return node_id
 
     def observation_text(self, result: ToolResult, output: Any) -> str:
-        if not result.ok:
-            return f"error: {result.error}"
-        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-        limit = self.config.max_observation_chars
-        if len(text) > limit:
-            text = text[:limit] + f"… [truncated, {len(text) - limit} more characters]"
-        return text
+        return observation_text(result, output, limit=self.config.max_observation_chars)
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -8,13 +8,15 @@
     agents.run_turn ── the loop replays the finished node instead of calling the tool again
 
 The turn holds no worker while the tool runs. A job is run by one worker at a time (a
-Postgres advisory lock keyed by the job); a job whose worker died mid-call is re-run only if
-the tool is idempotent, like an interrupted call in the loop itself.
+Postgres advisory lock keyed by the job, apps.core.locks); a job whose worker died mid-call is
+re-run only if the tool is idempotent, like an interrupted call in the loop itself.
+
+A job belongs to its turn, so it lives here with the turns (it was apps.tools' until the
+layers were made one-way): apps.tools resolves and runs tools and knows nothing of turns.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -23,11 +25,18 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.agents import services as agent_services
+from apps.agents.events import event_record
+from apps.agents.models import ActionNode, ToolJob, ToolJobStatus, Turn, TurnStatus
+from apps.agents.runtime.loop import LoopConfig, jsonable, observation_text
+from apps.agents.runtime.ports import ToolResult
+from apps.core.locks import LockNamespace, advisory_lock
 from apps.tools.execution import (
     ResolvedTool,
     failure_outcome,
@@ -36,9 +45,13 @@ from apps.tools.execution import (
     tool_call,
 )
 from apps.tools.executors.base import ToolOutcome, progress_reporter
-from apps.tools.models import ToolJob, ToolJobStatus
 
-logger = logging.getLogger("warden.tools")
+logger = logging.getLogger("warden.agents")
+
+# Celery task names. They were defined in apps.tools and kept their names when the jobs moved
+# here, so messages already queued (and beat's schedule) still find them.
+RUN_TOOL_JOB_TASK = "tools.run_job"
+RECOVER_TOOL_JOBS_TASK = "tools.recover_jobs"
 
 WAITING_OUTCOME = "waiting_tool"
 # A chatty tool must not flood the session stream: past this many progress events per job,
@@ -48,7 +61,7 @@ _FINISHED = (ToolJobStatus.COMPLETED, ToolJobStatus.FAILED)
 
 
 def tool_job_create(
-    *, turn: Any, node_id: str, tool: ResolvedTool, arguments: Mapping[str, Any]
+    *, turn: Turn, node_id: str, tool: ResolvedTool, arguments: Mapping[str, Any]
 ) -> ToolJob:
     """The job for this call (the same one again when a resumed loop asks twice)."""
     job, _ = ToolJob.objects.get_or_create(
@@ -66,32 +79,27 @@ def tool_job_create(
 
 def tool_job_dispatch(*, job_id: uuid.UUID | str) -> None:
     """Hand the job to a worker. A broker outage leaves it queued; recovery re-dispatches."""
-    from apps.tools.tasks import run_tool_job
-
     try:
-        run_tool_job.apply_async(args=[str(job_id)])
+        # By name (apps.agents.tasks registers it): that module imports this one.
+        current_app.tasks[RUN_TOOL_JOB_TASK].apply_async(args=[str(job_id)])
     except Exception:
         logger.exception("could not dispatch tool job", extra={"job_id": str(job_id)})
 
 
 def tool_job_run(*, job_id: uuid.UUID | str) -> str:
     """Run (or finish what a dead worker left of) one job; returns what happened."""
-    from apps.agents.orchestrator import session_lock
-
     job = ToolJob.objects.filter(id=job_id).first()
     if job is None:
         return "missing"
-    # The orchestrator's advisory lock, keyed by the job instead of a session: it dies with
-    # the worker's connection, so a redelivered job can tell "still running" from "died".
-    with session_lock(job.id) as held:
+    # The lock dies with the worker's connection, so a redelivered job can tell "still
+    # running" from "died". Its own namespace: a job never blocks a session, nor the reverse.
+    with advisory_lock(LockNamespace.TOOL_JOB, job.id) as held:
         if not held:
             return "busy"
         return _run_locked(job)
 
 
 def _run_locked(job: ToolJob) -> str:
-    from apps.agents.models import Turn, TurnStatus
-
     job.refresh_from_db()
     turn = Turn.objects.select_related("session").get(id=job.turn_id)
     if job.status in _FINISHED:
@@ -130,7 +138,7 @@ def _run_locked(job: ToolJob) -> str:
     return "completed" if outcome.ok else "failed"
 
 
-def _run_with_progress(job: ToolJob, turn: Any, resolved: ResolvedTool) -> ToolOutcome:
+def _run_with_progress(job: ToolJob, turn: Turn, resolved: ResolvedTool) -> ToolOutcome:
     writer = _ProgressWriter(job, turn)
     writer.write(None)  # "running": the stream learns the job has a worker now
     writer.start()
@@ -158,7 +166,7 @@ class _ProgressWriter:
 
     _STOP = object()
 
-    def __init__(self, job: ToolJob, turn: Any) -> None:
+    def __init__(self, job: ToolJob, turn: Turn) -> None:
         self.job, self.turn = job, turn
         self.queue: queue.Queue[Any] = queue.Queue()
         self.written = 0
@@ -189,8 +197,6 @@ class _ProgressWriter:
             connection.close()  # this thread's own connection
 
     def write(self, item: tuple[float, float | None, str | None] | None) -> None:
-        from apps.agents.events import event_record
-
         progress, total, message = item if item is not None else (None, None, None)
         payload = {
             "turn_id": str(self.turn.id),
@@ -216,25 +222,7 @@ class _ProgressWriter:
         self.written += 1
 
 
-def _observation(ok: bool, output: Any, error: str | None) -> str:
-    # What the loop itself would have made of the result (loop.observation_text): the
-    # resumed turn replays this text, so it must not depend on who ran the tool.
-    from apps.agents.runtime.loop import LoopConfig
-
-    if not ok:
-        return f"error: {error}"
-    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-    limit = LoopConfig().max_observation_chars
-    if len(text) > limit:
-        text = text[:limit] + f"… [truncated, {len(text) - limit} more characters]"
-    return text
-
-
-def _finish(job: ToolJob, turn: Any, outcome: ToolOutcome) -> None:
-    from apps.agents.events import event_record
-    from apps.agents.models import ActionNode
-    from apps.agents.runtime.loop import jsonable
-
+def _finish(job: ToolJob, turn: Turn, outcome: ToolOutcome) -> None:
     output = jsonable(outcome.content) if outcome.ok else None
     error = None if outcome.ok else outcome_error_text(outcome)
     status = "completed" if outcome.ok else "error"
@@ -247,7 +235,13 @@ def _finish(job: ToolJob, turn: Any, outcome: ToolOutcome) -> None:
             "ok": outcome.ok,
             "output": output,
             "error": error,
-            "observation": _observation(outcome.ok, output, error),
+            # What the loop itself would have made of the result: the resumed turn
+            # replays this text.
+            "observation": observation_text(
+                ToolResult(ok=outcome.ok, output=output, error=error),
+                output,
+                limit=LoopConfig().max_observation_chars,
+            ),
             "job_id": str(job.id),
         }
         node.latency_ms = latency_ms
@@ -277,11 +271,8 @@ def _finish(job: ToolJob, turn: Any, outcome: ToolOutcome) -> None:
         _turn_resume(turn)
 
 
-def _turn_resume(turn: Any) -> None:
+def _turn_resume(turn: Turn) -> None:
     """Put a turn parked on a tool job back in the queue, once."""
-    from apps.agents import services as agent_services
-    from apps.agents.models import Turn, TurnStatus
-
     with transaction.atomic():
         locked = Turn.objects.select_for_update().get(id=turn.id)
         if locked.status != TurnStatus.WAITING or locked.outcome != WAITING_OUTCOME:
@@ -301,7 +292,7 @@ def tool_jobs_recover() -> int:
     jobs = ToolJob.objects.filter(
         status__in=[ToolJobStatus.QUEUED, ToolJobStatus.RUNNING],
         updated_at__lt=stale,
-        turn__status="waiting",
+        turn__status=TurnStatus.WAITING,
     ).values_list("id", flat=True)
     count = 0
     for job_id in jobs:

@@ -12,14 +12,23 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from apps.agents import orchestrator, services
+from apps.agents import jobs, orchestrator, services
 from apps.agents.demo import seed_demo_agents
-from apps.agents.models import ActionNode, Agent, SessionEvent, Turn, TurnStatus
-from apps.tools import jobs
+from apps.agents.models import (
+    ActionNode,
+    Agent,
+    SessionEvent,
+    ToolJob,
+    ToolJobStatus,
+    Turn,
+    TurnStatus,
+)
 from apps.tools import services as tool_services
-from apps.tools.models import ToolJob, ToolJobStatus
 from tests.agents.conftest import make_agent, make_session, wait_for_turn
 from tests.conftest import WorkerProcess, World
+from tests.tools_django.conftest import secure_server_factory
+
+__all__ = ["secure_server_factory"]  # the tools' fixture: a real MCP server with progress
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
