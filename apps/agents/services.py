@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -35,6 +36,9 @@ from apps.llm.models import ModelEndpoint, Sensitivity
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger("warden.agents")
+
+# The Celery task that runs a turn (apps/agents/tasks.py registers it under this name).
+RUN_TURN_TASK = "agents.run_turn"
 
 _AGENT_FIELDS = {
     "name",
@@ -208,12 +212,14 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
 def turn_dispatch(*, turn_id: Any) -> None:
     """Hand the turn to a worker, from the process's background sender: a 202 does not wait
     on the broker. A broker outage, or a process that dies first, leaves the turn queued;
-    the recovery sweep re-dispatches it."""
-    from apps.agents.tasks import run_turn
+    the recovery sweep re-dispatches it.
+
+    The task is named, not imported: tasks.py imports the orchestrator, which imports this
+    module. A signature of a registered task applies it as the task would (eagerly too)."""
 
     def send() -> None:
         try:
-            run_turn.apply_async(args=[str(turn_id)])
+            current_app.signature(RUN_TURN_TASK, args=[str(turn_id)]).apply_async()
         except Exception:  # the turn is durable; turns_recover will dispatch it again
             logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from apps.agents import jobs, orchestrator
+from apps.agents.services import RUN_TURN_TASK
 
 
 @shared_task(
-    name="agents.run_turn",
+    name=RUN_TURN_TASK,
     acks_late=True,
     reject_on_worker_lost=True,  # a killed worker's turn is redelivered and resumed
     ignore_result=True,
