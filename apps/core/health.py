@@ -52,15 +52,3 @@ def check_redis() -> CheckResult:
 
     return _timed(probe)
 
-
-def check_worker() -> CheckResult:
-    def probe() -> str:
-        from config.celery import app
-
-        # limit=1: answer as soon as one worker replies instead of waiting out the timeout.
-        replies = app.control.ping(timeout=settings.CELERY_READY_PING_TIMEOUT, limit=1)
-        if not replies:
-            raise RuntimeError("no Celery worker answered a ping")
-        return f"{len(replies)} worker(s)"
-
-    return _timed(probe)

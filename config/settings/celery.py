@@ -32,7 +32,6 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
-CELERY_READY_PING_TIMEOUT = env_int("WARDEN_READY_PING_TIMEOUT_MS", 1000) / 1000
 
 CELERY_BEAT_SCHEDULE = {
     "recover-turns": {"task": "agents.recover_turns", "schedule": 30.0},
