@@ -51,4 +51,3 @@ def check_redis() -> CheckResult:
         return "ok"
 
     return _timed(probe)
-

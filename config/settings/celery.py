@@ -33,6 +33,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
 
+# Celery's default scheduler plus a heartbeat file after every tick, which beat's liveness
+# probe reads (`python -m config.heartbeat beat`).
+CELERY_BEAT_SCHEDULER = "config.heartbeat:HeartbeatScheduler"
+# Tick at least this often whatever the schedule holds, so a live beat's heartbeat is never
+# older than this (the probe allows 60 s).
+CELERY_BEAT_MAX_LOOP_INTERVAL = 30
+
 CELERY_BEAT_SCHEDULE = {
     "recover-turns": {"task": "agents.recover_turns", "schedule": 30.0},
 }
