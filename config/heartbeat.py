@@ -40,10 +40,14 @@ DEFAULT_MAX_AGE_SECONDS = 60.0
 
 
 def heartbeat_file(kind: str) -> Path:
-    if kind not in KINDS:
+    # Each variable spelled out, so that a search for its name finds where it is read.
+    if kind == "worker":
+        configured = env_str("WARDEN_WORKER_HEARTBEAT_FILE", "")
+    elif kind == "beat":
+        configured = env_str("WARDEN_BEAT_HEARTBEAT_FILE", "")
+    else:
         raise ValueError(f"unknown heartbeat {kind!r}")
-    default = Path(tempfile.gettempdir()) / f"warden-{kind}.heartbeat"
-    return Path(env_str(f"WARDEN_{kind.upper()}_HEARTBEAT_FILE", "") or default)
+    return Path(configured or Path(tempfile.gettempdir()) / f"warden-{kind}.heartbeat")
 
 
 def heartbeat_interval() -> float:
@@ -119,7 +123,7 @@ class HeartbeatScheduler(PersistentScheduler):
         clear(self.heartbeat_path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m config.heartbeat",
         description="Exit 0 if the worker's (or beat's) heartbeat is fresh, 1 otherwise.",
@@ -131,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MAX_AGE_SECONDS,
         help=f"seconds a heartbeat may be old (default {DEFAULT_MAX_AGE_SECONDS:.0f})",
     )
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = argument_parser().parse_args(argv)
     alive, why = check(options.kind, max_age=options.max_age)
     print(why, file=sys.stdout if alive else sys.stderr)
     return 0 if alive else 1
