@@ -17,6 +17,10 @@ app.autodiscover_tasks()
 # Request ids travel from the web request into every task it enqueues.
 import apps.core.celery_signals  # noqa: E402,F401
 
+# The worker's liveness probe (`python -m config.heartbeat worker`) reads this step's file.
+# By name: the probe runs that module as __main__, which must not be imported before.
+app.steps["worker"].add("config.heartbeat:WorkerHeartbeat")
+
 
 @worker_init.connect
 def _allow_stdio_servers(**_: Any) -> None:

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 
 import redis
-from celery import current_app
 from django.conf import settings
 from django.db import connection
 
@@ -50,18 +49,5 @@ def check_redis() -> CheckResult:
         finally:
             client.close()
         return "ok"
-
-    return _timed(probe)
-
-
-def check_worker() -> CheckResult:
-    def probe() -> str:
-        # The project's Celery app (config/celery.py, loaded with the settings), reached
-        # without importing config: apps never import the layer above them.
-        # limit=1: answer as soon as one worker replies instead of waiting out the timeout.
-        replies = current_app.control.ping(timeout=settings.CELERY_READY_PING_TIMEOUT, limit=1)
-        if not replies:
-            raise RuntimeError("no Celery worker answered a ping")
-        return f"{len(replies)} worker(s)"
 
     return _timed(probe)

@@ -23,17 +23,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: database, Redis and at least one Celery worker answer."""
+    """Readiness: what this web process needs to serve a request — the database and Redis.
+
+    Deliberately not the Celery workers: a web process without a worker still takes turns
+    (they wait queued, and the 202 says so), and a readiness probe that broadcasts a ping to
+    every worker from every web replica would take web out of the load balancer whenever
+    the workers are busy, restarting or scaled to their minimum. Workers have their own
+    liveness probe (`python -m config.heartbeat worker`).
+    """
     checks = {
         "database": health.check_database(),
         "redis": health.check_redis(),
     }
-    # Pinging workers goes through Redis; without Redis the answer is already known.
-    checks["worker"] = (
-        health.check_worker()
-        if checks["redis"].ok
-        else health.CheckResult(ok=False, detail="redis unavailable", latency_ms=0)
-    )
     ready = all(c.ok for c in checks.values())
     body = {
         "status": "ok" if ready else "fail",

@@ -63,3 +63,7 @@ def invitation_list(*, tenant: Tenant) -> QuerySet[Invitation]:
 
 def invitation_get(*, tenant: Tenant, invitation_id: uuid.UUID) -> Invitation:
     return invitation_list(tenant=tenant).get(id=invitation_id)
+
+
+def api_key_get_by_prefix(*, tenant: Tenant, prefix: str) -> ApiKey:
+    return api_key_list(tenant=tenant).get(prefix=prefix)

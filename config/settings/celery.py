@@ -32,7 +32,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
-CELERY_READY_PING_TIMEOUT = env_int("WARDEN_READY_PING_TIMEOUT_MS", 1000) / 1000
+
+# Celery's default scheduler plus a heartbeat file after every tick, which beat's liveness
+# probe reads (`python -m config.heartbeat beat`).
+CELERY_BEAT_SCHEDULER = "config.heartbeat:HeartbeatScheduler"
+# Tick at least this often whatever the schedule holds, so a live beat's heartbeat is never
+# older than this (the probe allows 60 s).
+CELERY_BEAT_MAX_LOOP_INTERVAL = 30
 
 CELERY_BEAT_SCHEDULE = {
     "recover-turns": {"task": "agents.recover_turns", "schedule": 30.0},
