@@ -54,7 +54,7 @@ from apps.tools.executors.base import CallContext, ToolError  # noqa: E402
 from apps.tools.executors.builtin import BuiltinCall  # noqa: E402
 from apps.tools.executors.wasm import WasmExecutor, shipped_module  # noqa: E402
 from apps.tools.services import WORD_COUNT_TOOL  # noqa: E402
-from config.embedded import free_port  # noqa: E402
+from devtools.embedded import free_port  # noqa: E402
 
 # (prompt, the tool that should be called, text the answer should contain or None)
 TASKS: list[tuple[str, str, str | None]] = [

@@ -1,5 +1,11 @@
-"""Settings shared by every environment. Topic modules are star-imported at the end
-of this file so that dev/test/prod only state what differs."""
+"""Settings shared by every environment, except where PostgreSQL and Redis are.
+
+Topic modules are star-imported at the end of this file so that the environments only state
+what differs. Which database and Redis to use is each environment's business: base.py (and
+prod.py) take them from the environment only, dev.py and test.py may also find the embedded
+ones `make run` or the test run started; config/settings/services.py turns the two URLs into
+the settings that name them. Importing any of these modules reads the environment (and, for
+dev/test, a state file) and nothing else: it starts nothing and writes nothing."""
 
 from __future__ import annotations
 
