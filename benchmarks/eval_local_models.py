@@ -21,7 +21,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+# No database or Redis is used: the offline settings need no running service.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.offline")
 
 import django  # noqa: E402
 
