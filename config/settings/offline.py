@@ -1,5 +1,6 @@
 """For tools that load Django without running it: mypy's django-stubs plugin (pyproject),
-`manage.py check` and `makemigrations --check` (`make check`). The shared settings with no
+`manage.py check` and `makemigrations --check` (`make check`), the benchmarks that use no
+service (benchmarks/eval_local_*.py). The shared settings with no
 database (Django's dummy backend: any query fails) and a Redis URL nothing connects to, so
 these tools work on a machine where no service runs. Never serve with these settings."""
 
