@@ -60,8 +60,12 @@ else:
         for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY")
     }
     outcome["DATABASE_HOST"] = getattr(module, "DATABASES", {}).get("default", {}).get("HOST")
+    outcome["services"] = {
+        name: getattr(module, name, None)
+        for name in ("DATABASES", "CACHES", "CHANNEL_LAYERS", "CELERY_RESULT_BACKEND")
+    }
 outcome["side_effects"] = seen
-print(json.dumps(outcome))
+print(json.dumps(outcome, default=lambda value: getattr(value, "__qualname__", repr(value))))
 """
 
 
@@ -218,3 +222,22 @@ def test_a_damaged_state_file_is_no_service(tmp_path: Path) -> None:
     outcome = import_settings("config.settings.test", tmp_path)
     assert outcome["error"] == "ImproperlyConfigured"
     assert "pytest" in outcome["message"]
+
+
+def test_every_environment_builds_the_same_service_settings_from_the_same_urls(
+    tmp_path: Path,
+) -> None:
+    # base.py, dev.py and test.py end with the same block; one that drifted would give an
+    # environment a different pool, cache or channel layer than the others.
+    env = {"DATABASE_URL": CLOSED_DB, "REDIS_URL": CLOSED_REDIS, "DJANGO_SECRET_KEY": "k"}
+    built = {}
+    for module in ("config.settings.base", "config.settings.dev", "config.settings.test"):
+        services = import_settings(module, tmp_path, **env)["services"]
+        services["DATABASES"]["default"]["OPTIONS"].pop("application_name")  # has the pid
+        services["CACHES"]["default"].pop("KEY_PREFIX")  # the tests' own prefix
+        built[module] = services
+    assert built["config.settings.base"]["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == [
+        {"address": CLOSED_REDIS, "socket_timeout": 30}
+    ]
+    assert built["config.settings.dev"] == built["config.settings.base"]
+    assert built["config.settings.test"] == built["config.settings.base"]
