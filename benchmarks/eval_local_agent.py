@@ -27,7 +27,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+# No database or Redis is used: the offline settings need no running service.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.offline")
 
 import django  # noqa: E402
 
@@ -54,7 +55,7 @@ from apps.tools.executors.base import CallContext, ToolError  # noqa: E402
 from apps.tools.executors.builtin import BuiltinCall  # noqa: E402
 from apps.tools.executors.wasm import WasmExecutor, shipped_module  # noqa: E402
 from apps.tools.services import WORD_COUNT_TOOL  # noqa: E402
-from config.embedded import free_port  # noqa: E402
+from devtools.embedded import free_port  # noqa: E402
 
 # (prompt, the tool that should be called, text the answer should contain or None)
 TASKS: list[tuple[str, str, str | None]] = [

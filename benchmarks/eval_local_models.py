@@ -21,7 +21,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+# No database or Redis is used: the offline settings need no running service.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.offline")
 
 import django  # noqa: E402
 
@@ -40,7 +41,7 @@ from apps.llm.types import ModelRequest, ModelResponse, ToolCall, ToolSpec  # no
 from apps.tools.builtins import load_builtins  # noqa: E402
 from apps.tools.executors.base import CallContext, ToolError  # noqa: E402
 from apps.tools.executors.builtin import BuiltinCall  # noqa: E402
-from config.embedded import free_port  # noqa: E402
+from devtools.embedded import free_port  # noqa: E402
 
 PROMPTS: list[tuple[str, str | None]] = [
     ("What is 17 * 23?", "calculator"),

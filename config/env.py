@@ -12,12 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class ConfigError(Exception):
-    """An environment variable holds a value that cannot be used."""
+class ConfigError(ImproperlyConfigured):
+    """An environment variable is missing or holds a value that cannot be used."""
 
 
 def env_str(name: str, default: str = "") -> str:

@@ -184,7 +184,7 @@ class LiveServer:
     """daphne serving the real ASGI app (HTTP + websockets) on the test database."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        from config.embedded import free_port
+        from devtools.embedded import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -205,7 +205,7 @@ class LiveServer:
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
-        from config.embedded import port_in_use
+        from devtools.embedded import port_in_use
 
         deadline = time.monotonic() + 30
         while not port_in_use(self.port):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from config.env import env_str
-from config.settings.database import REDIS_URL
+from typing import Any
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        # Several deployments (or the test suite) may share one Redis.
-        "KEY_PREFIX": env_str("WARDEN_CACHE_KEY_PREFIX", "warden"),
-        "TIMEOUT": 300,
-        # One pool per process, not one per thread (see apps/core/redis_pool.py).
-        "OPTIONS": {"pool_class": "apps.core.redis_pool.SharedConnectionPool"},
+from config.env import env_str
+
+# Several deployments (or the test suite) may share one Redis.
+WARDEN_CACHE_KEY_PREFIX = env_str("WARDEN_CACHE_KEY_PREFIX", "warden")
+
+
+def caches(redis_url: str) -> dict[str, Any]:
+    """CACHES for the Redis at `redis_url` (each environment names its Redis: services.py)."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": WARDEN_CACHE_KEY_PREFIX,
+            "TIMEOUT": 300,
+            # One pool per process, not one per thread (see apps/core/redis_pool.py).
+            "OPTIONS": {"pool_class": "apps.core.redis_pool.SharedConnectionPool"},
+        }
     }
-}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from config.env import env_bool, env_int, env_str
-from config.settings.database import REDIS_URL, WARDEN_WORKER_TURNS
+from config.settings.database import WARDEN_WORKER_TURNS
+from config.settings.paths import VAR_DIR
 
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or REDIS_URL
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or REDIS_URL
+# Empty: REDIS_URL (filled in with the other service settings, services.py).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -39,6 +41,12 @@ CELERY_BEAT_SCHEDULER = "config.heartbeat:HeartbeatScheduler"
 # Tick at least this often whatever the schedule holds, so a live beat's heartbeat is never
 # older than this (the probe allows 60 s).
 CELERY_BEAT_MAX_LOOP_INTERVAL = 30
+
+# Where beat remembers when each periodic task last ran (`celery beat` writes it; the
+# production image runs as a non-root user that may only write under WARDEN_VAR_DIR).
+CELERY_BEAT_SCHEDULE_FILENAME = env_str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", str(VAR_DIR / "celerybeat-schedule")
+)
 
 CELERY_BEAT_SCHEDULE = {
     "recover-turns": {"task": "agents.recover_turns", "schedule": 30.0},

@@ -1,12 +1,11 @@
-"""Production: everything comes from the environment; missing secrets are fatal."""
+"""Production: everything comes from the environment; missing secrets or services are fatal
+(ImproperlyConfigured at import, before anything serves)."""
 
 from config.env import ConfigError, env_bool, env_int
 from config.settings.base import *  # noqa: F403
 
 if not SECRET_KEY:  # noqa: F405
     raise ConfigError("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set in production")
-if not DATABASE_URL:  # noqa: F405
-    raise ConfigError("DATABASE_URL must be set in production")
 
 DEBUG = False
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)

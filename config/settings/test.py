@@ -1,27 +1,31 @@
-"""Tests: real PostgreSQL and Redis. Without DATABASE_URL/REDIS_URL the embedded
-services under var/test/ are started once and reused by later runs."""
+"""Tests: real PostgreSQL and Redis, from DATABASE_URL / REDIS_URL.
 
-import os
+pytest sets them: its plugin devtools/pytest_services.py (`-p` in pyproject's addopts) starts
+the embedded services under var/test/ (or keeps yours when the URLs are set) before Django
+loads these settings, and exports the URLs, so the workers and daphne the tests start find
+them too. Outside pytest these settings read var/test/services.json while those services run.
+"""
 
-from config.settings.paths import VAR_DIR
+from config.settings.cache import caches
+from config.settings.celery import CELERY_BROKER_URL, CELERY_RESULT_BACKEND
+from config.settings.channels import channel_layers
+from config.settings.common import *  # noqa: F403
+from config.settings.database import databases
+from config.settings.paths import BASE_DIR, VAR_DIR
+from config.settings.services import urls_from_environment_or_state
+from config.settings.tools import WARDEN_MCP_STDIO_TEMPLATES as _TEMPLATES
 
-if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
-    from config.embedded import services_start
-
-    _state = services_start(
-        VAR_DIR / "test",
-        database="warden",
-        need_db=not os.environ.get("DATABASE_URL"),
-        need_redis=not os.environ.get("REDIS_URL"),
-        reuse=True,
-    )
-    # Exported so subprocesses the tests start (Celery workers) use the same services.
-    if _state.database_url:
-        os.environ["DATABASE_URL"] = _state.database_url
-    if _state.redis_url:
-        os.environ["REDIS_URL"] = _state.redis_url
-
-from config.settings.base import *  # noqa: F403
+DATABASE_URL, REDIS_URL = urls_from_environment_or_state(
+    VAR_DIR / "test",
+    hint="Run the tests with pytest (its devtools.pytest_services plugin starts them), "
+    "or set the URLs.",
+)
+# Every setting that names a service (the same lines end base.py and dev.py).
+DATABASES = databases(DATABASE_URL)
+CACHES = caches(REDIS_URL)
+CHANNEL_LAYERS = channel_layers(REDIS_URL)
+CELERY_BROKER_URL = CELERY_BROKER_URL or REDIS_URL
+CELERY_RESULT_BACKEND = CELERY_RESULT_BACKEND or REDIS_URL
 
 SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
 DEBUG = False
@@ -29,10 +33,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
 WARDEN_TOOL_MODULES = ["tests.agents.tools"]
 # The tests' own stdio MCP servers (python scripts under tests/), next to the packaged ones.
-_TESTS = BASE_DIR / "tests"  # noqa: F405
+_TESTS = BASE_DIR / "tests"
 WARDEN_TOOL_WORKSPACE_ROOT = str(VAR_DIR / "test" / "workspaces")
 WARDEN_MCP_STDIO_TEMPLATES = {
-    **WARDEN_MCP_STDIO_TEMPLATES,  # noqa: F405
+    **_TEMPLATES,
     # Lists the tools named in a JSON file in the tenant's workspace.
     "catalog": {
         "command": ["{python}", "-I", str(_TESTS / "tools_django/servers/catalog_server.py")],
@@ -71,4 +75,4 @@ STATIC_ROOT = None  # served from the apps (finders); nothing is collected in te
 WARDEN_API_RATE_PER_PRINCIPAL = "100000/minute"
 WARDEN_API_RATE_PER_ADDRESS = "100000/minute"
 WARDEN_API_AUTH_FAILURE_RATE = "100000/minute"
-CACHES["default"]["KEY_PREFIX"] = "warden-test"  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = "warden-test"

@@ -19,7 +19,7 @@ from apps.core.breakers import (
     MemoryBreakerStore,
     RedisBreakerStore,
 )
-from config.embedded import free_port
+from devtools.embedded import free_port
 from tests.breakers import WallClock
 
 

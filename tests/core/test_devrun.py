@@ -20,7 +20,7 @@ def _devrun(var: Path, port: int) -> subprocess.CompletedProcess[str]:
         "WARDEN_LOCAL_LLM": "off",
     }
     return subprocess.run(
-        [sys.executable, "-m", "config.devrun"],
+        [sys.executable, "-m", "devtools.devrun"],
         cwd=ROOT,
         env=env,
         capture_output=True,

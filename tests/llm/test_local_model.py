@@ -38,7 +38,7 @@ from apps.llm.providers.local_llama import (
 )
 from apps.llm.services import endpoint_save, endpoint_state_set
 from apps.llm.types import Message, ModelRequest, ToolSpec
-from config.embedded import free_port
+from devtools.embedded import free_port
 from tests.conftest import World
 from tests.llm.servers import LOOPBACK
 

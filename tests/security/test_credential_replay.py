@@ -30,7 +30,7 @@ from apps.tools.executors.base import CallContext, ToolDefinition, ToolUnavailab
 from apps.tools.executors.builtin import BuiltinCall, BuiltinExecutor, BuiltinRegistry
 from apps.tools.executors.builtin import default_registry as builtins
 from apps.tools.executors.wrapper import GuardedExecutor
-from config.embedded import free_port
+from devtools.embedded import free_port
 from tests.conftest import World
 
 SIGNING_KEY = "k" * 48

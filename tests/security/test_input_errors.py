@@ -57,7 +57,7 @@ def _dev_settings(tmp_path: Path, script: str, **env: str) -> subprocess.Complet
     """Run `script` under config.settings.dev, as `make run` does, in a fresh interpreter.
 
     DATABASE_URL / REDIS_URL point at closed loopback ports so nothing embedded starts and
-    nothing is reached; DJANGO_SECRET_KEY is set so the settings write no key file.
+    nothing is reached; DJANGO_SECRET_KEY is set so the settings need no var/secret_key.
     """
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WARDEN_"))}
     return subprocess.run(

@@ -10,7 +10,11 @@ and an explicit stop when `make run` ends.
 
 State of the running services is kept in `<base>/services.json` so that other
 processes (`manage.py shell` next to `make run`, a test run reusing services)
-find them.
+find them: config/settings/dev.py and test.py read it (only read) when
+DATABASE_URL / REDIS_URL are not set. `services_stop` removes it, so a file that
+exists names services that were started and not stopped.
+
+Development and tests only: the production image has no `devtools/` at all.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 
 
@@ -341,7 +344,10 @@ def services_start(
 
 
 def services_stop(base: Path) -> None:
+    """Stop what `services_start` started under `base`, and forget it: without the state
+    file, dev settings no longer point `manage.py` at servers that are gone."""
     state = ServiceState.load(base)
     postgres_stop(base / "postgres")
     if state:
         redis_stop(state.redis_pid)
+    (base / "services.json").unlink(missing_ok=True)

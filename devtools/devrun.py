@@ -2,12 +2,16 @@
 
 Services given by URL (DATABASE_URL, REDIS_URL) are used as they are; only the
 missing ones are started embedded, with data under var/ that the next run reuses.
+
+Everything `make run` needs on disk is made here, not in the settings (which only read):
+the embedded services' data and state file, and the per-checkout secret key.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,13 +19,14 @@ import time
 from pathlib import Path
 from typing import IO
 
-from config.embedded import (
+from config.env import ConfigError, env_int, env_str
+from devtools.embedded import (
     EmbeddedServiceError,
+    free_port,
     port_in_use,
     services_start,
     services_stop,
 )
-from config.env import ConfigError, env_int, env_str
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -63,8 +68,6 @@ def _local_llm_command(env: dict[str, str]) -> list[str] | None:
     model = env_str("WARDEN_LOCAL_LLM_MODEL", "smollm2")
     port = env_int("WARDEN_LOCAL_LLM_PORT", 8081)
     if port_in_use(port):
-        from config.embedded import free_port
-
         port = free_port()
     env["WARDEN_LOCAL_LLM_URL"] = f"http://127.0.0.1:{port}/v1"
     # Model endpoints connect through the egress guard, which refuses loopback: the local
@@ -75,6 +78,18 @@ def _local_llm_command(env: dict[str, str]) -> list[str] | None:
     command = [PY, "manage.py", "local_model", "--model", model, "--port", str(port)]
     build = env_str("WARDEN_LOCAL_LLM_BUILD_COMMAND", "")
     return [*command, "--build-command", build] if build else command
+
+
+def ensure_secret_key(var: Path) -> None:
+    """A per-checkout DJANGO_SECRET_KEY in var/secret_key (0600), created once so sessions
+    survive restarts of `make run`; config/settings/dev.py reads it."""
+    key_file = var / "secret_key"
+    if key_file.exists():
+        return
+    var.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(50))
 
 
 def _manage(env: dict[str, str], *args: str) -> None:
@@ -96,6 +111,8 @@ def main() -> int:
 
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+    if not env.get("DJANGO_SECRET_KEY") and not env.get("DJANGO_SECRET_KEY_FILE"):
+        ensure_secret_key(var)
     env.setdefault("WARDEN_LOG_FORMAT", "console")
     need_db, need_redis = not env.get("DATABASE_URL"), not env.get("REDIS_URL")
     started_embedded = need_db or need_redis
