@@ -40,6 +40,7 @@ from apps.agents.models import (
     TurnStatus,
 )
 from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
+from apps.agents.runtime.ports import AllowAll, PolicyGate
 from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.llm.router import ModelRouter
@@ -147,6 +148,7 @@ def _run_locked(turn: Turn) -> str:
                 allowed=allowed,
             ),
             tools=Toolbox(agent.allowed_tools, turn=turn),
+            policy=policy_gate_for(turn),
             system_prompt=agent.system_prompt,
             history=history_for(turn),
             budget=SessionTokenBudget(
@@ -200,6 +202,12 @@ def _run_locked(turn: Turn) -> str:
         return "failed"
     _record_outcome(turn, outcome, events.deferred)
     return outcome.status
+
+
+def policy_gate_for(turn: Turn) -> PolicyGate:
+    """The gate every tool call of this turn passes before it runs (the policies issue
+    replaces this with the tenant's Rego policies; until then every call is allowed)."""
+    return AllowAll()
 
 
 def _json_steps(router: ModelRouter, turn: Turn, allowed: list[str] | None) -> bool:
