@@ -353,20 +353,28 @@ class SessionTokenBudget:
     (which are not settled again) count once, as they did when made. The session's counter
     includes the running turn's spend.
 
-    The counters are read once, at the first reserve; after that, each settle's statement
-    returns the new totals. Nothing else adds to them meanwhile: only the worker holding the
-    session lock runs the session's turn. One round trip per model call, where reading back
+    The counters are read once (by the orchestrator with the turn, or at the first reserve);
+    after that, each settle's statement returns the new totals. Nothing else adds to them
+    meanwhile: only the worker holding the session lock runs the session's turn. One round trip per model call, where reading back
     before every call and settling in a transaction of two UPDATEs took five.
 
     The budgets issue refines this (reservations in Redis, the 80 % backoff).
     """
 
     def __init__(
-        self, *, session: AgentSession, turn: Turn, per_turn: int, per_session: int
+        self,
+        *,
+        session: AgentSession,
+        turn: Turn,
+        per_turn: int,
+        per_session: int,
+        spent: tuple[int, int] | None = None,
     ) -> None:
+        """`spent`: (turn, session) tokens as the caller read them under the session lock;
+        None reads them at the first reserve."""
         self.session, self.turn = session, turn
         self.per_turn, self.per_session = per_turn, per_session
-        self._spent: tuple[int, int] | None = None  # (turn, session), as last read or written
+        self._spent = spent  # (turn, session), as last read or written
 
     def _totals(self) -> tuple[int, int]:
         if self._spent is None:

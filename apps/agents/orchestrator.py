@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.agents.adapters import (
@@ -96,17 +97,21 @@ def turn_execute(*, turn_id: uuid.UUID | str) -> str:
         if not held:
             # Another worker runs this session; it dispatches the next turn when done.
             return "session_busy"
-        turn.refresh_from_db()
+        # Read again under the lock, with the session (its token counter included) and
+        # whether an earlier turn of the session is unfinished: one query.
+        earlier = Turn.objects.filter(
+            session_id=OuterRef("session_id"), seq__lt=OuterRef("seq")
+        ).exclude(status__in=TERMINAL_TURN_STATUSES)
+        turn = (
+            Turn.objects.select_related("session__agent")
+            .annotate(blocked=Exists(earlier))
+            .get(id=turn.id)
+        )
         if turn.is_terminal:
             return "already_finished"
         if turn.status == TurnStatus.WAITING:
             return "waiting"
-        blocked = (
-            Turn.objects.filter(session_id=turn.session_id, seq__lt=turn.seq)
-            .exclude(status__in=TERMINAL_TURN_STATUSES)
-            .exists()
-        )
-        if blocked:
+        if turn.blocked:  # type: ignore[attr-defined]
             return "blocked_by_earlier_turn"
         result = _run_locked(turn)
     turn_dispatch_next(session_id=turn.session_id)
@@ -156,6 +161,8 @@ def _run_locked(turn: Turn) -> str:
                 turn=turn,
                 per_turn=agent.max_input_tokens_per_turn + agent.max_output_tokens_per_turn,
                 per_session=agent.max_tokens_per_session,
+                # As read under the session lock: only this turn adds to them from here on.
+                spent=(turn.input_tokens + turn.output_tokens, session.tokens_used),
             ),
             events=events,
             checkpoints=DbCheckpointStore(turn),
