@@ -355,8 +355,9 @@ class SessionTokenBudget:
 
     The counters are read once (by the orchestrator with the turn, or at the first reserve);
     after that, each settle's statement returns the new totals. Nothing else adds to them
-    meanwhile: only the worker holding the session lock runs the session's turn. One round trip per model call, where reading back
-    before every call and settling in a transaction of two UPDATEs took five.
+    meanwhile: only the worker holding the session lock runs the session's turn. One round
+    trip per model call, where reading back before every call and settling in a transaction
+    of two UPDATEs took five.
 
     The budgets issue refines this (reservations in Redis, the 80 % backoff).
     """
