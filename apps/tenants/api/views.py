@@ -72,7 +72,9 @@ class MemberListApi(PaginatedListMixin, APIView):
             request, self, selectors.membership_list(tenant=tenant), s.MembershipSerializer
         )
 
-    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def http_method_not_allowed(  # type: ignore[override]  # DRF narrows it to a Request
+        self, request: Request, *args: Any, **kwargs: Any
+    ) -> Response:
         if request.method == "POST":
             # Attaching an existing account by name let an admin pull in anyone on the
             # platform (another tenant's owner, a superuser) and read their e-mail.
@@ -194,7 +196,12 @@ class ApiKeyDetailApi(_ApiKeyApi):
     def get(self, request: Request, key_id: uuid.UUID) -> Response:
         return Response(s.ApiKeySerializer(self._get(request, key_id)).data)
 
-    @extend_schema(responses={200: s.ApiKeySerializer}, summary="Revoke an API key")
+    @extend_schema(
+        responses={200: s.ApiKeySerializer},
+        summary="Revoke an API key",
+        description="The key stops working at once; the row stays readable (`revoked_at`) as "
+        "the record of who had access, so a GET afterwards still finds it.",
+    )
     def delete(self, request: Request, key_id: uuid.UUID) -> Response:
         return self._revoke(request, key_id)
 
@@ -264,6 +271,8 @@ class InvitationDetailApi(APIView):
             ),
         },
         summary="Revoke an invitation",
+        description="Its token stops working; the row stays readable (`revoked_at`) as the "
+        "record, so a GET afterwards still finds it.",
     )
     def delete(self, request: Request, invitation_id: uuid.UUID) -> Response:
         invitation = services.invitation_revoke(invitation=self._get(request, invitation_id))
