@@ -69,4 +69,4 @@ stop: $(STAMP)
 	$(BIN)/python -c 'from pathlib import Path; from config.embedded import services_stop; services_stop(Path("var")); services_stop(Path("var/test"))'
 
 clean: stop
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache .hypothesis

@@ -6,14 +6,16 @@ apps/core/api/errors.py (`Error`):
 
 - 400 always (a query string holding a NUL is refused on every route; bodies and query
   parameters are validated), 403 and 429 always (permissions and throttles guard every view),
-  401 when the operation needs credentials, 404 when its path names an object,
-  413 and 415 when it takes a body, and whatever an authentication class declares in
-  `error_statuses` (the OIDC class's 503 when the identity provider is unreachable).
+  401 when the operation needs credentials, 404 when its path names an object or it answers
+  pages (a page past the last), 413 and 415 when it takes a body, and whatever an
+  authentication class declares in `error_statuses` (the OIDC class's 503 when the identity
+  provider is unreachable).
 - What a view's own services raise (409 conflicts, 503 backpressure, a 404 for an id in the
   body) the view declares with `error_responses(...)` in its `extend_schema(responses=...)`.
 
-Request bodies of `StrictInputSerializer`s say `additionalProperties: false`: such a body
-with a field the serializer does not know is refused (400 `unknown_field`).
+Request bodies of `StrictInputSerializer`s say `additionalProperties: false` (a field the
+serializer does not know is refused, 400 `unknown_field`) and what else the serializer
+enforces beyond drf-spectacular's reading of it (`_tighten`).
 
 Schemathesis checks all of this against the live server (tests/core/test_openapi_contract.py).
 """
