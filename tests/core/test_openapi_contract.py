@@ -55,7 +55,7 @@ pytestmark = pytest.mark.django_db
 API = "/api/v1"
 
 # Examples per operation for the fuzzing phase; the coverage phase adds its own cases.
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 10
 # Workflows (sequences of linked operations) the stateful test runs.
 WORKFLOWS = 30
 SEED = 20240909
@@ -199,7 +199,7 @@ SCHEMATHESIS_CONFIG: dict[str, Any] = {
             # With follow (the default) the stream never ends: schemathesis reads it
             # until it has this many events or this many seconds pass.
             "include-path": f"{API}/sessions/{{session_id}}/events",
-            "max-stream-events": 2,
+            "max-stream-events": 1,
             "request-timeout": 1.5,
         }
     ],
