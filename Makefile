@@ -80,4 +80,4 @@ stop: $(STAMP)
 	$(BIN)/python -c 'from pathlib import Path; from devtools.embedded import services_stop; services_stop(Path("var")); services_stop(Path("var/test"))'
 
 clean: stop
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache .hypothesis

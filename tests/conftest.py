@@ -183,7 +183,8 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
 class LiveServer:
     """daphne serving the real ASGI app (HTTP + websockets) on the test database."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], module: str = "daphne") -> None:
+        """`module` runs daphne's command line (tests/core/contract_server.py wraps it)."""
         from devtools.embedded import free_port
 
         self.port = free_port()
@@ -193,7 +194,7 @@ class LiveServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                module,
                 "-b",
                 "127.0.0.1",
                 "-p",

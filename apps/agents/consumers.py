@@ -20,7 +20,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 
 from apps.agents import selectors, services
-from apps.agents.events import event_visible, row_to_wire, session_group, to_wire
+from apps.agents.events import (
+    event_visible,
+    parse_event_id,
+    row_to_wire,
+    session_group,
+    to_wire,
+)
 from apps.agents.models import AgentSession, Turn
 from apps.core.consumers import CLOSE_NOT_FOUND
 from apps.core.exceptions import WardenError
@@ -70,10 +76,9 @@ class SessionConsumer(PrincipalConsumer):
 
     def _last_event_id(self) -> int | None:
         query = parse_qs((self.scope.get("query_string") or b"").decode())
-        try:
-            return int(query["last_event_id"][0])
-        except (KeyError, ValueError, IndexError):
-            return None
+        values = query.get("last_event_id") or []
+        # Not an event id (or beyond the column's range): no replay, as without one.
+        return parse_event_id(values[0]) if values else None
 
     @database_sync_to_async
     def _backlog(self, after: int) -> list[dict[str, Any]]:

@@ -67,6 +67,20 @@ def event_visible(identity: Identity, message: dict[str, Any]) -> dict[str, Any]
     return message
 
 
+# Event ids are BigAutoField values: a resume point beyond this can't be stored or compared.
+MAX_EVENT_ID = 2**63 - 1
+
+
+def parse_event_id(raw: str) -> int | None:
+    """A resume point (`Last-Event-ID`, `?last_event_id=`): an event id, 0 for the start;
+    None when `raw` is none (not a decimal integer from 0 to MAX_EVENT_ID)."""
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= MAX_EVENT_ID else None
+
+
 def session_group(session_id: object) -> str:
     return f"session.{session_id}"
 

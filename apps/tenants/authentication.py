@@ -97,6 +97,9 @@ class ApiKeyAuthentication(BaseAuthentication):
 class OidcJwtAuthentication(BaseAuthentication):
     """`Authorization: Bearer <JWT>` from the configured OIDC issuer."""
 
+    # Read by the OpenAPI schema (apps.core.api.schema): 503 when the issuer can't be reached.
+    error_statuses = (503,)
+
     def authenticate(self, request: Request) -> tuple[Any, Identity] | None:
         token = _bearer(request)
         if token is None or token.startswith("wdn_"):

@@ -15,7 +15,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.Pagination",
     "PAGE_SIZE": env_int("WARDEN_API_PAGE_SIZE", 50),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.api.schema.WardenAutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
     # Rates live in access.py (WARDEN_API_RATE_*); the classes read them per request.
     "DEFAULT_THROTTLE_CLASSES": [
@@ -38,6 +38,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # The enum hook is drf-spectacular's default; the SSE view is a plain Django view that
+    # spectacular can't see, so a hook writes its operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.agents.api.schema.add_session_events",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SensitivityEnum": "apps.llm.models.Sensitivity",
         "TierEnum": "apps.llm.models.Tier",

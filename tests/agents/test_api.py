@@ -247,3 +247,39 @@ def test_sse_requires_auth_and_checks_last_event_id(
     bad = alice_client.get(url, HTTP_LAST_EVENT_ID="yesterday")
     assert bad.status_code == 400
     assert bad.json()["code"] == "invalid_last_event_id"
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "code"),
+    [
+        # Beyond the bigint event ids: refused before it reaches PostgreSQL.
+        ("", {"HTTP_LAST_EVENT_ID": str(2**63)}, "invalid_last_event_id"),
+        ("", {"HTTP_LAST_EVENT_ID": "-1"}, "invalid_last_event_id"),
+        # A malformed query spelling is refused even when the header is fine.
+        ("?last_event_id=soon", {"HTTP_LAST_EVENT_ID": "0"}, "invalid_last_event_id"),
+        # Anything but a boolean used to mean "follow": a stream that never ends.
+        ("?follow=maybe", {}, "invalid_follow"),
+    ],
+)
+def test_sse_refuses_a_malformed_resume_point_or_follow(
+    world: World,
+    two_tool_agent: Agent,
+    alice_client: APIClient,
+    query: str,
+    headers: dict[str, str],
+    code: str,
+) -> None:
+    session = make_session(two_tool_agent, world.alice)
+    response = alice_client.get(f"/api/v1/sessions/{session.id}/events{query}", **headers)
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+
+
+def test_sse_answers_other_methods_405_with_allow(
+    world: World, two_tool_agent: Agent, alice_client: APIClient
+) -> None:
+    session = make_session(two_tool_agent, world.alice)
+    response = alice_client.post(f"/api/v1/sessions/{session.id}/events")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+    assert response.json()["code"] == "method_not_allowed"

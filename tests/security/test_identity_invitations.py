@@ -141,7 +141,8 @@ def test_attaching_an_existing_account_by_username_is_refused(
         response = alice_client.post(
             "/api/v1/members", {"username": username, "role": "admin"}, format="json"
         )
-        assert response.status_code == 400
+        assert response.status_code == 405
+        assert response["Allow"] == "GET, HEAD, OPTIONS"
         assert response.json()["code"] == "use_invitations"
         assert "invitations" in response.json()["message"]
     assert not Membership.objects.filter(tenant=world.tenant_a, user__in=[world.charlie, root])

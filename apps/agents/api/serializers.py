@@ -106,6 +106,11 @@ class SessionStateSerializer(StrictInputSerializer):
     ttl_seconds = serializers.IntegerField(min_value=1, max_value=30 * 86400, required=False)
 
 
+class SessionStateOutSerializer(serializers.Serializer):
+    state = serializers.DictField(help_text="Empty once the state's TTL has passed.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
 class TurnSerializer(serializers.ModelSerializer):
     session = serializers.UUIDField(source="session_id", read_only=True)
     links = serializers.SerializerMethodField()

@@ -31,7 +31,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from rest_framework.exceptions import APIException
 
 from apps.agents import selectors
-from apps.agents.events import event_visible, row_to_wire, session_group
+from apps.agents.events import (
+    MAX_EVENT_ID,
+    event_visible,
+    parse_event_id,
+    row_to_wire,
+    session_group,
+)
 from apps.agents.models import AgentSession
 from apps.core.api.errors import error_body, exception_handler
 from apps.core.exceptions import WardenError
@@ -108,24 +114,53 @@ def _visible_backlog(identity: Identity, session: AgentSession, after: int) -> l
     return [m for m in (event_visible(identity, row_to_wire(r)) for r in rows) if m is not None]
 
 
+_FOLLOW = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _stream_options(request: HttpRequest) -> tuple[int, bool] | JsonResponse:
+    """(resume after this event id, follow live events) — or a 400 saying what is wrong.
+
+    Both spellings of the resume point are checked when given (the header wins), so a
+    malformed one is refused rather than silently ignored; `follow` is a boolean, and
+    anything else is refused rather than taken to mean "follow" (a stream that never ends).
+    """
+    last_id = 0
+    for raw in (request.GET.get("last_event_id"), request.headers.get("Last-Event-ID")):
+        if raw is None:
+            continue
+        parsed = parse_event_id(raw)
+        if parsed is None:
+            return JsonResponse(
+                error_body(
+                    "invalid_last_event_id",
+                    f"Last-Event-ID must be an event id (an integer from 0 to {MAX_EVENT_ID}).",
+                ),
+                status=400,
+            )
+        last_id = parsed
+    follow = _FOLLOW.get(request.GET.get("follow", "true").lower())
+    if follow is None:
+        return JsonResponse(
+            error_body("invalid_follow", "follow must be true or false (1 or 0)."), status=400
+        )
+    return last_id, follow
+
+
 async def session_events(
     request: HttpRequest, session_id: uuid.UUID
 ) -> HttpResponse | StreamingHttpResponse:
     if request.method != "GET":
-        return JsonResponse(error_body("method_not_allowed", "Use GET."), status=405)
-    raw_last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"
-    try:
-        last_id = int(raw_last)
-    except ValueError:
-        return JsonResponse(
-            error_body("invalid_last_event_id", "Last-Event-ID must be an event id (integer)."),
-            status=400,
-        )
+        refused = JsonResponse(error_body("method_not_allowed", "Use GET."), status=405)
+        refused["Allow"] = "GET"
+        return refused
+    options = _stream_options(request)
+    if isinstance(options, HttpResponse):
+        return options
+    last_id, follow = options
     loaded = await _db(_load_session)(request, session_id)
     if isinstance(loaded, HttpResponse):
         return loaded
     identity, session = loaded
-    follow = request.GET.get("follow", "1") not in ("0", "false")
     keepalive = settings.WARDEN_SSE_KEEPALIVE_SECONDS
     reauth_every = settings.WARDEN_STREAM_REAUTH_SECONDS
 

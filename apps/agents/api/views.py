@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import ProtectedError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,14 @@ from rest_framework.views import APIView
 from apps.agents import selectors, services
 from apps.agents.api import serializers as s
 from apps.agents.models import Agent, AgentSession, Turn
-from apps.core.api.views import authenticated_user, get_or_404, paginated
+from apps.core.api.schema import error_responses
+from apps.core.api.views import (
+    PaginatedListMixin,
+    authenticated_user,
+    bool_query_param,
+    get_or_404,
+    paginated,
+)
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.llm.models import ModelEndpoint
 from apps.tenants.authz import Permission, allows
@@ -35,7 +42,10 @@ def _endpoints(request: Request, ids: list[uuid.UUID] | None) -> list[ModelEndpo
     return found
 
 
-class AgentListApi(APIView):
+_SLUG_TAKEN = error_responses(409, _409="`slug_taken`: the tenant has an agent with that slug.")
+
+
+class AgentListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantOperatorForWrites]
 
     @extend_schema(responses=s.AgentSerializer(many=True), summary="List agents")
@@ -45,7 +55,7 @@ class AgentListApi(APIView):
 
     @extend_schema(
         request=s.AgentInputSerializer,
-        responses={201: s.AgentSerializer},
+        responses={201: s.AgentSerializer, **_SLUG_TAKEN},
         summary="Create an agent",
     )
     def post(self, request: Request) -> Response:
@@ -71,7 +81,9 @@ class AgentDetailApi(APIView):
         return Response(s.AgentSerializer(self._get(request, agent_id)).data)
 
     @extend_schema(
-        request=s.AgentInputSerializer, responses=s.AgentSerializer, summary="Change an agent"
+        request=s.AgentInputSerializer,
+        responses={200: s.AgentSerializer, **_SLUG_TAKEN},
+        summary="Change an agent",
     )
     def patch(self, request: Request, agent_id: uuid.UUID) -> Response:
         agent = self._get(request, agent_id)
@@ -84,7 +96,13 @@ class AgentDetailApi(APIView):
         )
         return Response(s.AgentSerializer(agent).data)
 
-    @extend_schema(responses={204: None}, summary="Delete an agent without sessions")
+    @extend_schema(
+        responses={
+            204: None,
+            **error_responses(409, _409="`agent_in_use`: it has sessions; disable it instead."),
+        },
+        summary="Delete an agent without sessions",
+    )
     def delete(self, request: Request, agent_id: uuid.UUID) -> Response:
         agent = self._get(request, agent_id)
         try:
@@ -109,7 +127,7 @@ def _turn(request: Request, turn_id: uuid.UUID) -> Turn:
     return get_or_404(lambda: selectors.turn_get(identity=identity, turn_id=turn_id), "turn")
 
 
-class SessionListApi(APIView):
+class SessionListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantMember]
     required_permissions = {"GET": Permission.SESSION_READ, "POST": Permission.SESSION_MANAGE}
 
@@ -122,7 +140,12 @@ class SessionListApi(APIView):
 
     @extend_schema(
         request=s.SessionCreateSerializer,
-        responses={201: s.SessionSerializer},
+        responses={
+            201: s.SessionSerializer,
+            **error_responses(
+                404, 409, _404="No such `agent`.", _409="`agent_inactive`: the agent is disabled."
+            ),
+        },
         summary="Start a session with an agent",
     )
     def post(self, request: Request) -> Response:
@@ -155,9 +178,14 @@ class SessionCloseApi(APIView):
         request=None,
         responses=s.SessionSerializer,
         summary="Close a session (queued turns are cancelled)",
+        parameters=[
+            OpenApiParameter(
+                "cancel", bool, description="true: the session ends `cancelled`, not `closed`."
+            )
+        ],
     )
     def post(self, request: Request, session_id: uuid.UUID) -> Response:
-        cancel = request.query_params.get("cancel") in ("1", "true")
+        cancel = bool(bool_query_param(request, "cancel"))
         session = services.session_close(session=_session(request, session_id), cancel=cancel)
         return Response(s.SessionSerializer(session).data)
 
@@ -166,7 +194,10 @@ class SessionStateApi(APIView):
     permission_classes = [IsTenantMember]
     required_permissions = {"GET": Permission.SESSION_READ, "PUT": Permission.SESSION_MANAGE}
 
-    @extend_schema(responses=dict, summary="The session's short-term state (empty after its TTL)")
+    @extend_schema(
+        responses=s.SessionStateOutSerializer,
+        summary="The session's short-term state (empty after its TTL)",
+    )
     def get(self, request: Request, session_id: uuid.UUID) -> Response:
         session = _session(request, session_id)
         return Response(
@@ -178,7 +209,7 @@ class SessionStateApi(APIView):
 
     @extend_schema(
         request=s.SessionStateSerializer,
-        responses=dict,
+        responses=s.SessionStateOutSerializer,
         summary="Replace the session's short-term state",
     )
     def put(self, request: Request, session_id: uuid.UUID) -> Response:
@@ -193,7 +224,7 @@ class SessionStateApi(APIView):
         return Response({"state": session.state, "expires_at": session.state_expires_at})
 
 
-class TurnListApi(APIView):
+class TurnListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantMember]
     required_permissions = {"GET": Permission.SESSION_READ, "POST": Permission.TURN_START}
 
@@ -204,7 +235,17 @@ class TurnListApi(APIView):
 
     @extend_schema(
         request=s.TurnCreateSerializer,
-        responses={202: s.TurnSerializer},
+        responses={
+            202: s.TurnSerializer,
+            **error_responses(
+                409,
+                503,
+                _409="`session_not_active`, `agent_inactive`, or `too_many_queued_turns` "
+                "(WARDEN_MAX_QUEUED_TURNS).",
+                _503="`turn_backlog_full`: the tenant has WARDEN_MAX_QUEUED_TURNS_PER_TENANT "
+                "turns waiting for a worker.",
+            ),
+        },
         summary="Send a message: queues a turn and answers 202 at once",
     )
     def post(self, request: Request, session_id: uuid.UUID) -> Response:
@@ -232,13 +273,20 @@ class TurnCancelApi(APIView):
     permission_classes = [IsTenantMember]
     required_permissions = {"POST": Permission.TURN_CANCEL}
 
-    @extend_schema(request=None, responses=s.TurnSerializer, summary="Cancel a turn")
+    @extend_schema(
+        request=None,
+        responses={
+            200: s.TurnSerializer,
+            **error_responses(409, _409="`turn_not_cancellable`: it has finished."),
+        },
+        summary="Cancel a turn",
+    )
     def post(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = services.turn_cancel(turn=_turn(request, turn_id))
         return Response(s.TurnSerializer(turn).data)
 
 
-class TurnStepsApi(APIView):
+class TurnStepsApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantMember]
     required_permissions = {"GET": Permission.SESSION_READ}
 

@@ -108,8 +108,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),
             str(detail_code or exc.default_code),
         )
-        if isinstance(exc, drf.ParseError) and detail_code not in (None, exc.default_code):
-            # The JSON parser says sharper what it refused ("json_too_deep", ...).
+        sharper = detail_code not in (None, exc.default_code)
+        if isinstance(exc, drf.ParseError | drf.MethodNotAllowed) and sharper:
+            # The JSON parser says sharper what it refused ("json_too_deep", ...); a view
+            # why it takes no such method ("use_invitations").
             code, message = str(detail_code), str(exc.detail)
         elif isinstance(exc, drf.ParseError):
             message = f"Malformed request body: {exc.detail}"

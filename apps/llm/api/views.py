@@ -8,7 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api.views import get_or_404, paginated
+from apps.core.api.schema import error_responses
+from apps.core.api.views import PaginatedListMixin, get_or_404, paginated
 from apps.llm import selectors, services
 from apps.llm.api.serializers import (
     EndpointInputSerializer,
@@ -18,8 +19,10 @@ from apps.llm.api.serializers import (
 from apps.llm.models import ModelEndpoint
 from apps.tenants.permissions import IsTenantOperatorForWrites, request_identity
 
+_NAME_TAKEN = error_responses(409, _409="`name_taken`: the tenant has an endpoint of that name.")
 
-class EndpointListApi(APIView):
+
+class EndpointListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantOperatorForWrites]
 
     @extend_schema(responses=EndpointSerializer(many=True), summary="List model endpoints")
@@ -34,7 +37,10 @@ class EndpointListApi(APIView):
 
     @extend_schema(
         request=EndpointInputSerializer,
-        responses={201: EndpointSerializer},
+        responses={
+            201: EndpointSerializer,
+            **_NAME_TAKEN,
+        },
         summary="Register a model endpoint",
     )
     def post(self, request: Request) -> Response:
@@ -65,7 +71,10 @@ class EndpointDetailApi(APIView):
 
     @extend_schema(
         request=EndpointInputSerializer,
-        responses=EndpointSerializer,
+        responses={
+            200: EndpointSerializer,
+            **_NAME_TAKEN,
+        },
         summary="Change a model endpoint",
     )
     def patch(self, request: Request, endpoint_id: uuid.UUID) -> Response:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api.views import authenticated_user, get_or_404, paginated
-from apps.core.exceptions import InvalidInput
+from apps.core.api.schema import error_responses
+from apps.core.api.views import PaginatedListMixin, authenticated_user, get_or_404, paginated
 from apps.tenants import selectors, services
 from apps.tenants.api import serializers as s
 from apps.tenants.authentication import (
@@ -60,7 +62,7 @@ class TenantApi(APIView):
         return Response(s.TenantSerializer(request_identity(request).tenant).data)
 
 
-class MemberListApi(APIView):
+class MemberListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantAdminForWrites]
 
     @extend_schema(responses=s.MembershipSerializer(many=True), summary="List members")
@@ -70,20 +72,20 @@ class MemberListApi(APIView):
             request, self, selectors.membership_list(tenant=tenant), s.MembershipSerializer
         )
 
-    @extend_schema(
-        request=None,
-        responses={400: None},
-        summary="Refused: members join by invitation (POST /api/v1/invitations)",
-    )
-    def post(self, request: Request) -> Response:
-        # Attaching an existing account by name let an admin pull in anyone on the
-        # platform (another tenant's owner, a superuser) and read their e-mail.
-        raise InvalidInput(
-            "Members join by invitation: create one with POST /api/v1/invitations and "
-            "give its token to the person, who accepts it with POST "
-            "/api/v1/invitations/accept.",
-            code="use_invitations",
-        )
+    def http_method_not_allowed(  # type: ignore[override]  # DRF narrows it to a Request
+        self, request: Request, *args: Any, **kwargs: Any
+    ) -> Response:
+        if request.method == "POST":
+            # Attaching an existing account by name let an admin pull in anyone on the
+            # platform (another tenant's owner, a superuser) and read their e-mail.
+            raise MethodNotAllowed(
+                "POST",
+                detail="Members join by invitation: create one with POST /api/v1/invitations "
+                "and give its token to the person, who accepts it with POST "
+                "/api/v1/invitations/accept.",
+                code="use_invitations",
+            )
+        return super().http_method_not_allowed(request, *args, **kwargs)
 
 
 class MemberDetailApi(APIView):
@@ -102,21 +104,42 @@ class MemberDetailApi(APIView):
 
     @extend_schema(
         request=s.MembershipUpdateSerializer,
-        responses=s.MembershipSerializer,
+        responses={
+            200: s.MembershipSerializer,
+            **error_responses(
+                403,
+                409,
+                _403="`permission_denied`, or `owner_required`: only an owner grants or "
+                "changes the owner role.",
+                _409="`last_owner`: a tenant keeps at least one owner.",
+            ),
+        },
         summary="Change a member's role",
     )
     def patch(self, request: Request, membership_id: uuid.UUID) -> Response:
         membership = self._get(request, membership_id)
-        data = s.MembershipUpdateSerializer(data=request.data)
+        data = s.MembershipUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        membership = services.membership_update_role(
-            membership=membership,
-            role=data.validated_data["role"],
-            actor_roles=request_identity(request).roles,
-        )
+        if "role" in data.validated_data:
+            membership = services.membership_update_role(
+                membership=membership,
+                role=data.validated_data["role"],
+                actor_roles=request_identity(request).roles,
+            )
         return Response(s.MembershipSerializer(membership).data)
 
-    @extend_schema(responses={204: None}, summary="Remove a member")
+    @extend_schema(
+        responses={
+            204: None,
+            **error_responses(
+                403,
+                409,
+                _403="`permission_denied`, or `owner_required`: only an owner removes an owner.",
+                _409="`last_owner`: a tenant keeps at least one owner.",
+            ),
+        },
+        summary="Remove a member",
+    )
     def delete(self, request: Request, membership_id: uuid.UUID) -> Response:
         services.membership_remove(
             membership=self._get(request, membership_id),
@@ -125,7 +148,7 @@ class MemberDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ApiKeyListApi(APIView):
+class ApiKeyListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantAdmin]
 
     @extend_schema(responses=s.ApiKeySerializer(many=True), summary="List API keys")
@@ -154,7 +177,7 @@ class ApiKeyListApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class ApiKeyDetailApi(APIView):
+class _ApiKeyApi(APIView):
     permission_classes = [IsTenantAdmin]
 
     def _get(self, request: Request, key_id: uuid.UUID) -> ApiKey:
@@ -163,23 +186,33 @@ class ApiKeyDetailApi(APIView):
             lambda: selectors.api_key_get(tenant=tenant, key_id=key_id), "API key in this tenant"
         )
 
-    @extend_schema(responses=s.ApiKeySerializer, summary="Get an API key (never its secret)")
-    def get(self, request: Request, key_id: uuid.UUID) -> Response:
-        return Response(s.ApiKeySerializer(self._get(request, key_id)).data)
-
-    @extend_schema(responses=s.ApiKeySerializer, summary="Revoke an API key")
-    def delete(self, request: Request, key_id: uuid.UUID) -> Response:
+    def _revoke(self, request: Request, key_id: uuid.UUID) -> Response:
         key = services.api_key_revoke(key=self._get(request, key_id))
         return Response(s.ApiKeySerializer(key).data)
 
 
-class ApiKeyRevokeApi(ApiKeyDetailApi):
+class ApiKeyDetailApi(_ApiKeyApi):
+    @extend_schema(responses=s.ApiKeySerializer, summary="Get an API key (never its secret)")
+    def get(self, request: Request, key_id: uuid.UUID) -> Response:
+        return Response(s.ApiKeySerializer(self._get(request, key_id)).data)
+
+    @extend_schema(
+        responses={200: s.ApiKeySerializer},
+        summary="Revoke an API key",
+        description="The key stops working at once; the row stays readable (`revoked_at`) as "
+        "the record of who had access, so a GET afterwards still finds it.",
+    )
+    def delete(self, request: Request, key_id: uuid.UUID) -> Response:
+        return self._revoke(request, key_id)
+
+
+class ApiKeyRevokeApi(_ApiKeyApi):
     @extend_schema(request=None, responses=s.ApiKeySerializer, summary="Revoke an API key")
     def post(self, request: Request, key_id: uuid.UUID) -> Response:
-        return self.delete(request, key_id)
+        return self._revoke(request, key_id)
 
 
-class InvitationListApi(APIView):
+class InvitationListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantAdmin]
 
     @extend_schema(responses=s.InvitationSerializer(many=True), summary="List invitations")
@@ -191,7 +224,12 @@ class InvitationListApi(APIView):
 
     @extend_schema(
         request=s.InvitationCreateSerializer,
-        responses={201: s.InvitationCreatedSerializer},
+        responses={
+            201: s.InvitationCreatedSerializer,
+            **error_responses(
+                403, _403="`permission_denied`, or `owner_required` to invite an owner."
+            ),
+        },
         summary="Invite someone (the token is in this response only)",
     )
     def post(self, request: Request) -> Response:
@@ -225,7 +263,17 @@ class InvitationDetailApi(APIView):
     def get(self, request: Request, invitation_id: uuid.UUID) -> Response:
         return Response(s.InvitationSerializer(self._get(request, invitation_id)).data)
 
-    @extend_schema(responses=s.InvitationSerializer, summary="Revoke an invitation")
+    @extend_schema(
+        responses={
+            200: s.InvitationSerializer,
+            **error_responses(
+                409, _409="`invitation_used`: it was accepted; remove the member instead."
+            ),
+        },
+        summary="Revoke an invitation",
+        description="Its token stops working; the row stays readable (`revoked_at`) as the "
+        "record, so a GET afterwards still finds it.",
+    )
     def delete(self, request: Request, invitation_id: uuid.UUID) -> Response:
         invitation = services.invitation_revoke(invitation=self._get(request, invitation_id))
         return Response(s.InvitationSerializer(invitation).data)
@@ -245,7 +293,16 @@ class InvitationAcceptApi(APIView):
 
     @extend_schema(
         request=s.InvitationAcceptSerializer,
-        responses={201: s.MembershipJoinedSerializer},
+        responses={
+            201: s.MembershipJoinedSerializer,
+            **error_responses(
+                404,
+                409,
+                _404="`invitation_not_found`: no invitation has this token.",
+                _409="`invitation_used`, `invitation_revoked`, `invitation_expired`, or "
+                "`already_member`.",
+            ),
+        },
         summary="Accept an invitation as the signed-in user",
     )
     def post(self, request: Request) -> Response:

@@ -162,7 +162,9 @@ class DiscoverResponseSerializer(serializers.Serializer):
 
 class ToolSerializer(serializers.ModelSerializer):
     server = serializers.UUIDField(source="server_id", read_only=True, allow_null=True)
-    server_name = serializers.CharField(source="server.name", read_only=True, default=None)
+    server_name = serializers.CharField(
+        source="server.name", read_only=True, default=None, allow_null=True
+    )
     available = serializers.BooleanField(source="is_available", read_only=True)
     pending_approval = serializers.SerializerMethodField()
 

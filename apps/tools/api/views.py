@@ -27,7 +27,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api.errors import error_body
-from apps.core.api.views import authenticated_user, get_or_404, paginated
+from apps.core.api.schema import error_responses
+from apps.core.api.views import (
+    PaginatedListMixin,
+    authenticated_user,
+    bool_query_param,
+    get_or_404,
+    paginated,
+)
 from apps.tenants.permissions import (
     IsTenantAdmin,
     IsTenantMember,
@@ -70,7 +77,19 @@ def _tool(request: Request, tool_id: uuid.UUID) -> Tool:
     return get_or_404(lambda: selectors.tool_get(tenant=tenant, tool_id=tool_id), "tool")
 
 
-class McpServerListApi(APIView):
+_TEMPLATES_INVALID = error_responses(
+    503, _503="`stdio_templates_invalid`: the operator's stdio templates are misconfigured."
+)
+_SAVE_ERRORS = {
+    **error_responses(409, _409="`name_taken`: the tenant has a server of that name."),
+    **_TEMPLATES_INVALID,
+}
+_TOOL_MISSING = error_responses(
+    409, _409="`tool_missing`: its server no longer offers it, so it can't be enabled."
+)
+
+
+class McpServerListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantOperatorForWrites]
 
     @extend_schema(responses=McpServerSerializer(many=True), summary="List MCP servers")
@@ -86,7 +105,7 @@ class McpServerListApi(APIView):
 
     @extend_schema(
         request=McpServerInputSerializer,
-        responses={201: McpServerSerializer},
+        responses={201: McpServerSerializer, **_SAVE_ERRORS},
         summary="Register an MCP server",
     )
     def post(self, request: Request) -> Response:
@@ -109,7 +128,7 @@ class McpServerDetailApi(APIView):
 
     @extend_schema(
         request=McpServerInputSerializer,
-        responses=McpServerSerializer,
+        responses={200: McpServerSerializer, **_SAVE_ERRORS},
         summary="Change an MCP server",
     )
     def patch(self, request: Request, server_id: uuid.UUID) -> Response:
@@ -136,7 +155,17 @@ class McpServerDiscoverApi(APIView):
 
     @extend_schema(
         request=DiscoverInputSerializer,
-        responses={200: DiscoverResponseSerializer},
+        responses={
+            200: DiscoverResponseSerializer,
+            **error_responses(
+                502,
+                503,
+                _502="`discovery_failed`, with `details.reason`: connect_failed, "
+                "connect_timeout, timeout, discovery_invalid, server_misconfigured, ….",
+                _503="`discovery_unavailable`: no worker discovered the stdio server in time; "
+                "or `stdio_templates_invalid`.",
+            ),
+        },
         summary="Discover the server's tools and upsert the catalog",
         description="New tools arrive disabled unless `approve`; a tool whose schema changed "
         "since approval is disabled until re-enabled; tools the server no longer lists are "
@@ -166,7 +195,7 @@ class McpServerTemplateListApi(APIView):
     permission_classes = [IsTenantMember]
 
     @extend_schema(
-        responses=StdioTemplateSerializer(many=True),
+        responses={200: StdioTemplateSerializer(many=True), **_TEMPLATES_INVALID},
         summary="List the stdio server templates a tenant may use",
         description="Defined by the platform operator (WARDEN_MCP_STDIO_TEMPLATES). A stdio "
         "server names one in `template` and sets only the `args` and `env` it declares; "
@@ -177,22 +206,14 @@ class McpServerTemplateListApi(APIView):
         return Response(StdioTemplateSerializer(described, many=True).data)
 
 
-def _bool_param(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise ValidationError({name: ["Must be true or false."]})
-
-
-class ToolListApi(APIView):
+class ToolListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantOperatorForWrites]
 
     @extend_schema(
-        responses=ToolSerializer(many=True),
+        responses={
+            200: ToolSerializer(many=True),
+            **error_responses(404, _404="No such MCP `server`."),
+        },
         summary="List the tool catalog",
         parameters=[
             OpenApiParameter("source", str, enum=ToolSource.values),
@@ -202,18 +223,21 @@ class ToolListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         tenant = request_identity(request).tenant
-        source = request.query_params.get("source") or None
+        source = request.query_params.get("source")
         if source is not None and source not in ToolSource.values:
             raise ValidationError({"source": [f"Must be one of {', '.join(ToolSource.values)}."]})
         server = None
         server_id = request.query_params.get("server")
-        if server_id:
+        if server_id is not None:
             try:
                 server = _server(request, uuid.UUID(server_id))
             except ValueError:
                 raise ValidationError({"server": ["Must be a UUID."]}) from None
         tools = selectors.tool_list(
-            tenant=tenant, source=source, server=server, enabled=_bool_param(request, "enabled")
+            tenant=tenant,
+            source=source,
+            server=server,
+            enabled=bool_query_param(request, "enabled"),
         )
         return paginated(request, self, tools, ToolSerializer)
 
@@ -227,7 +251,7 @@ class ToolDetailApi(APIView):
 
     @extend_schema(
         request=ToolUpdateSerializer,
-        responses=ToolSerializer,
+        responses={200: ToolSerializer, **_TOOL_MISSING},
         summary="Govern a tool (enable = approve its current schema)",
     )
     def patch(self, request: Request, tool_id: uuid.UUID) -> Response:
@@ -245,7 +269,7 @@ class ToolApproveApi(APIView):
 
     @extend_schema(
         request=None,
-        responses=ToolSerializer,
+        responses={200: ToolSerializer, **_TOOL_MISSING},
         summary="Approve the tool's current schema and enable it",
     )
     def post(self, request: Request, tool_id: uuid.UUID) -> Response:
