@@ -97,7 +97,9 @@ def park_turn(world: World, tmp_path: Path, no_dispatch: list[str]) -> ParkTurn:
             {"tool": "guarded_append", "arguments": args, "say": "Writing it down."},
             {"final": "Result: ${tool_result_1}"},
         ]
-        agent = make_agent(world.tenant_a, script, tools=["guarded_append"], slug=slug)
+        agent = make_agent(
+            world.tenant_a, script, tools=["guarded_append"], slug=slug, endpoint_name=slug
+        )
         session = make_session(agent, world.alice)
         turn = agent_services.turn_enqueue(
             session=session, message="write it", requested_by=world.alice
