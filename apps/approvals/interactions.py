@@ -34,6 +34,10 @@ logger = logging.getLogger("warden.approvals")
 REPLAY_WINDOW_SECONDS = 11 * 60
 
 
+def replay_key(signature: str) -> str:
+    return f"slack:request:{hashlib.sha256(signature.encode()).hexdigest()}"
+
+
 def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status)
 
@@ -55,9 +59,8 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
     if not valid or not signature:
         logger.warning("slack request refused: bad or stale signature")
         return _error(401, "invalid_signature", "The Slack signature is missing, wrong or stale.")
-    digest = hashlib.sha256(signature.encode()).hexdigest()
     try:
-        first = cache.add(f"slack:request:{digest}", 1, timeout=REPLAY_WINDOW_SECONDS)
+        first = cache.add(replay_key(signature), 1, timeout=REPLAY_WINDOW_SECONDS)
     except Exception:
         logger.exception("slack replay check unavailable")
         return _error(503, "replay_check_unavailable", "Try again shortly.")
