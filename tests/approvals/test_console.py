@@ -45,6 +45,12 @@ def test_one_click_approve_from_the_queue(
     approve_url = f"{QUEUE}{approval.id}/approve/"
     assert approve_url.encode() in page.content and b"guarded_append" in page.content
 
+    # The detail page shows what is asked, with the same one-click button.
+    detail = client.get(f"{QUEUE}{approval.id}/change/")
+    assert detail.status_code == 200
+    assert (
+        approve_url.encode() in detail.content and str(approval.turn_id).encode() in detail.content
+    )
     # Without the page's CSRF token, the click is refused and changes nothing.
     assert client.post(approve_url).status_code == 403
     assert ApprovalRequest.objects.get(id=approval.id).status == ApprovalStatus.PENDING
