@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.approvals.interactions import slack_interactions
 from apps.core import views as core_views
 
 api_v1: list[URLPattern | URLResolver] = [
@@ -11,6 +12,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.llm.api.urls")),
     path("", include("apps.agents.api.urls")),
     path("", include("apps.tools.api.urls")),
+    path("", include("apps.approvals.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
@@ -21,6 +23,7 @@ urlpatterns = [
     path("metrics", core_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("integrations/slack/interactions/", slack_interactions, name="slack-interactions"),
 ]
 
 handler400 = "apps.core.views.bad_request"

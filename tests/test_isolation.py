@@ -7,6 +7,7 @@ so a new endpoint can't skip its isolation check.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,22 @@ def _tool(world: World) -> dict[str, Any]:
     return {"tool_id": tool_register_wasm(tenant=world.tenant_a, module="word_count").id}
 
 
+def _approval(world: World) -> dict[str, Any]:
+    from apps.approvals.services import approval_request_create
+
+    turn_id = _turn(world)["turn_id"]
+    approval = approval_request_create(
+        tenant_id=world.tenant_a.id,
+        turn_id=turn_id,
+        session_id=uuid.uuid4(),
+        call_key=f"{turn_id}:0:0",
+        tool_name="word_count",
+        arguments={"text": "a"},
+        reasons=["needs a human"],
+    )
+    return {"approval_id": approval.id}
+
+
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
@@ -114,6 +131,9 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     "mcp-server-discover": (_mcp_server, [("post", None)]),
     "tool-detail": (_tool, [("get", None), ("patch", {"enabled": True})]),
     "tool-approve": (_tool, [("post", None)]),
+    "approval-detail": (_approval, [("get", None)]),
+    "approval-approve": (_approval, [("post", {"rationale": "mine"})]),
+    "approval-reject": (_approval, [("post", {"rationale": "mine"})]),
 }
 
 
@@ -164,6 +184,9 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
     assert not McpServer.objects.filter(tenant=world.tenant_a).exclude(status="unknown").exists()
     assert not McpServer.objects.filter(tenant=world.tenant_a, description="x").exists()
     assert not Tool.objects.filter(tenant=world.tenant_a, enabled=True).exists()
+    from apps.approvals.models import ApprovalRequest
+
+    assert not ApprovalRequest.objects.exclude(status="pending").exists()
 
 
 def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:

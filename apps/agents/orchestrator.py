@@ -17,6 +17,7 @@ import contextlib
 import logging
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -33,9 +34,18 @@ from apps.agents.adapters import (
     ToolJobPending,
     TurnCancelled,
 )
+from apps.agents.approval_flow import (
+    WAITING_OUTCOME as WAITING_APPROVAL,
+)
+from apps.agents.approval_flow import (
+    approval_decision_for,
+    approval_turns_recover,
+    turn_resume_on_decision,
+)
 from apps.agents.events import event_record
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
+    ActionNode,
     AgentSession,
     Turn,
     TurnStatus,
@@ -43,7 +53,10 @@ from apps.agents.models import (
 from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
 from apps.agents.runtime.ports import AllowAll, PolicyGate
 from apps.agents.services import turn_dispatch, turn_dispatch_next
+from apps.approvals import services as approval_services
+from apps.approvals.models import ApprovalStatus
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
+from apps.llm.models import ModelEndpoint
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
 from apps.llm.types import Message
@@ -166,6 +179,8 @@ def _run_locked(turn: Turn) -> str:
             ),
             events=events,
             checkpoints=DbCheckpointStore(turn),
+            # A decision on the call this turn is parked on (None: none parked or undecided).
+            approval=approval_decision_for(turn),
             config=config,
             attributes={
                 "tenant": str(turn.tenant_id),
@@ -207,8 +222,106 @@ def _run_locked(turn: Turn) -> str:
             events=[("turn.failed", {"turn_id": str(turn.id), "reason": "internal_error"})],
         )
         return "failed"
+    if outcome.status == "waiting_approval":
+        return _park_for_approval(turn, outcome, events.deferred)
     _record_outcome(turn, outcome, events.deferred)
     return outcome.status
+
+
+def _park_for_approval(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, Any]]) -> str:
+    """The loop parked a call for a human: record the approval request and set the turn
+    waiting (outcome "waiting_approval"), both or neither; this worker is then free. The
+    decision requeues the turn (apps/agents/approval_flow.py)."""
+    pending = outcome.pending
+    assert pending is not None, "a waiting_approval outcome carries its pending call"
+    if Turn.objects.filter(id=turn.id, cancel_requested=True).exists():
+        # Cancelled while it ran: nobody should be asked to approve what nobody waits for.
+        _finish(
+            turn,
+            status=TurnStatus.CANCELLED,
+            outcome="cancelled",
+            detail="",
+            events=[("turn.cancelled", {"turn_id": str(turn.id)})],
+        )
+        return "cancelled"
+    node = next((r for r in outcome.steps if r.node_id == pending.call_key), None)
+    with transaction.atomic():
+        approval = approval_services.approval_request_create(
+            tenant_id=turn.tenant_id,
+            turn_id=turn.id,
+            session_id=turn.session_id,
+            call_key=pending.call_key,
+            step_index=node.step_index if node else 0,
+            tool_name=pending.call.name,
+            arguments=pending.call.arguments,
+            reasons=[pending.reason] if pending.reason else [],
+            requested_by_id=turn.requested_by_id,
+            context=_approval_context(turn),
+        )
+        # The loop's turn.waiting names the call; the timeline gets the approval's id and the
+        # redacted arguments instead of the raw ones.
+        waiting = {
+            "turn_id": str(turn.id),
+            "node_id": pending.call_key,
+            "call_key": pending.call_key,
+            "tool": pending.call.name,
+            "arguments": approval.arguments_summary,
+            "reason": "approval_required",
+            "reasons": approval.reasons,
+            "approval_id": str(approval.id),
+            "expires_at": approval.expires_at.isoformat(),
+        }
+        events = [(name, waiting if name == "turn.waiting" else data) for name, data in deferred]
+        if not any(name == "turn.waiting" for name, _ in events):
+            events.append(("turn.waiting", waiting))
+        _finish(
+            turn,
+            status=TurnStatus.WAITING,
+            outcome=WAITING_APPROVAL,
+            detail=f"waiting for approval of {pending.call.name}: {pending.reason}"[:2000],
+            events=events,
+        )
+        if approval.status != ApprovalStatus.PENDING:
+            # Decided already (the turn parked on this call before, and its resume was lost).
+            approval_id = approval.id
+            transaction.on_commit(lambda: turn_resume_on_decision(approval_id=approval_id))
+    return "waiting"
+
+
+def _approval_context(turn: Turn) -> dict[str, Any]:
+    """What the approver sees besides the call: who, where, and what the turn cost so far."""
+    session = turn.session
+    tokens = Turn.objects.values_list("input_tokens", "output_tokens").get(id=turn.id)
+    cost = Decimal(0)
+    models = ActionNode.objects.filter(turn=turn, kind="model_call").values_list(
+        "outputs", "input_tokens", "output_tokens"
+    )
+    spent = [(str(o.get("endpoint") or ""), i, t) for o, i, t in models if isinstance(o, dict)]
+    prices = {
+        e.name: e
+        for e in ModelEndpoint.objects.filter(
+            tenant_id=turn.tenant_id, name__in={name for name, _, _ in spent}
+        )
+    }
+    for name, input_tokens, output_tokens in spent:
+        endpoint = prices.get(name)
+        if endpoint is not None:
+            cost += (
+                endpoint.price_input_per_mtok * input_tokens
+                + endpoint.price_output_per_mtok * output_tokens
+            ) / Decimal(1_000_000)
+    started = turn.started_at or turn.created_at
+    user = turn.requested_by or session.user
+    return {
+        "agent": session.agent.name,
+        "agent_slug": session.agent.slug,
+        "user": user.get_username() if user else "",
+        "environment": session.environment,
+        "input_tokens": tokens[0],
+        "output_tokens": tokens[1],
+        "cost_usd": f"{cost:.4f}",
+        "elapsed_ms": round((timezone.now() - started).total_seconds() * 1000),
+    }
 
 
 def policy_gate_for(turn: Turn) -> PolicyGate:
@@ -305,4 +418,5 @@ def turns_recover() -> int:
     for turn_id in [*orphaned, *lost]:
         turn_dispatch(turn_id=turn_id)
         count += 1
-    return count
+    # Turns parked on an approval that was decided, whose resume message went missing.
+    return count + approval_turns_recover()

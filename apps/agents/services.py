@@ -29,6 +29,7 @@ from apps.agents.models import (
     Turn,
     TurnStatus,
 )
+from apps.approvals import services as approval_services
 from apps.core.background import run_in_background
 from apps.core.context import current_request_id
 from apps.core.exceptions import Conflict, InvalidInput
@@ -231,6 +232,11 @@ def turn_dispatch(*, turn_id: Any) -> None:
 
 def _cancel(turn: Turn) -> None:
     if turn.status in (TurnStatus.QUEUED, TurnStatus.WAITING):
+        if turn.status == TurnStatus.WAITING:
+            # Nobody is left to wait for a decision: the queue stops showing the request.
+            approval_services.approvals_withdraw_for_turn(
+                turn_id=turn.id, reason="The turn was cancelled; the call was not run."
+            )
         turn.status = TurnStatus.CANCELLED
         turn.outcome = "cancelled"
         turn.finished_at = timezone.now()

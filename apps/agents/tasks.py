@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.agents import jobs, orchestrator
+from apps.agents import approval_flow, jobs, orchestrator
 from apps.agents.services import RUN_TURN_TASK
+from apps.approvals.services import APPROVAL_DECIDED_TASK
 
 
 @shared_task(
@@ -36,3 +37,13 @@ def run_tool_job(job_id: str) -> str:
 @shared_task(name=jobs.RECOVER_TOOL_JOBS_TASK, ignore_result=True)  # "tools.recover_jobs"
 def recover_tool_jobs() -> int:
     return jobs.tool_jobs_recover()
+
+
+@shared_task(
+    name=APPROVAL_DECIDED_TASK,  # "agents.approval_decided", enqueued by apps.approvals
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def approval_decided(approval_id: str) -> str:
+    return approval_flow.turn_resume_on_decision(approval_id=approval_id)

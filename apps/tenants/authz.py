@@ -26,6 +26,7 @@ class Permission(StrEnum):
     REASONING_READ = "reasoning.read"  # the model's private thought (scratchpad, raw tokens)
     TENANT_CONFIGURE = "tenant.configure"  # agents, tools, policies
     TENANT_ADMINISTER = "tenant.administer"  # members, keys
+    APPROVAL_DECIDE = "approval.decide"  # approve or reject a tool call parked for a human
 
 
 _VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
@@ -35,20 +36,23 @@ _PARTICIPANT = _VIEWER | {
     Permission.TURN_START,
     Permission.TURN_CANCEL,
 }
+# Approvers decide parked tool calls and nothing more; operators configure agents and tools
+# but do not decide (whoever writes the policy should not also wave its calls through).
+_APPROVER = _PARTICIPANT | {Permission.APPROVAL_DECIDE}
 _OPERATOR = _PARTICIPANT | {Permission.REASONING_READ, Permission.TENANT_CONFIGURE}
-_ADMIN = _OPERATOR | {Permission.TENANT_ADMINISTER}
+_ADMIN = _OPERATOR | {Permission.TENANT_ADMINISTER, Permission.APPROVAL_DECIDE}
 
 GRANTS: dict[str, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,
     Role.MEMBER: _PARTICIPANT,
-    Role.APPROVER: _PARTICIPANT,
+    Role.APPROVER: _APPROVER,
     Role.OPERATOR: _OPERATOR,
     Role.ADMIN: _ADMIN,
     Role.OWNER: _ADMIN,
 }
 
 
-# An API key acts with the role its scopes stand for.
+# An API key acts with the role its scopes stand for (so only an `admin` key decides approvals).
 SCOPE_ROLES: dict[str, str] = {
     ApiKeyScope.ADMIN: Role.ADMIN,
     ApiKeyScope.WRITE: Role.OPERATOR,

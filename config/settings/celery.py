@@ -53,4 +53,7 @@ CELERY_BEAT_SCHEDULE = {
     # Long-running tool jobs whose dispatch was lost (apps/agents/jobs.py; the task kept the
     # name it had in apps.tools).
     "recover-tool-jobs": {"task": "tools.recover_jobs", "schedule": 60.0},
+    # Pending approval requests past their expiry: marked expired, their turns resumed with a
+    # rejection (apps/approvals/services.py).
+    "expire-approvals": {"task": "approvals.expire", "schedule": 60.0},
 }

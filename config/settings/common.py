@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.llm",
     "apps.agents",
     "apps.tools",
+    "apps.approvals",
 ]
 
 MIDDLEWARE = [
@@ -109,6 +110,7 @@ LOGIN_URL = "/admin/login/"
 
 from config.settings.access import *  # noqa: E402,F403
 from config.settings.api import *  # noqa: E402,F403
+from config.settings.approvals import *  # noqa: E402,F403
 from config.settings.auth import *  # noqa: E402,F403
 from config.settings.breakers import *  # noqa: E402,F403
 from config.settings.cache import *  # noqa: E402,F403
@@ -119,4 +121,5 @@ from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
+from config.settings.slack import *  # noqa: E402,F403
 from config.settings.tools import *  # noqa: E402,F403

@@ -120,3 +120,19 @@ def burn_cpu(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
     value = 3
     while True:
         value = value * value % 1_000_000_007
+
+
+@default_registry.register(
+    "guarded_append",
+    description="Append a line to a file; a human must approve each call (tests/approvals/gate).",
+    input_schema={
+        "type": "object",
+        "properties": {"path": _PATH, "text": {"type": "string"}},
+        "required": ["path", "text"],
+    },
+    idempotent=False,
+    risk_tier="high",
+    replace=True,
+)
+def guarded_append(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
+    return append_line(arguments, call)

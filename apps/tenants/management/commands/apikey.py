@@ -103,7 +103,12 @@ class Command(BaseCommand):
         scopes = [scope.strip() for scope in options["scopes"].split(",") if scope.strip()]
         name = options.get("name") or f"cli {timezone.now():%Y-%m-%d}"
         data = ApiKeyCreateSerializer(
-            data={"name": name, "scopes": scopes, "expires_at": expires_at}
+            # As a client would send it: the API's serializers take JSON types only.
+            data={
+                "name": name,
+                "scopes": scopes,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            }
         )
         if not data.is_valid():
             raise CommandError("; ".join(_errors(data.errors)))

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.approvals.models import ApprovalRequest, ApprovalStatus
+from apps.approvals.services import MAX_RATIONALE
+from apps.core.api.serializers import StrictInputSerializer
+
+
+def _username(user: Any) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    """A request to run one parked tool call. The arguments themselves are never shown:
+    `arguments_summary` is redacted, `arguments_digest` is their SHA-256."""
+
+    turn = serializers.UUIDField(source="turn_id", read_only=True)
+    session = serializers.UUIDField(source="session_id", read_only=True)
+    requested_by = serializers.SerializerMethodField()
+    decided_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id",
+            "status",
+            "turn",
+            "session",
+            "call_key",
+            "step_index",
+            "tool_name",
+            "arguments_digest",
+            "arguments_summary",
+            "reasons",
+            "context",
+            "requested_by",
+            "decided_by",
+            "decided_via",
+            "approver",
+            "rationale",
+            "decided_at",
+            "expires_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_requested_by(self, obj: ApprovalRequest) -> str | None:
+        return _username(obj.requested_by)
+
+    def get_decided_by(self, obj: ApprovalRequest) -> str | None:
+        return _username(obj.decided_by)
+
+
+class ApprovalListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ApprovalStatus.choices, required=False)
+    turn = serializers.UUIDField(required=False)
+
+
+class ApproveInputSerializer(StrictInputSerializer):
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_RATIONALE, trim_whitespace=True
+    )
+
+
+class RejectInputSerializer(StrictInputSerializer):
+    # Required, but checked by the service (400 `rationale_required`, the same on every
+    # channel), not here.
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_RATIONALE, trim_whitespace=True
+    )
