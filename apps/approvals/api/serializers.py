@@ -7,6 +7,7 @@ from rest_framework import serializers
 from apps.approvals.models import ApprovalRequest, ApprovalStatus
 from apps.approvals.services import MAX_RATIONALE
 from apps.core.api.serializers import StrictInputSerializer
+from apps.core.exceptions import InvalidInput
 
 
 def _username(user: Any) -> str | None:
@@ -66,8 +67,11 @@ class ApproveInputSerializer(StrictInputSerializer):
 
 
 class RejectInputSerializer(StrictInputSerializer):
-    # Required, but checked by the service (400 `rationale_required`, the same on every
-    # channel), not here.
-    rationale = serializers.CharField(
-        required=False, allow_blank=True, max_length=MAX_RATIONALE, trim_whitespace=True
-    )
+    # Required and not blank, as the schema says (a pattern of one non-space character); a
+    # missing or blank one is the 400 `rationale_required` the service gives on every channel.
+    rationale = serializers.RegexField(r"\S", max_length=MAX_RATIONALE, trim_whitespace=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and not str(data.get("rationale") or "").strip():
+            raise InvalidInput("A rejection needs a rationale.", code="rationale_required")
+        return super().to_internal_value(data)

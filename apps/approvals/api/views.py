@@ -13,12 +13,12 @@ from rest_framework.views import APIView
 from apps.approvals import selectors, services
 from apps.approvals.api import serializers as s
 from apps.approvals.models import DecidedVia
-from apps.core.api.views import authenticated_user, get_or_404, paginated
+from apps.core.api.views import PaginatedListMixin, authenticated_user, get_or_404, paginated
 from apps.tenants.authz import Permission
 from apps.tenants.permissions import IsTenantMember, request_identity
 
 
-class ApprovalListApi(APIView):
+class ApprovalListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantMember]
     required_permissions = {"GET": Permission.TENANT_READ}
 
