@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.llm",
     "apps.agents",
     "apps.tools",
+    "apps.policies",
 ]
 
 MIDDLEWARE = [
@@ -118,5 +119,6 @@ from config.settings.database import *  # noqa: E402,F403
 from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
+from config.settings.policies import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
 from config.settings.tools import *  # noqa: E402,F403
