@@ -29,6 +29,7 @@ EventType = Literal[
     "tool.result",
     "tool.progress",
     "policy.denied",
+    "policy.decision",
     "error",
 ]
 

@@ -28,6 +28,7 @@ from apps.agents.adapters import (
     DbEventSink,
     RouterModelPort,
     SessionTokenBudget,
+    TenantPolicyGate,
     Toolbox,
     ToolJobPending,
     TurnCancelled,
@@ -40,7 +41,7 @@ from apps.agents.models import (
     TurnStatus,
 )
 from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
-from apps.agents.runtime.ports import AllowAll, PolicyGate
+from apps.agents.runtime.ports import PolicyGate
 from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.llm.router import ModelRouter
@@ -126,6 +127,10 @@ def _run_locked(turn: Turn) -> str:
         heartbeat_at=now,
     )
     events = DbEventSink(session, turn)
+    # One checkpoint store and one toolbox for the loop and the gate: the gate writes its
+    # decision nodes into the same action graph (positions come from this one store).
+    checkpoints = DbCheckpointStore(turn)
+    tools = Toolbox(agent.allowed_tools, turn=turn)
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
     # One router for the turn (built from the tenant's endpoints, cached per process).
     router = router_for_tenant(tenant_id=turn.tenant_id)
@@ -147,8 +152,8 @@ def _run_locked(turn: Turn) -> str:
                 sensitivity=session.data_sensitivity,
                 allowed=allowed,
             ),
-            tools=Toolbox(agent.allowed_tools, turn=turn),
-            policy=policy_gate_for(turn),
+            tools=tools,
+            policy=policy_gate_for(turn, tools=tools, checkpoints=checkpoints, events=events),
             system_prompt=agent.system_prompt,
             history=history_for(turn),
             budget=SessionTokenBudget(
@@ -158,7 +163,7 @@ def _run_locked(turn: Turn) -> str:
                 per_session=agent.max_tokens_per_session,
             ),
             events=events,
-            checkpoints=DbCheckpointStore(turn),
+            checkpoints=checkpoints,
             config=config,
             attributes={
                 "tenant": str(turn.tenant_id),
@@ -204,10 +209,12 @@ def _run_locked(turn: Turn) -> str:
     return outcome.status
 
 
-def policy_gate_for(turn: Turn) -> PolicyGate:
-    """The gate every tool call of this turn passes before it runs (the policies issue
-    replaces this with the tenant's Rego policies; until then every call is allowed)."""
-    return AllowAll()
+def policy_gate_for(
+    turn: Turn, *, tools: Toolbox, checkpoints: DbCheckpointStore, events: DbEventSink
+) -> PolicyGate:
+    """The gate every tool call of this turn passes before it runs: the tenant's Rego
+    policies (apps.policies), each decision recorded on the turn's action graph."""
+    return TenantPolicyGate(turn=turn, tools=tools, checkpoints=checkpoints, events=events)
 
 
 def _json_steps(router: ModelRouter, turn: Turn, allowed: list[str] | None) -> bool:

@@ -26,6 +26,8 @@ class Permission(StrEnum):
     REASONING_READ = "reasoning.read"  # the model's private thought (scratchpad, raw tokens)
     TENANT_CONFIGURE = "tenant.configure"  # agents, tools, policies
     TENANT_ADMINISTER = "tenant.administer"  # members, keys
+    POLICY_READ = "policy.read"  # read policies and their versions, evaluate one on an input
+    POLICY_WRITE = "policy.write"  # create, change or delete a policy (a new version each save)
 
 
 _VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
@@ -35,8 +37,13 @@ _PARTICIPANT = _VIEWER | {
     Permission.TURN_START,
     Permission.TURN_CANCEL,
 }
-_OPERATOR = _PARTICIPANT | {Permission.REASONING_READ, Permission.TENANT_CONFIGURE}
-_ADMIN = _OPERATOR | {Permission.TENANT_ADMINISTER}
+_OPERATOR = _PARTICIPANT | {
+    Permission.REASONING_READ,
+    Permission.TENANT_CONFIGURE,
+    Permission.POLICY_READ,
+}
+# Policies decide what every agent of the tenant may do: changing them is an admin's call.
+_ADMIN = _OPERATOR | {Permission.TENANT_ADMINISTER, Permission.POLICY_WRITE}
 
 GRANTS: dict[str, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,
