@@ -167,6 +167,8 @@ class RegoEngine:
         self._closed = False
         self._memory_limit_bytes = memory_limit_bytes
         self._python = python
+        # Versions compiled by this engine's helpers so far (each helper compiles a digest once).
+        self.compilations = 0
 
     # ------------------------------------------------------------------ the interface
 
@@ -188,6 +190,7 @@ class RegoEngine:
         with self._helper() as helper:
             answer = self._request(helper, request)
             if answer.get("unknown"):
+                self.compilations += 1
                 compiled = self._request(helper, self._compile_request(module, None))
                 if "compile_error" in compiled:
                     error = PolicyCompileError(**compiled["compile_error"])
