@@ -72,7 +72,7 @@ class OpaLike:
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 opa.requests.append(("PUT", self.path))
                 policy_id = self.path.removeprefix("/v1/policies/")
                 source = self._body().decode()
@@ -101,7 +101,7 @@ class OpaLike:
                     opa.modules[policy_id] = source
                 self._send(200, {})
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 opa.requests.append(("GET", self.path))
                 policy_id = self.path.removeprefix("/v1/policies/")
                 source = opa.modules.get(policy_id)
@@ -116,7 +116,7 @@ class OpaLike:
                     return
                 self._send(200, {"result": {"id": policy_id, "raw": source}})
 
-            def do_DELETE(self) -> None:  # noqa: N802
+            def do_DELETE(self) -> None:
                 opa.requests.append(("DELETE", self.path))
                 policy_id = self.path.removeprefix("/v1/policies/")
                 with opa.lock:
@@ -125,7 +125,7 @@ class OpaLike:
                         return
                 self._send(200, {})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 opa.requests.append(("POST", self.path))
                 path = self.path.split("?")[0].removeprefix("/v1/data/").strip("/")
                 body = json.loads(self._body() or b"{}")

@@ -115,7 +115,7 @@ def test_a_runaway_policy_is_stopped_at_the_timeout_and_the_engine_goes_on() -> 
     try:
         engine.evaluate(module(ALLOW_IF_A), {"a": 1})  # warm: the helper is up
         (before,) = engine.helper_pids()
-        with pytest.raises(EngineTimeout, match="longer than 0.5s and was stopped"):
+        with pytest.raises(EngineTimeout, match=r"longer than 0\.5s and was stopped"):
             engine.evaluate(module(RUNAWAY), {})
         # The helper that ran it is gone (killed, not left computing); a fresh one serves.
         with pytest.raises(ProcessLookupError):

@@ -153,7 +153,7 @@ def test_a_slow_opa_is_a_timeout(opa_server: OpaLike) -> None:
     engine = OpaEngine(opa_server.url, timeout_s=0.3)
     opa_server.delay_s = 1.0
     try:
-        with pytest.raises(EngineTimeout, match="did not answer within 0.3s"):
+        with pytest.raises(EngineTimeout, match=r"did not answer within 0\.3s"):
             engine.evaluate(PolicyModule(source=DEFAULT_POLICY_SOURCE, entry_point=ENTRY), {})
     finally:
         opa_server.delay_s = 0.0
