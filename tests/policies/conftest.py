@@ -28,3 +28,7 @@ def opa_engine(opa_server: OpaLike) -> Iterator[OpaEngine]:
     engine = OpaEngine(opa_server.url, timeout_s=2.0)
     yield engine
     engine.close()
+
+
+# Turns run in-process in these tests (tests/agents' fixture keeps them off any worker).
+from tests.agents.conftest import no_dispatch  # noqa: E402,F401
