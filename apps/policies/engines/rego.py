@@ -190,7 +190,6 @@ class RegoEngine:
         with self._helper() as helper:
             answer = self._request(helper, request)
             if answer.get("unknown"):
-                self.compilations += 1
                 compiled = self._request(helper, self._compile_request(module, None))
                 if "compile_error" in compiled:
                     error = PolicyCompileError(**compiled["compile_error"])
@@ -239,6 +238,8 @@ class RegoEngine:
 
     def _request(self, helper: _Helper, request: dict[str, Any]) -> dict[str, Any]:
         compiling = request["op"] == "compile"
+        if compiling:
+            self.compilations += 1
         limit = self.compile_timeout_s if compiling else self.timeout_s
         try:
             helper.wait_ready()
