@@ -91,6 +91,12 @@ def _tool(world: World) -> dict[str, Any]:
     return {"tool_id": tool_register_wasm(tenant=world.tenant_a, module="word_count").id}
 
 
+def _policy(world: World) -> dict[str, Any]:
+    from apps.policies.models import Policy
+
+    return {"policy_id": Policy.objects.get(tenant=world.tenant_a, name="default").id}
+
+
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
@@ -114,6 +120,12 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     "mcp-server-discover": (_mcp_server, [("post", None)]),
     "tool-detail": (_tool, [("get", None), ("patch", {"enabled": True})]),
     "tool-approve": (_tool, [("post", None)]),
+    "policy-detail": (
+        _policy,
+        [("get", None), ("patch", {"mode": "disabled"}), ("delete", None)],
+    ),
+    "policy-version-list": (_policy, [("get", None)]),
+    "policy-evaluate": (_policy, [("post", {"input": {}})]),
 }
 
 
@@ -164,6 +176,11 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
     assert not McpServer.objects.filter(tenant=world.tenant_a).exclude(status="unknown").exists()
     assert not McpServer.objects.filter(tenant=world.tenant_a, description="x").exists()
     assert not Tool.objects.filter(tenant=world.tenant_a, enabled=True).exists()
+    from apps.policies.models import Policy
+
+    assert list(Policy.objects.filter(tenant=world.tenant_a).values_list("mode", flat=True)) == [
+        "enforce"
+    ]
 
 
 def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:
