@@ -143,10 +143,15 @@ def test_opa_reports_compile_errors_with_line_and_column(
 def test_a_good_policy_checks_out_and_leaves_nothing_behind(
     opa_server: OpaLike, opa_engine: OpaEngine
 ) -> None:
-    opa_engine.check(
-        PolicyModule(source=ARGUMENTS_POLICY, entry_point=ENTRY), sample_input=SAMPLE_INPUT
-    )
+    policy = PolicyModule(source=ARGUMENTS_POLICY, entry_point=ENTRY)
+    opa_engine.check(policy, sample_input=SAMPLE_INPUT)
     assert opa_server.modules == {}
+    # Checked again while the same source is live for evaluation: its own package, no clash.
+    opa_engine.evaluate(policy, SAMPLE_INPUT)
+    opa_engine.check(policy, sample_input=SAMPLE_INPUT)
+    assert list(opa_server.modules) == [f"warden-{policy.key}"]
+    checked = [p for m, p in opa_server.requests if m == "POST" and "warden_check_" in p]
+    assert len(checked) == 2
 
 
 def test_a_slow_opa_is_a_timeout(opa_server: OpaLike) -> None:

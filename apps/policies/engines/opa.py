@@ -37,10 +37,10 @@ from .base import (
 _PACKAGE_LINE = re.compile(r"^([ \t]*package[ \t]+)([A-Za-z_][\w.]*)", re.M)
 
 
-def namespaced(module: PolicyModule) -> tuple[str, str]:
+def namespaced(module: PolicyModule, namespace: str = "") -> tuple[str, str]:
     """The module's source moved into its own package, and its entry point's data path."""
     package = module.package
-    namespace = f"warden_{module.key[:24]}"
+    namespace = namespace or f"warden_{module.key[:24]}"
     source = _PACKAGE_LINE.sub(lambda m: f"{m.group(1)}{namespace}.{m.group(2)}", module.source, 1)
     source = re.sub(rf"\bdata\.{re.escape(package)}\b", f"data.{namespace}.{package}", source)
     path = "/".join([namespace, *module.rule_path])
@@ -71,8 +71,11 @@ class OpaEngine:
 
     def check(self, module: PolicyModule, *, sample_input: Mapping[str, Any]) -> None:
         check_entry_point(module)
-        policy_id = f"warden-check-{uuid.uuid4().hex}"
-        source, path = namespaced(module)
+        trial = uuid.uuid4().hex
+        policy_id = f"warden-check-{trial}"
+        # A namespace of its own too: the same source may already be pushed for evaluation,
+        # and OPA refuses two modules defining the same rule in one package.
+        source, path = namespaced(module, f"warden_check_{trial}")
         try:
             self._put(policy_id, source)
             try:
