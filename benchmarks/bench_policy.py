@@ -90,7 +90,9 @@ def raw_query_us(source: str, decisions: int) -> float:
     started = time.perf_counter()
     for _ in range(decisions):
         query.set_input_term(text)
-        output = rego_shared.rego_bundle_query_entrypoint(query._impl, bundle._impl, "warden/decision")
+        output = rego_shared.rego_bundle_query_entrypoint(
+            query._impl, bundle._impl, "warden/decision"
+        )
         rego_shared.rego_free_output(output)
     return (time.perf_counter() - started) / decisions * 1e6
 
