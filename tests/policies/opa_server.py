@@ -133,7 +133,7 @@ class OpaLike:
                     time.sleep(opa.delay_s)
                 with opa.lock:
                     interpreter = opa._interpreter()
-                    interpreter.set_input_term(json.dumps(body.get("input")))
+                    interpreter.set_input_term(json.dumps(body.get("input"), ensure_ascii=False))
                     query = "data." + ".".join(path.split("/")) if path else "data"
                     output = rego_shared.rego_query(interpreter._impl, query)
                     try:

@@ -204,3 +204,14 @@ def test_deny_beats_approval_beats_allow() -> None:
     }
     # allow: false wins even if the same result asks for approval.
     assert PolicyResult(allow=False, require_approval=True).outcome == "deny"
+
+
+def test_input_values_keep_their_meaning(rego_engine: RegoEngine) -> None:
+    # A model-written argument beyond 64 bits, or with quotes and accents, must compare as
+    # written: a rule that misses it could let a call through.
+    source = (
+        "package warden\nimport rego.v1\n\n"
+        'decision := {"allow": input.n < 1000, "require_approval": input.s == "say \\"hi\\" é"}\n'
+    )
+    value = rego_engine.evaluate(module(source), {"n": 2**70, "s": 'say "hi" é'}).value
+    assert value == {"allow": False, "require_approval": True}

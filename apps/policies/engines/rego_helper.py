@@ -102,7 +102,12 @@ class Compiler:  # pragma: no cover - runs in the helper (tests drive it through
     def _query(self, bundle: Any, entry: str, input_doc: Any) -> dict[str, Any]:
         shared = self.shared
         try:
-            self.query.set_input_term(json.dumps(input_doc, allow_nan=False))
+            # As JSON text, parsed by rego-cpp: slower than building it through the C API
+            # (regopy.Input), but that path has 64-bit integers (a larger one silently becomes
+            # 0) and strings that compare differently with escapes in a policy's literals.
+            # Non-ASCII characters go as themselves: rego-cpp compares strings as written, so
+            # "é" in a policy would not equal an input's "\u00e9".
+            self.query.set_input_term(json.dumps(input_doc, allow_nan=False, ensure_ascii=False))
             output = shared.rego_bundle_query_entrypoint(self.query._impl, bundle._impl, entry)
         except (self.regopy.RegoError, ValueError, TypeError) as exc:
             return {"error": error_message(str(exc))}
