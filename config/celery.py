@@ -33,6 +33,14 @@ def _allow_stdio_servers(**_: Any) -> None:
 
 
 @worker_ready.connect
+def _warm_policy_engine(**_: Any) -> None:
+    # The first tool call's decision should not wait for a policy helper to start.
+    from apps.policies.adapters import policy_engine_warm
+
+    policy_engine_warm()
+
+
+@worker_ready.connect
 def _recover_turns_now(sender: Any = None, **_: Any) -> None:
     # A worker that starts may be the one that was killed: its turns are "running" with
     # nobody holding their session locks. Recover them now rather than at beat's next sweep.

@@ -13,6 +13,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.agents.api.urls")),
     path("", include("apps.tools.api.urls")),
     path("", include("apps.approvals.api.urls")),
+    path("", include("apps.policies.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -108,6 +108,12 @@ def _approval(world: World) -> dict[str, Any]:
     return {"approval_id": approval.id}
 
 
+def _policy(world: World) -> dict[str, Any]:
+    from apps.policies.models import Policy
+
+    return {"policy_id": Policy.objects.get(tenant=world.tenant_a, name="default").id}
+
+
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
@@ -134,6 +140,12 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     "approval-detail": (_approval, [("get", None)]),
     "approval-approve": (_approval, [("post", {"rationale": "mine"})]),
     "approval-reject": (_approval, [("post", {"rationale": "mine"})]),
+    "policy-detail": (
+        _policy,
+        [("get", None), ("patch", {"mode": "disabled"}), ("delete", None)],
+    ),
+    "policy-version-list": (_policy, [("get", None)]),
+    "policy-evaluate": (_policy, [("post", {"input": {}})]),
 }
 
 
@@ -187,6 +199,11 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
     from apps.approvals.models import ApprovalRequest
 
     assert not ApprovalRequest.objects.exclude(status="pending").exists()
+    from apps.policies.models import Policy
+
+    assert list(Policy.objects.filter(tenant=world.tenant_a).values_list("mode", flat=True)) == [
+        "enforce"
+    ]
 
 
 def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:

@@ -15,19 +15,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def layers() -> list[str]:
-    """The layers contract of pyproject.toml, lowest first."""
+def layers() -> list[list[str]]:
+    """The layers contract of pyproject.toml, lowest first; each layer is its modules
+    ("apps.policies | (apps.approvals)": independent siblings, parentheses = optional)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
-    return list(reversed(contract["layers"]))
+    return [
+        [name.strip().strip("()") for name in layer.split("|")]
+        for layer in reversed(contract["layers"])
+    ]
 
 
-def layer_of(module: str, order: list[str]) -> int | None:
-    """The rank of the layer `module` belongs to (0 is the lowest), if it is in one."""
+def sibling_of(module: str, order: list[list[str]]) -> tuple[int, str] | None:
+    """The rank of the layer `module` belongs to (0 is the lowest) and which of its
+    independent modules it is in, if it is in one."""
     for rank, layer in enumerate(order):
-        if module == layer or module.startswith(layer + "."):
-            return rank
+        for sibling in layer:
+            if module == sibling or module.startswith(sibling + "."):
+                return rank, sibling
     return None
+
+
+def layer_of(module: str, order: list[list[str]]) -> int | None:
+    found = sibling_of(module, order)
+    return found[0] if found else None
 
 
 def module_name(path: Path) -> str:
@@ -63,19 +74,20 @@ def function_level_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFro
 def upward_function_imports(source: str, module: str, *, is_package: bool = False) -> list[str]:
     """`line: imported module` for each function-level import of a higher layer."""
     order = layers()
-    own = layer_of(module, order)
+    own = sibling_of(module, order)
     if own is None:
         return []
     found = set()
     for node in function_level_imports(ast.parse(source)):
         ranks = [
-            (layer_of(name, order), name)
+            (target, name)
             for name in imported_modules(node, module, is_package)
-            if layer_of(name, order) is not None
+            if (target := sibling_of(name, order)) is not None
         ]
         if ranks:
-            rank, name = max(ranks, key=lambda r: (r[0], -len(r[1])))
-            if rank is not None and rank > own:
+            (rank, sibling), name = max(ranks, key=lambda r: (r[0][0], -len(r[1])))
+            # Higher, or a sibling of the same layer (siblings are independent).
+            if rank > own[0] or (rank == own[0] and sibling != own[1]):
                 found.add(f"{module}:{node.lineno}: {name}")
     return sorted(found)
 
@@ -115,4 +127,10 @@ def test_the_check_sees_an_upward_import_inside_a_function() -> None:
     relative = "def f():\n    from ..agents import models\n    from .models import Tool\n"
     assert upward_function_imports(relative, "apps.tools.jobs") == [
         "apps.tools.jobs:2: apps.agents"
+    ]
+    # Independent siblings of one layer ("apps.policies | apps.approvals") never import
+    # each other either.
+    sibling = "def f():\n    from apps.approvals import models\n"
+    assert upward_function_imports(sibling, "apps.policies.services") == [
+        "apps.policies.services:2: apps.approvals"
     ]

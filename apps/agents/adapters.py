@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from django.db import connection
@@ -15,11 +17,13 @@ from apps.agents.events import event_record, token_publish
 from apps.agents.models import ActionNode, AgentSession, Turn
 from apps.agents.runtime.ports import (
     BudgetExceeded,
+    GateDecision,
     Reservation,
     StepContext,
     StepRecord,
     ToolResult,
 )
+from apps.llm.models import Sensitivity
 from apps.llm.providers.base import Tier
 from apps.llm.router import ModelRouter, escalate
 from apps.llm.types import (
@@ -30,6 +34,9 @@ from apps.llm.types import (
     ToolSpec,
     Usage,
 )
+from apps.policies import services as policy_services
+from apps.policies.redaction import redact_input
+from apps.tenants.models import Membership, Tenant
 from apps.tools.execution import ResolvedTool, outcome_error_text, resolve_tools, tool_call
 from apps.tools.executors.base import ToolOutcome
 
@@ -416,3 +423,198 @@ def record_to_dict(record: StepRecord) -> dict[str, Any]:
     data = asdict(record)
     data["created_at"] = record.created_at.isoformat() if record.created_at else None
     return data
+
+
+# --------------------------------------------------------------------------- policy gate
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TenantPolicyGate:
+    """The loop's PolicyGate over the tenant's Rego policies (apps.policies).
+
+    For each tool call it builds the input document (README "Policies": tenant, user,
+    environment, agent, session, tool, arguments, budget, time), has every applicable policy
+    evaluated, and records the decision as its own node of the action graph,
+    `<call node id>:policy` (kind `policy`: versions, modes, the input with argument values
+    redacted, each result, the latency), with a `policy.decision` event. Report-only policies
+    never change what happens; what they would have decided is on the node and the event.
+
+    Anything failing here is a deny (the loop also denies when `check` raises): fail closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        turn: Turn,
+        tools: Toolbox,
+        checkpoints: DbCheckpointStore,
+        events: DbEventSink,
+    ) -> None:
+        self.turn, self.tools, self.checkpoints, self.events = turn, tools, checkpoints, events
+        self._user: dict[str, Any] | None = None
+
+    def check(self, call: ToolCall, *, ctx: StepContext) -> GateDecision:
+        started = time.perf_counter()
+        node_id = f"{ctx.idempotency_key}:policy"
+        try:
+            input_doc = self.input_for(call)
+            decision = policy_services.decision_make(
+                tenant_id=self.turn.tenant_id,
+                agent_slug=self.turn.session.agent.slug,
+                tool_name=call.name,
+                input_doc=input_doc,
+            )
+        except Exception as exc:
+            logger.exception("policy decision failed", extra={"turn_id": str(self.turn.id)})
+            reason = f"the policy decision failed ({type(exc).__name__}): denied (fail closed)"
+            self._record(node_id, ctx, call, outcome="deny", reasons=[reason], started=started)
+            return GateDecision.deny(reason)
+        self._record(
+            node_id,
+            ctx,
+            call,
+            outcome=decision.outcome,
+            reasons=list(decision.enforced.reasons),
+            started=started,
+            input_doc=redact_input(input_doc),
+            obligations=list(decision.enforced.obligations),
+            would_be=decision.would_be.as_dict(),
+            policies=list(decision.evaluations),
+        )
+        if decision.outcome == "deny":
+            return GateDecision.deny(decision.reason)
+        if decision.outcome == "require_approval":
+            return GateDecision.require_approval(decision.reason)
+        return GateDecision.allow()
+
+    # ------------------------------------------------------------------ the input document
+
+    def input_for(self, call: ToolCall) -> dict[str, Any]:
+        turn = self.turn
+        session = turn.session
+        agent = session.agent
+        tool = self.tools.tools.get(call.name)
+        if tool is not None:
+            row = tool.row
+            tool_doc = {
+                "name": call.name,
+                "source": str(tool.definition.source),
+                "risk_tier": row.risk_tier if row else tool.definition.risk_tier,
+                "sensitivity": row.data_sensitivity if row else Sensitivity.INTERNAL.value,
+            }
+        else:  # not in the agent's toolbox: nothing vouches for it
+            tool_doc = {
+                "name": call.name,
+                "source": "unknown",
+                "risk_tier": "unknown",
+                "sensitivity": "unknown",
+            }
+        # What the session has spent now (each settle writes it): a budget spent by an
+        # earlier call of this very turn counts.
+        used = AgentSession.objects.values_list("tokens_used", flat=True).get(id=session.id)
+        limit = agent.max_tokens_per_session
+        return {
+            "tenant": {"id": str(turn.tenant_id), "slug": self._tenant_slug()},
+            "user": self._user_doc(),
+            "environment": session.environment,
+            "agent": {"id": str(agent.id), "slug": agent.slug, "tier": agent.model_tier},
+            "session": {
+                "id": str(session.id),
+                "risk_tier": session.risk_tier,
+                "data_sensitivity": session.data_sensitivity,
+            },
+            "tool": tool_doc,
+            "arguments": call.arguments,
+            "budget": {
+                "tokens_used": used,
+                "tokens_limit": limit,
+                "fraction_used": round(used / limit, 6) if limit > 0 else 1.0,
+            },
+            "time": _rfc3339(timezone.now()),
+        }
+
+    def _tenant_slug(self) -> str:
+        return str(Tenant.objects.values_list("slug", flat=True).get(id=self.turn.tenant_id))
+
+    def _user_doc(self) -> dict[str, Any]:
+        # Whoever asked for this turn, else the session's owner; an API key's turn has none.
+        if self._user is None:
+            user_id = self.turn.requested_by_id or self.turn.session.user_id
+            roles: list[str] = []
+            if user_id is not None:
+                roles = sorted(
+                    Membership.objects.filter(
+                        tenant_id=self.turn.tenant_id, user_id=user_id
+                    ).values_list("role", flat=True)
+                )
+            self._user = {"id": user_id, "roles": roles}
+        return self._user
+
+    # ------------------------------------------------------------------ the record
+
+    def _record(
+        self,
+        node_id: str,
+        ctx: StepContext,
+        call: ToolCall,
+        *,
+        outcome: str,
+        reasons: list[str],
+        started: float,
+        input_doc: dict[str, Any] | None = None,
+        obligations: list[Any] | None = None,
+        would_be: dict[str, Any] | None = None,
+        policies: list[dict[str, Any]] | None = None,
+    ) -> None:
+        elapsed_us = round((time.perf_counter() - started) * 1_000_000)
+        would_be = would_be or {"outcome": outcome, "reasons": reasons, "obligations": []}
+        policies = policies or []
+        outputs = {
+            "outcome": outcome,
+            "reasons": reasons,
+            "obligations": obligations or [],
+            "would_be": would_be,
+            "report_only_differs": would_be["outcome"] != outcome,
+            "policies": policies,
+            "latency_us": elapsed_us,
+        }
+        self.checkpoints.save(
+            StepRecord(
+                node_id=node_id,
+                turn_id=str(self.turn.id),
+                kind="policy",
+                status=outcome,
+                step_index=ctx.step_index,
+                call_index=ctx.call_index,
+                inputs={"tool": call.name, "call_id": call.id, "input": input_doc or {}},
+                outputs=outputs,
+                latency_ms=elapsed_us // 1000,
+                created_at=timezone.now(),
+            )
+        )
+        self.events.emit(
+            "policy.decision",
+            {
+                "turn_id": str(self.turn.id),
+                "node_id": node_id,
+                "call_node_id": ctx.idempotency_key,
+                "tool": call.name,
+                "outcome": outcome,
+                "reasons": reasons,
+                "would_be": would_be["outcome"],
+                "would_be_reasons": would_be["reasons"],
+                "policies": [
+                    {
+                        "name": p["name"],
+                        "version": p["version"],
+                        "mode": p["mode"],
+                        "outcome": p["outcome"],
+                    }
+                    for p in policies
+                ],
+                "latency_us": elapsed_us,
+            },
+        )

@@ -28,6 +28,8 @@ from apps.agents.services import agent_save
 from apps.core.exceptions import WardenError
 from apps.llm.models import EndpointState, ModelEndpoint
 from apps.llm.services import endpoint_save, endpoint_state_set
+from apps.policies import services as policy_services
+from apps.policies.models import Policy
 from apps.tenants.models import Tenant
 from apps.tools import services as tool_services
 from apps.tools.executors.mcp_pool import allow_stdio_servers
@@ -53,6 +55,23 @@ DEMO_SCRIPT: list[dict[str, Any]] = [
     },
 ]
 DEMO_AGENT_TOOLS = ["get_current_time", "word_count", "git_status", "git_log"]
+
+# The demo tenant's policy on top of the default one: the demo agent's word count waits for a
+# human (console, API or Slack) before it runs, so `make run` shows an approval end to end.
+DEMO_POLICY_NAME = "demo-word-count-approval"
+DEMO_POLICY_SOURCE = """\
+# Demo: a human approves every word count the demo agent asks for.
+package warden
+
+import rego.v1
+
+decision := {
+	"allow": true,
+	"require_approval": true,
+	"reasons": ["the demo asks a human before counting words"],
+	"obligations": [],
+}
+"""
 
 
 def _endpoint(tenant: Tenant, name: str, **fields: Any) -> ModelEndpoint:
@@ -295,3 +314,19 @@ def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
         elif agent.system_prompt in OLD_LOCAL_AGENT_PROMPTS:
             agent_save(tenant=tenant, agent=agent, system_prompt=LOCAL_AGENT_PROMPT)
     return agents
+
+
+def seed_demo_policies(*, tenant: Tenant) -> Policy | None:
+    """The demo's approval policy: the demo agent's `word_count` calls need approval.
+    Idempotent; an operator's later edits (a new version) are kept."""
+    if Policy.objects.filter(tenant=tenant, name=DEMO_POLICY_NAME).exists():
+        return None
+    return policy_services.policy_create(
+        tenant=tenant,
+        name=DEMO_POLICY_NAME,
+        description="Demo: the scripted demo agent's word counts wait for a human's approval.",
+        source=DEMO_POLICY_SOURCE,
+        agent_slug="demo-scripted",
+        tool_name="word_count",
+        check=False,  # shipped with the demo and tested (tests/policies/test_demo.py)
+    )

@@ -30,6 +30,7 @@ EventType = Literal[
     "tool.progress",
     "policy.denied",
     "approval.decided",
+    "policy.decision",
     "error",
 ]
 

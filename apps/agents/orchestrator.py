@@ -30,6 +30,7 @@ from apps.agents.adapters import (
     DbEventSink,
     RouterModelPort,
     SessionTokenBudget,
+    TenantPolicyGate,
     Toolbox,
     ToolJobPending,
     TurnCancelled,
@@ -51,7 +52,7 @@ from apps.agents.models import (
     TurnStatus,
 )
 from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
-from apps.agents.runtime.ports import AllowAll, PolicyGate
+from apps.agents.runtime.ports import PolicyGate
 from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalStatus
@@ -144,6 +145,10 @@ def _run_locked(turn: Turn) -> str:
         heartbeat_at=now,
     )
     events = DbEventSink(session, turn)
+    # One checkpoint store and one toolbox for the loop and the gate: the gate writes its
+    # decision nodes into the same action graph (positions come from this one store).
+    checkpoints = DbCheckpointStore(turn)
+    tools = Toolbox(agent.allowed_tools, turn=turn)
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
     # One router for the turn (built from the tenant's endpoints, cached per process).
     router = router_for_tenant(tenant_id=turn.tenant_id)
@@ -165,8 +170,8 @@ def _run_locked(turn: Turn) -> str:
                 sensitivity=session.data_sensitivity,
                 allowed=allowed,
             ),
-            tools=Toolbox(agent.allowed_tools, turn=turn),
-            policy=policy_gate_for(turn),
+            tools=tools,
+            policy=policy_gate_for(turn, tools=tools, checkpoints=checkpoints, events=events),
             system_prompt=agent.system_prompt,
             history=history_for(turn),
             budget=SessionTokenBudget(
@@ -178,7 +183,7 @@ def _run_locked(turn: Turn) -> str:
                 spent=(turn.input_tokens + turn.output_tokens, session.tokens_used),
             ),
             events=events,
-            checkpoints=DbCheckpointStore(turn),
+            checkpoints=checkpoints,
             # A decision on the call this turn is parked on (None: none parked or undecided).
             approval=approval_decision_for(turn),
             config=config,
@@ -324,10 +329,12 @@ def _approval_context(turn: Turn) -> dict[str, Any]:
     }
 
 
-def policy_gate_for(turn: Turn) -> PolicyGate:
-    """The gate every tool call of this turn passes before it runs (the policies issue
-    replaces this with the tenant's Rego policies; until then every call is allowed)."""
-    return AllowAll()
+def policy_gate_for(
+    turn: Turn, *, tools: Toolbox, checkpoints: DbCheckpointStore, events: DbEventSink
+) -> PolicyGate:
+    """The gate every tool call of this turn passes before it runs: the tenant's Rego
+    policies (apps.policies), each decision recorded on the turn's action graph."""
+    return TenantPolicyGate(turn=turn, tools=tools, checkpoints=checkpoints, events=events)
 
 
 def _json_steps(router: ModelRouter, turn: Turn, allowed: list[str] | None) -> bool:

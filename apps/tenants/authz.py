@@ -27,6 +27,8 @@ class Permission(StrEnum):
     TENANT_CONFIGURE = "tenant.configure"  # agents, tools, policies
     TENANT_ADMINISTER = "tenant.administer"  # members, keys
     APPROVAL_DECIDE = "approval.decide"  # approve or reject a tool call parked for a human
+    POLICY_READ = "policy.read"  # read policies and their versions, evaluate one on an input
+    POLICY_WRITE = "policy.write"  # create, change or delete a policy (a new version each save)
 
 
 _VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
@@ -39,8 +41,17 @@ _PARTICIPANT = _VIEWER | {
 # Approvers decide parked tool calls and nothing more; operators configure agents and tools
 # but do not decide (whoever writes the policy should not also wave its calls through).
 _APPROVER = _PARTICIPANT | {Permission.APPROVAL_DECIDE}
-_OPERATOR = _PARTICIPANT | {Permission.REASONING_READ, Permission.TENANT_CONFIGURE}
-_ADMIN = _OPERATOR | {Permission.TENANT_ADMINISTER, Permission.APPROVAL_DECIDE}
+_OPERATOR = _PARTICIPANT | {
+    Permission.REASONING_READ,
+    Permission.TENANT_CONFIGURE,
+    Permission.POLICY_READ,
+}
+# Policies decide what every agent of the tenant may do: changing them is an admin's call.
+_ADMIN = _OPERATOR | {
+    Permission.TENANT_ADMINISTER,
+    Permission.POLICY_WRITE,
+    Permission.APPROVAL_DECIDE,
+}
 
 GRANTS: dict[str, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.llm",
     "apps.agents",
     "apps.tools",
+    "apps.policies",
     "apps.approvals",
 ]
 
@@ -120,6 +121,7 @@ from config.settings.database import *  # noqa: E402,F403
 from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
+from config.settings.policies import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
 from config.settings.slack import *  # noqa: E402,F403
 from config.settings.tools import *  # noqa: E402,F403

@@ -165,7 +165,8 @@ def test_mcp_progress_notifications_become_progress_events(
     )
     tool_services.tool_discover(server=row, approve=True)
     countdown = row.tools.get(remote_name="countdown")
-    tool_services.tool_update(tool=countdown, long_running=True)
+    # medium: the default policy would send a high-risk call (discovery's suggestion) to approval
+    tool_services.tool_update(tool=countdown, long_running=True, risk_tier="medium")
     script: list[dict[str, Any]] = [
         {"tool": "countdown", "arguments": {"steps": 2}},
         {"final": "${tool_result_1}"},

@@ -34,8 +34,8 @@ def install() -> None:
     if getattr(current, "gates_for_tests", False):
         return
 
-    def policy_gate_for(turn: Turn) -> PolicyGate:
-        return ApprovalForGatedTools(current(turn))
+    def policy_gate_for(turn: Turn, **parts: Any) -> PolicyGate:
+        return ApprovalForGatedTools(current(turn, **parts))
 
     policy_gate_for.gates_for_tests = True  # type: ignore[attr-defined]
     orchestrator.policy_gate_for = policy_gate_for

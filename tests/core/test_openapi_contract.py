@@ -235,6 +235,9 @@ _SEMANTIC_REFUSALS: dict[str, set[str]] = {
     f"PATCH {API}/mcp-servers/{{server_id}}": _MCP_SERVER_RULES,
     f"POST {API}/model-endpoints": {"invalid_endpoint"},
     f"PATCH {API}/model-endpoints/{{endpoint_id}}": {"invalid_endpoint"},
+    # A source the Rego compiler refuses (with its line and column), or too large in bytes.
+    f"POST {API}/policies": {"policy_invalid", "policy_too_large"},
+    f"PATCH {API}/policies/{{policy_id}}": {"policy_invalid", "policy_too_large"},
     f"POST {API}/sessions": {"sensitivity_too_low"},
     f"POST {API}/sessions/{{session_id}}/turns": {"empty_message", "message_too_long"},
     f"PATCH {API}/tools/{{tool_id}}": {"invalid_tool"},

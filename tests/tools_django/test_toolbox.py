@@ -137,6 +137,11 @@ def _secure_tool(
         credential_header="X-Warden-Credential" if credential_header else "",
     )
     tool_services.tool_discover(server=row, approve=True)
+    # Discovery suggests `high` for tools without a read-only hint, and the default policy
+    # sends high-risk calls to approval; these tests are about credentials, so the operator
+    # rates them medium.
+    for tool in row.tools.all():
+        tool_services.tool_update(tool=tool, risk_tier="medium")
     return row
 
 

@@ -192,12 +192,13 @@ class SystemClock:
 
 # --- the action graph and its checkpoints -------------------------------------------------------
 
-NodeKind = Literal["model_call", "tool_call", "observation"]
+NodeKind = Literal["model_call", "tool_call", "observation", "policy"]
 
 # Statuses a node can have, by kind:
 #   model_call:  completed | malformed | failed
 #   tool_call:   waiting_approval | started | completed | error | denied | rejected
 #   observation: completed
+#   policy:      allow | deny | require_approval  (a gate's decision, written by the gate)
 TOOL_FINISHED = frozenset({"completed", "error", "denied", "rejected"})
 
 

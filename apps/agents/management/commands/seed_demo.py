@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from apps.agents.demo import seed_demo_agents
+from apps.agents.demo import seed_demo_agents, seed_demo_policies
 from apps.tenants import services
 from apps.tenants.models import Membership, Role, Tenant
 
@@ -52,6 +52,7 @@ class Command(BaseCommand):
             elif not Membership.objects.filter(tenant=tenant, user=user).exists():
                 services.membership_add(tenant=tenant, user=user, role=Role.OWNER)
             seed_demo_agents(tenant=tenant)
+            seed_demo_policies(tenant=tenant)
         if settings.WARDEN_ADMIN_PASSWORD:
             shown = "(from WARDEN_ADMIN_PASSWORD)"
         elif password_file.exists():

@@ -1,0 +1,20 @@
+"""Policy engines behind one interface (no Django here): in-process Rego (`rego`, regopy in
+helper processes) and an OPA server (`opa`, opa-python-client)."""
+
+from .base import (
+    EngineError,
+    EngineTimeout,
+    Evaluation,
+    PolicyCompileError,
+    PolicyEngine,
+    PolicyModule,
+)
+
+__all__ = [
+    "EngineError",
+    "EngineTimeout",
+    "Evaluation",
+    "PolicyCompileError",
+    "PolicyEngine",
+    "PolicyModule",
+]

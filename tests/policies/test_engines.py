@@ -1,0 +1,217 @@
+"""The engines on their own (no Django): compile errors with positions, compile once, the
+evaluation timeout and a dead helper (both fail closed), and the result shape."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from apps.policies.defaults import DEFAULT_POLICY_SOURCE, SAMPLE_INPUT
+from apps.policies.engines.base import (
+    EngineError,
+    EngineTimeout,
+    PolicyCompileError,
+    PolicyModule,
+)
+from apps.policies.engines.decision import PolicyResult, combine, result_from
+from apps.policies.engines.rego import RegoEngine
+
+ENTRY = "data.warden.decision"
+ALLOW_IF_A = 'package warden\nimport rego.v1\n\ndecision := {"allow": input.a == 1}\n'
+# 25 million iterations in little memory: many seconds of rego-cpp, far past any timeout here.
+RUNAWAY = (
+    "package warden\nimport rego.v1\n\n"
+    'decision := {"allow": count({1 | some x in numbers.range(1, 5000); '
+    "some y in numbers.range(1, 5000)}) > 0}\n"
+)
+# Builds a 30-million-element array: gigabytes.
+HOG = (
+    "package warden\nimport rego.v1\n\n"
+    "big := [x | some x in numbers.range(1, 30000000)]\n"
+    'decision := {"allow": count(big) > 0}\n'
+)
+
+
+def module(source: str, entry_point: str = ENTRY) -> PolicyModule:
+    return PolicyModule(source=source, entry_point=entry_point)
+
+
+def compile_error(engine: RegoEngine, source: str, entry_point: str = ENTRY) -> PolicyCompileError:
+    with pytest.raises(PolicyCompileError) as caught:
+        engine.check(module(source, entry_point), sample_input=SAMPLE_INPUT)
+    return caught.value
+
+
+def test_the_default_policy_compiles_and_evaluates(rego_engine: RegoEngine) -> None:
+    rego_engine.check(module(DEFAULT_POLICY_SOURCE), sample_input=SAMPLE_INPUT)
+    evaluation = rego_engine.evaluate(module(DEFAULT_POLICY_SOURCE), SAMPLE_INPUT)
+    assert evaluation.defined
+    assert evaluation.value == {
+        "allow": True,
+        "require_approval": False,
+        "reasons": [],
+        "obligations": [],
+    }
+
+
+def test_a_syntax_error_is_reported_with_the_compilers_line_and_column(
+    rego_engine: RegoEngine,
+) -> None:
+    source = "package warden\nimport rego.v1\n\ndecision if { input.a ==  }\n"
+    error = compile_error(rego_engine, source)
+    assert (error.line, error.column) == (4, 23)
+    assert "boolean operator" in error.message
+
+
+def test_an_unclosed_object_is_reported_where_it_opens(rego_engine: RegoEngine) -> None:
+    source = 'package warden\nimport rego.v1\n# é\ndecision := {"allow": true\n'
+    error = compile_error(rego_engine, source)
+    assert error.line == 4 and error.column == 13  # columns count characters, not bytes
+    assert "unclosed" in error.message
+
+
+def test_an_unknown_function_is_refused_where_it_is_called(rego_engine: RegoEngine) -> None:
+    source = 'package warden\nimport rego.v1\n\ndecision := {"allow": true} if {\n  nope(1)\n}\n'
+    error = compile_error(rego_engine, source)
+    assert "nope" in error.message
+    assert (error.line, error.column) == (5, 3)
+
+
+@pytest.mark.parametrize(
+    ("source", "entry_point", "message"),
+    [
+        ("decision := 1\n", ENTRY, "declares no package"),
+        ('package other\ndecision := {"allow": true}\n', ENTRY, "not a rule of package"),
+        ("package warden\nimport rego.v1\nx := 1\n", ENTRY, "is not defined"),
+        ('package warden\ndecision := {"allow": true}\n', "warden.decision", "must look like"),
+    ],
+)
+def test_a_module_without_its_entry_point_is_refused(
+    rego_engine: RegoEngine, source: str, entry_point: str, message: str
+) -> None:
+    assert message in compile_error(rego_engine, source, entry_point).message
+
+
+def test_a_version_is_compiled_once_and_reused() -> None:
+    engine = RegoEngine(helpers=1)
+    try:
+        policy = module(ALLOW_IF_A)
+        results = [engine.evaluate(policy, {"a": n % 2}).value for n in range(20)]
+        assert results == [{"allow": n % 2 == 1} for n in range(20)]
+        assert engine.compilations == 1
+        # The same source and entry point is the same compiled code (every tenant's default).
+        engine.evaluate(module(ALLOW_IF_A), {"a": 1})
+        assert engine.compilations == 1
+        engine.evaluate(module(ALLOW_IF_A.replace("== 1", "== 2")), {"a": 1})
+        assert engine.compilations == 2
+    finally:
+        engine.close()
+
+
+def test_a_runaway_policy_is_stopped_at_the_timeout_and_the_engine_goes_on() -> None:
+    engine = RegoEngine(helpers=1, timeout_s=0.5)
+    try:
+        engine.evaluate(module(ALLOW_IF_A), {"a": 1})  # warm: the helper is up
+        (before,) = engine.helper_pids()
+        with pytest.raises(EngineTimeout, match=r"longer than 0\.5s and was stopped"):
+            engine.evaluate(module(RUNAWAY), {})
+        # The helper that ran it is gone (killed, not left computing); a fresh one serves.
+        with pytest.raises(ProcessLookupError):
+            os.kill(before, 0)
+        assert engine.evaluate(module(ALLOW_IF_A), {"a": 1}).value == {"allow": True}
+        assert before not in engine.helper_pids()
+    finally:
+        engine.close()
+
+
+def test_a_policy_that_eats_memory_is_killed_and_denied() -> None:
+    engine = RegoEngine(helpers=1, timeout_s=60.0, memory_limit_bytes=128 * 1024 * 1024)
+    try:
+        with pytest.raises(EngineError, match="used more than 128 MiB"):
+            engine.evaluate(module(HOG), {})
+        assert engine.evaluate(module(ALLOW_IF_A), {"a": 1}).value == {"allow": True}
+    finally:
+        engine.close()
+
+
+def test_a_helper_that_dies_is_an_engine_error_and_is_replaced() -> None:
+    engine = RegoEngine(helpers=1)
+    try:
+        engine.evaluate(module(ALLOW_IF_A), {"a": 1})
+        (pid,) = engine.helper_pids()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EngineError, match="stopped unexpectedly"):
+            engine.evaluate(module(ALLOW_IF_A), {"a": 1})
+        assert engine.evaluate(module(ALLOW_IF_A), {"a": 1}).value == {"allow": True}
+    finally:
+        engine.close()
+
+
+def test_a_runtime_error_is_an_engine_error(rego_engine: RegoEngine) -> None:
+    conflicting = 'package warden\nimport rego.v1\ndecision := {"allow": true}\ndecision := 2\n'
+    with pytest.raises(EngineError):
+        rego_engine.evaluate(module(conflicting), {})
+
+
+def test_undefined_is_reported_as_such(rego_engine: RegoEngine) -> None:
+    source = 'package warden\nimport rego.v1\ndecision := {"allow": true} if input.a == 1\n'
+    evaluation = rego_engine.evaluate(module(source), {"a": 2})
+    assert evaluation.defined is False
+
+
+# --------------------------------------------------------------------------- the result shape
+
+
+@pytest.mark.parametrize(
+    ("value", "defined", "problem"),
+    [
+        (None, False, "undefined"),
+        (True, True, "not an object"),
+        ({"require_approval": False}, True, '"allow" must be true or false'),
+        ({"allow": "yes"}, True, '"allow" must be true or false'),
+        ({"allow": True, "require_approval": 1}, True, '"require_approval"'),
+        ({"allow": True, "reasons": "because"}, True, '"reasons" must be a list of strings'),
+        ({"allow": True, "reasons": [1]}, True, '"reasons" must be a list of strings'),
+        ({"allow": True, "obligations": {}}, True, '"obligations" must be a list'),
+    ],
+)
+def test_a_wrong_shaped_result_is_a_deny_that_says_so(
+    value: object, defined: bool, problem: str
+) -> None:
+    result = result_from(value, defined=defined, label="policy 'p' v1")
+    assert result.outcome == "deny"
+    (reason,) = result.reasons
+    assert "policy 'p' v1 returned a malformed decision" in reason and problem in reason
+
+
+def test_deny_beats_approval_beats_allow() -> None:
+    allow = PolicyResult(allow=True, obligations=("log",))
+    approve = PolicyResult(allow=True, require_approval=True, reasons=("risky",))
+    deny = PolicyResult(allow=False, reasons=("forbidden",))
+    assert combine([]).outcome == "allow"
+    assert combine([allow]).outcome == "allow"
+    assert combine([allow, approve]).as_dict() == {
+        "outcome": "require_approval",
+        "reasons": ["risky"],
+        "obligations": ["log"],
+    }
+    assert combine([approve, deny, allow]).as_dict() == {
+        "outcome": "deny",
+        "reasons": ["forbidden"],
+        "obligations": [],
+    }
+    # allow: false wins even if the same result asks for approval.
+    assert PolicyResult(allow=False, require_approval=True).outcome == "deny"
+
+
+def test_input_values_keep_their_meaning(rego_engine: RegoEngine) -> None:
+    # A model-written argument beyond 64 bits, or with quotes and accents, must compare as
+    # written: a rule that misses it could let a call through.
+    source = (
+        "package warden\nimport rego.v1\n\n"
+        'decision := {"allow": input.n < 1000, "require_approval": input.s == "say \\"hi\\" é"}\n'
+    )
+    value = rego_engine.evaluate(module(source), {"n": 2**70, "s": 'say "hi" é'}).value
+    assert value == {"allow": False, "require_approval": True}
