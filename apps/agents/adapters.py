@@ -392,6 +392,10 @@ class SessionTokenBudget:
             self._spent = (turn_in + turn_out, session_used)
         return self._spent
 
+    def session_used(self) -> int:
+        """The session's tokens spent so far, this turn's included."""
+        return self._totals()[1]
+
     def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:
         turn_used, session_used = self._totals()
         if turn_used + estimated_tokens > self.per_turn:
@@ -452,9 +456,12 @@ class TenantPolicyGate:
         tools: Toolbox,
         checkpoints: DbCheckpointStore,
         events: DbEventSink,
+        budget: SessionTokenBudget,
     ) -> None:
         self.turn, self.tools, self.checkpoints, self.events = turn, tools, checkpoints, events
+        self.budget = budget
         self._user: dict[str, Any] | None = None
+        self._slug: str | None = None
 
     def check(self, call: ToolCall, *, ctx: StepContext) -> GateDecision:
         started = time.perf_counter()
@@ -512,9 +519,9 @@ class TenantPolicyGate:
                 "risk_tier": "unknown",
                 "sensitivity": "unknown",
             }
-        # What the session has spent now (each settle writes it): a budget spent by an
-        # earlier call of this very turn counts.
-        used = AgentSession.objects.values_list("tokens_used", flat=True).get(id=session.id)
+        # What the session has spent now, as the turn's budget knows it (each settle returns
+        # the new total): a budget spent by an earlier call of this very turn counts.
+        used = self.budget.session_used()
         limit = agent.max_tokens_per_session
         return {
             "tenant": {"id": str(turn.tenant_id), "slug": self._tenant_slug()},
@@ -537,7 +544,11 @@ class TenantPolicyGate:
         }
 
     def _tenant_slug(self) -> str:
-        return str(Tenant.objects.values_list("slug", flat=True).get(id=self.turn.tenant_id))
+        if self._slug is None:
+            self._slug = str(
+                Tenant.objects.values_list("slug", flat=True).get(id=self.turn.tenant_id)
+            )
+        return self._slug
 
     def _user_doc(self) -> dict[str, Any]:
         # Whoever asked for this turn, else the session's owner; an API key's turn has none.

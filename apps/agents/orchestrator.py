@@ -149,6 +149,14 @@ def _run_locked(turn: Turn) -> str:
     # decision nodes into the same action graph (positions come from this one store).
     checkpoints = DbCheckpointStore(turn)
     tools = Toolbox(agent.allowed_tools, turn=turn)
+    budget = SessionTokenBudget(
+        session=session,
+        turn=turn,
+        per_turn=agent.max_input_tokens_per_turn + agent.max_output_tokens_per_turn,
+        per_session=agent.max_tokens_per_session,
+        # As read under the session lock: only this turn adds to them from here on.
+        spent=(turn.input_tokens + turn.output_tokens, session.tokens_used),
+    )
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
     # One router for the turn (built from the tenant's endpoints, cached per process).
     router = router_for_tenant(tenant_id=turn.tenant_id)
@@ -171,17 +179,12 @@ def _run_locked(turn: Turn) -> str:
                 allowed=allowed,
             ),
             tools=tools,
-            policy=policy_gate_for(turn, tools=tools, checkpoints=checkpoints, events=events),
+            policy=policy_gate_for(
+                turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
+            ),
             system_prompt=agent.system_prompt,
             history=history_for(turn),
-            budget=SessionTokenBudget(
-                session=session,
-                turn=turn,
-                per_turn=agent.max_input_tokens_per_turn + agent.max_output_tokens_per_turn,
-                per_session=agent.max_tokens_per_session,
-                # As read under the session lock: only this turn adds to them from here on.
-                spent=(turn.input_tokens + turn.output_tokens, session.tokens_used),
-            ),
+            budget=budget,
             events=events,
             checkpoints=checkpoints,
             # A decision on the call this turn is parked on (None: none parked or undecided).
@@ -330,11 +333,18 @@ def _approval_context(turn: Turn) -> dict[str, Any]:
 
 
 def policy_gate_for(
-    turn: Turn, *, tools: Toolbox, checkpoints: DbCheckpointStore, events: DbEventSink
+    turn: Turn,
+    *,
+    tools: Toolbox,
+    checkpoints: DbCheckpointStore,
+    events: DbEventSink,
+    budget: SessionTokenBudget,
 ) -> PolicyGate:
     """The gate every tool call of this turn passes before it runs: the tenant's Rego
     policies (apps.policies), each decision recorded on the turn's action graph."""
-    return TenantPolicyGate(turn=turn, tools=tools, checkpoints=checkpoints, events=events)
+    return TenantPolicyGate(
+        turn=turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
+    )
 
 
 def _json_steps(router: ModelRouter, turn: Turn, allowed: list[str] | None) -> bool:
