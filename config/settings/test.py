@@ -32,9 +32,6 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
 WARDEN_TOOL_MODULES = ["tests.agents.tools"]
-# The test worker installs a test-only policy gate (tool `guarded_append` needs approval),
-# as the test process does: turns parked for approval run in the worker too.
-CELERY_IMPORTS = ["tests.approvals.gate"]
 # The tests' own stdio MCP servers (python scripts under tests/), next to the packaged ones.
 _TESTS = BASE_DIR / "tests"
 WARDEN_TOOL_WORKSPACE_ROOT = str(VAR_DIR / "test" / "workspaces")

@@ -124,7 +124,7 @@ def burn_cpu(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
 
 @default_registry.register(
     "guarded_append",
-    description="Append a line to a file; a human must approve each call (tests/approvals/gate).",
+    description="Append a line to a file (high risk: the default policy asks a human first).",
     input_schema={
         "type": "object",
         "properties": {"path": _PATH, "text": {"type": "string"}},

@@ -1,5 +1,8 @@
 """Approvals fixtures: an approver in tenant A, a turn parked on `guarded_append`, and the
-approvals' tasks recorded (and run on demand, in this process) instead of sent to a worker."""
+approvals' tasks recorded (and run on demand, in this process) instead of sent to a worker.
+
+`guarded_append` (tests/agents/tools.py) is a high-risk tool, so the tenant's shipped default
+policy sends each of its calls to approval: the real gate, in this process and in the worker."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import pytest
 from celery import current_app
 from rest_framework.test import APIClient
 
-import tests.approvals.gate  # noqa: F401  (installs the test gate in this process)
 from apps.agents import orchestrator
 from apps.agents import services as agent_services
 from apps.agents.approval_flow import turn_resume_on_decision

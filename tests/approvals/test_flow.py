@@ -17,7 +17,6 @@ from apps.agents.models import ActionNode, SessionEvent, Turn, TurnStatus
 from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalRequest, ApprovalStatus
 from tests.approvals.conftest import ParkTurn, SentTasks
-from tests.approvals.gate import REASON
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,7 +46,8 @@ def test_a_gated_call_parks_the_turn_with_a_request(
     assert approval.status == ApprovalStatus.PENDING
     assert approval.tool_name == "guarded_append"
     assert approval.call_key == tool_node(turn).node_id and approval.step_index == 0
-    assert approval.reasons == [REASON]
+    # The default policy's reason (apps/policies/defaults.py): a high-risk tool.
+    assert approval.reasons == ["tool guarded_append is high risk"]
     assert approval.requested_by == world.alice
     assert approval.session_id == turn.session_id
     # The digest pins the exact arguments; the summary never carries the secret.
