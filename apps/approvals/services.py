@@ -32,7 +32,7 @@ from apps.approvals.models import (
     SlackIdentity,
     SlackSettings,
 )
-from apps.core.exceptions import Conflict, InvalidInput, NotFound
+from apps.core.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from apps.tenants.authz import Permission, authorize
 from apps.tenants.identity import Identity
 from apps.tenants.models import Membership, Role, Tenant
@@ -191,8 +191,9 @@ def approval_decide(
     *, approval_id: uuid.UUID | str, decider: Decider, approved: bool, rationale: str = ""
 ) -> ApprovalRequest:
     """Approve or reject a pending request, once. Raises NotFound (not this tenant's),
-    Forbidden (not an approver, admin or owner), InvalidInput (a rejection without a
-    rationale), Conflict `already_decided` or `expired`."""
+    Forbidden (not an approver, admin or owner; or `self_approval`: approving a call of a
+    turn the decider asked for, unless WARDEN_APPROVAL_ALLOW_SELF), InvalidInput (a rejection
+    without a rationale), Conflict `already_decided` or `expired`."""
     authorize(decider.identity, Permission.APPROVAL_DECIDE)
     rationale = (rationale or "").strip()
     if not approved and not rationale:
@@ -219,6 +220,18 @@ def approval_decide(
                 f"{f' by {approval.approver}' if approval.approver else ''}.",
                 code="already_decided",
                 details={"status": approval.status, "approver": approval.approver},
+            )
+        if (
+            approved
+            and not settings.WARDEN_APPROVAL_ALLOW_SELF
+            and decider.user is not None
+            and approval.requested_by_id == decider.user.pk
+        ):
+            # Four eyes: the person who asked for the turn does not approve its risky call.
+            raise Forbidden(
+                "You asked for this turn: another approver must approve its call "
+                "(you may reject it).",
+                code="self_approval",
             )
         if approval.expires_at <= timezone.now():
             # Expire it now (committed), then refuse: the sweep would have done the same.
