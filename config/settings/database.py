@@ -38,7 +38,11 @@ def release_advisory_locks(conn: Any) -> None:
 
 
 def databases(database_url: str) -> dict[str, Any]:
-    """DATABASES for the PostgreSQL at `database_url`, pooled as configured above."""
+    """DATABASES for the PostgreSQL at `database_url`, pooled as configured above; without
+    one (dev and test while no service runs), a database whose first use says how to get one
+    (config/db_not_running)."""
+    if not database_url:
+        return {"default": {"ENGINE": "config.db_not_running"}}
     default: dict[str, Any] = dict(
         dj_database_url.parse(
             database_url,

@@ -1,11 +1,12 @@
 """Local development: `make run` and `manage.py` beside it.
 
 Only reads: the services from DATABASE_URL / REDIS_URL, else from the state file of the
-embedded ones a running `make run` started (var/services.json); the secret key from
-DJANGO_SECRET_KEY, else var/secret_key, which `make run` (devtools/devrun.py) creates once.
+embedded ones a running `make run` started (var/services.json), else placeholders that fail
+at first use (config/settings/services.py); the secret key from DJANGO_SECRET_KEY, else
+var/secret_key, which `make run` (devtools/devrun.py) creates once, else one for this process.
 """
 
-from django.core.exceptions import ImproperlyConfigured
+import secrets
 
 from config.env import env_bool
 from config.settings.cache import caches
@@ -17,9 +18,7 @@ from config.settings.database import databases
 from config.settings.paths import VAR_DIR
 from config.settings.services import urls_from_environment_or_state
 
-DATABASE_URL, REDIS_URL = urls_from_environment_or_state(
-    VAR_DIR, hint="Start them with `make run` (manage.py then works beside it), or set the URLs."
-)
+DATABASE_URL, REDIS_URL = urls_from_environment_or_state(VAR_DIR)
 # Every setting that names a service (the same lines end base.py and test.py).
 DATABASES = databases(DATABASE_URL)
 CACHES = caches(REDIS_URL)
@@ -32,14 +31,12 @@ CELERY_RESULT_BACKEND = CELERY_RESULT_BACKEND or REDIS_URL
 # Static files do not depend on it: WhiteNoise serves them from the apps (below).
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if not SECRET_KEY:
-    # A per-checkout key, so sessions survive restarts of `make run`.
+    # A per-checkout key (`make run` creates it once), so sessions survive its restarts; a
+    # `manage.py` command in a checkout that never ran it gets one for this process only.
     try:
         SECRET_KEY = (VAR_DIR / "secret_key").read_text().strip()
-    except OSError as exc:
-        raise ImproperlyConfigured(
-            f"DJANGO_SECRET_KEY is not set and {VAR_DIR / 'secret_key'} cannot be read ({exc}). "
-            "`make run` creates that file on its first start; or set DJANGO_SECRET_KEY."
-        ) from exc
+    except OSError:
+        SECRET_KEY = secrets.token_urlsafe(50)
 
 # Static files straight from the apps, no collectstatic needed in development.
 STORAGES = {

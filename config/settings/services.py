@@ -4,8 +4,10 @@
   variants); missing ones raise ImproperlyConfigured. Production never guesses.
 - dev.py / test.py: from the environment, else from the state file of the embedded services
   that `make run` (var/services.json) or the test run (var/test/services.json) started, so
-  `manage.py` works next to them. Reading that file is all they do: the services are started
-  by devtools/ (the `make run` supervisor, the pytest plugin), never by importing settings.
+  `manage.py` works next to them; else placeholders that fail at first use (below), so
+  commands that need no service work in a fresh checkout. Reading that file is all they do:
+  the services are started by devtools/ (the `make run` supervisor, the pytest plugin), never
+  by importing settings.
 
 Every setting that names a service is built from the two URLs by the functions of its topic
 module (database.databases, cache.caches, channels.channel_layers); each environment module
@@ -65,16 +67,18 @@ def embedded_state_urls(state_dir: Path) -> dict[str, str]:
     return {name: url for name, url in urls.items() if isinstance(url, str) and url}
 
 
-def urls_from_environment_or_state(state_dir: Path, *, hint: str) -> tuple[str, str]:
+# What dev and test settings name while a service is neither configured nor running: a
+# database backend whose first use says so (config/db_not_running), and a Redis nothing
+# listens on. Commands that need no service (makemigrations, check) work; the others fail at
+# first use, saying how to start the services.
+NOT_RUNNING_DATABASE_URL = ""
+NOT_RUNNING_REDIS_URL = "redis://127.0.0.1:1/0"  # port 1: nothing listens
+
+
+def urls_from_environment_or_state(state_dir: Path) -> tuple[str, str]:
     """(DATABASE_URL, REDIS_URL): each from the environment if set there, else from the
-    embedded services' state file under `state_dir`; ImproperlyConfigured (with `hint`)
-    when neither has one."""
+    embedded services' state file under `state_dir`, else the NOT_RUNNING ones."""
     found = embedded_state_urls(state_dir)
     given = _from_environment()
-    urls = [given[name] or found.get(name, "") for name in NAMES]
-    missing = [name for name, url in zip(NAMES, urls, strict=True) if not url]
-    if missing:
-        raise _missing(
-            missing, f"No embedded services are running ({state_dir}/services.json). {hint}"
-        )
-    return urls[0], urls[1]
+    database_url, redis_url = (given[name] or found.get(name, "") for name in NAMES)
+    return database_url or NOT_RUNNING_DATABASE_URL, redis_url or NOT_RUNNING_REDIS_URL

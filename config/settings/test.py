@@ -15,11 +15,7 @@ from config.settings.paths import BASE_DIR, VAR_DIR
 from config.settings.services import urls_from_environment_or_state
 from config.settings.tools import WARDEN_MCP_STDIO_TEMPLATES as _TEMPLATES
 
-DATABASE_URL, REDIS_URL = urls_from_environment_or_state(
-    VAR_DIR / "test",
-    hint="Run the tests with pytest (its devtools.pytest_services plugin starts them), "
-    "or set the URLs.",
-)
+DATABASE_URL, REDIS_URL = urls_from_environment_or_state(VAR_DIR / "test")
 # Every setting that names a service (the same lines end base.py and dev.py).
 DATABASES = databases(DATABASE_URL)
 CACHES = caches(REDIS_URL)

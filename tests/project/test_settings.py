@@ -199,29 +199,67 @@ def test_urls_in_the_environment_win_over_the_state_file(tmp_path: Path) -> None
     assert outcome["REDIS_URL"] == "redis://mine:6379/2"
 
 
-def test_dev_settings_without_services_tell_you_to_start_make_run(tmp_path: Path) -> None:
+def test_dev_settings_without_services_load_and_say_so_at_first_use(tmp_path: Path) -> None:
     outcome = import_settings("config.settings.dev", tmp_path, DJANGO_SECRET_KEY="k")
-    assert outcome["error"] == "ImproperlyConfigured"
-    assert "DATABASE_URL and REDIS_URL must be set" in outcome["message"]
-    assert "make run" in outcome["message"]
+    assert outcome["side_effects"] == []
+    assert outcome["services"]["DATABASES"] == {"default": {"ENGINE": "config.db_not_running"}}
+    assert outcome["REDIS_URL"] == "redis://127.0.0.1:1/0"
 
 
-def test_dev_settings_without_a_secret_key_do_not_make_one(tmp_path: Path) -> None:
+def _manage(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "WARDEN_", "CELERY_", "DATABASE_", "REDIS_"))
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, "WARDEN_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_fresh_checkout_runs_the_commands_that_need_no_service(tmp_path: Path) -> None:
+    # Default (dev) settings, no `make run` ever, no URLs, no secret key file.
+    checked = _manage(tmp_path, "makemigrations", "--check", "--dry-run")
+    assert checked.returncode == 0, checked.stderr
+    assert "No changes detected" in checked.stdout
+    # A command that needs the database fails at its first query, saying how to get one.
+    migrate = _manage(tmp_path, "migrate", "--plan")
+    assert migrate.returncode != 0
+    assert "OperationalError: No database" in migrate.stderr
+    assert "make run" in migrate.stderr
+    assert list(tmp_path.iterdir()) == []  # and nothing was written
+
+
+def test_dev_settings_without_a_secret_key_use_one_for_the_process_only(tmp_path: Path) -> None:
+    first, second = (
+        import_settings(
+            "config.settings.dev", tmp_path, DATABASE_URL=CLOSED_DB, REDIS_URL=CLOSED_REDIS
+        )
+        for _ in range(2)
+    )
+    assert first["side_effects"] == [] and not (tmp_path / "secret_key").exists()
+    assert len(first["SECRET_KEY"]) >= 50 and first["SECRET_KEY"] != second["SECRET_KEY"]
+
+
+def test_dev_settings_use_the_key_make_run_keeps(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("kept-by-make-run\n")
     outcome = import_settings(
         "config.settings.dev", tmp_path, DATABASE_URL=CLOSED_DB, REDIS_URL=CLOSED_REDIS
     )
-    assert outcome["error"] == "ImproperlyConfigured"
-    assert "DJANGO_SECRET_KEY is not set" in outcome["message"]
-    assert "make run" in outcome["message"]
-    assert not (tmp_path / "secret_key").exists()
+    assert outcome["SECRET_KEY"] == "kept-by-make-run"
 
 
 def test_a_damaged_state_file_is_no_service(tmp_path: Path) -> None:
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "services.json").write_text("{not json")
     outcome = import_settings("config.settings.test", tmp_path)
-    assert outcome["error"] == "ImproperlyConfigured"
-    assert "pytest" in outcome["message"]
+    assert outcome["services"]["DATABASES"] == {"default": {"ENGINE": "config.db_not_running"}}
 
 
 def test_every_environment_builds_the_same_service_settings_from_the_same_urls(
