@@ -55,6 +55,8 @@ def _parked_node(turn: Turn) -> ActionNode | None:
 def approval_decision_for(turn: Turn) -> ApprovalDecision | None:
     """The decision for the call this turn is parked on, if one was made; else None (the
     loop then parks again on the same call, and the same request is found)."""
+    if turn.attempts <= 1:
+        return None  # the turn's first run (the orchestrator counted it): nothing is parked yet
     node = _parked_node(turn)
     if node is None:
         return None
