@@ -57,10 +57,9 @@ from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalStatus
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
-from apps.llm.models import ModelEndpoint
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
-from apps.llm.types import Message
+from apps.llm.types import Message, Usage
 
 logger = logging.getLogger("warden.agents")
 
@@ -300,24 +299,20 @@ def _approval_context(turn: Turn) -> dict[str, Any]:
     """What the approver sees besides the call: who, where, and what the turn cost so far."""
     session = turn.session
     tokens = Turn.objects.values_list("input_tokens", "output_tokens").get(id=turn.id)
-    cost = Decimal(0)
-    models = ActionNode.objects.filter(turn=turn, kind="model_call").values_list(
-        "outputs", "input_tokens", "output_tokens"
+    # Each model call at its endpoint's prices, as the router prices them (an endpoint removed
+    # since the call is not counted).
+    router = router_for_tenant(tenant_id=turn.tenant_id)
+    priced = {e.name for e in router.endpoints}
+    cost = sum(
+        (
+            router.cost(str(outputs["endpoint"]), Usage(input_tokens=i, output_tokens=o))
+            for outputs, i, o in ActionNode.objects.filter(
+                turn=turn, kind="model_call"
+            ).values_list("outputs", "input_tokens", "output_tokens")
+            if isinstance(outputs, dict) and outputs.get("endpoint") in priced
+        ),
+        Decimal(0),
     )
-    spent = [(str(o.get("endpoint") or ""), i, t) for o, i, t in models if isinstance(o, dict)]
-    prices = {
-        e.name: e
-        for e in ModelEndpoint.objects.filter(
-            tenant_id=turn.tenant_id, name__in={name for name, _, _ in spent}
-        )
-    }
-    for name, input_tokens, output_tokens in spent:
-        endpoint = prices.get(name)
-        if endpoint is not None:
-            cost += (
-                endpoint.price_input_per_mtok * input_tokens
-                + endpoint.price_output_per_mtok * output_tokens
-            ) / Decimal(1_000_000)
     started = turn.started_at or turn.created_at
     user = turn.requested_by or session.user
     return {
