@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalRequest, ApprovalStatus
+from apps.tenants.models import Role
 from tests.approvals.conftest import (
     ParkTurn,
     SentTasks,
@@ -23,6 +24,7 @@ from tests.approvals.conftest import (
     sent,
 )
 from tests.conftest import World, client_for
+from tests.factories import MembershipFactory, UserFactory
 
 __all__ = ["dave", "dave_client", "no_dispatch", "park_turn", "sent"]
 
@@ -127,7 +129,9 @@ def _waiting_on_locks() -> int:
 def test_two_approvers_at_once_one_decides_the_other_gets_409(
     world: World, park_turn: ParkTurn, sent: SentTasks, dave: Any
 ) -> None:
-    approval = park_turn().approval
+    approval = park_turn().approval  # alice asked: two other approvers race (four eyes)
+    erin = UserFactory(username="erin")
+    MembershipFactory(tenant=world.tenant_a, user=erin, role=Role.APPROVER)
     results: dict[str, Any] = {}
 
     def decide(user: Any, verb: str) -> None:
@@ -139,7 +143,7 @@ def test_two_approvers_at_once_one_decides_the_other_gets_409(
             connection.close()
 
     threads = [
-        threading.Thread(target=decide, args=(world.alice, "approve")),
+        threading.Thread(target=decide, args=(erin, "approve")),
         threading.Thread(target=decide, args=(dave, "reject")),
     ]
     # Hold the request's row lock so that both decisions are in flight together, each
