@@ -30,8 +30,10 @@ def make_server() -> Iterator[Callable[..., FakeModelServer]]:
     """Start fake model servers; all are stopped at teardown."""
     started: list[FakeModelServer] = []
 
-    def make(*behaviours: Behaviour, default: Behaviour | None = None) -> FakeModelServer:
-        server = FakeModelServer(default=default).play(*behaviours).start()
+    def make(
+        *behaviours: Behaviour, default: Behaviour | None = None, keep_alive: bool = False
+    ) -> FakeModelServer:
+        server = FakeModelServer(default=default, keep_alive=keep_alive).play(*behaviours).start()
         started.append(server)
         return server
 

@@ -24,13 +24,14 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    peer: tuple[str, int] = ("", 0)  # the client's address: one per TCP connection
 
 
 @dataclass
 class Behaviour:
     """What the server does for one request."""
 
-    kind: str  # "json" | "sse" | "raw" | "hang" | "sse_then_hang"
+    kind: str  # "json" | "sse" | "raw" | "hang" | "sse_then_hang" | "sse_cut"
     status: int = 200
     body: Any = None
     events: list[str] = field(default_factory=list)
@@ -61,6 +62,11 @@ def sse(chunks: list[dict[str, Any] | str], *, done: bool = True) -> Behaviour:
     return Behaviour("sse", events=events)
 
 
+def sse_cut(chunks: list[dict[str, Any]]) -> Behaviour:
+    """Stream some chunks, then close the connection mid-body (a backend that crashed)."""
+    return Behaviour("sse_cut", events=[f"data: {json.dumps(c)}\n\n" for c in chunks])
+
+
 def sse_then_hang(chunks: list[dict[str, Any]]) -> Behaviour:
     """Stream some chunks, then stall (a backend that died mid-answer)."""
     return Behaviour("sse_then_hang", events=[f"data: {json.dumps(c)}\n\n" for c in chunks])
@@ -76,7 +82,10 @@ def anthropic_sse(events: list[tuple[str, dict[str, Any]]]) -> Behaviour:
 class FakeModelServer:
     """A threaded HTTP server with scriptable behaviours, on a free loopback port."""
 
-    def __init__(self, default: Behaviour | None = None) -> None:
+    def __init__(self, default: Behaviour | None = None, *, keep_alive: bool = False) -> None:
+        # keep_alive: HTTP/1.1 with chunked streams, as a hosted endpoint answers (the
+        # default is HTTP/1.0, every response ending with its connection).
+        self.keep_alive = keep_alive
         self.queue: deque[Behaviour] = deque()
         self.default = default
         self.received: list[Received] = []
@@ -105,6 +114,11 @@ class FakeModelServer:
     def bodies(self) -> list[Any]:
         return [r.body for r in self.received]
 
+    @property
+    def connections(self) -> int:
+        """How many TCP connections the requests so far came in on."""
+        return len({r.peer for r in self.received})
+
     def play(self, *behaviours: Behaviour) -> FakeModelServer:
         self.queue.extend(behaviours)
         return self
@@ -131,6 +145,8 @@ class FakeModelServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if server.keep_alive else "HTTP/1.0"
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -142,7 +158,8 @@ class FakeModelServer:
                 except ValueError:
                     body = raw_body.decode(errors="replace")
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                behaviour = server._next(Received(self.path, headers, body))
+                peer = (str(self.client_address[0]), int(self.client_address[1]))
+                behaviour = server._next(Received(self.path, headers, body, peer))
                 try:
                     self._play(behaviour)
                 except (BrokenPipeError, ConnectionResetError):
@@ -167,10 +184,20 @@ class FakeModelServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
+                if server.keep_alive:
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 for event in behaviour.events:
-                    self.wfile.write(event.encode())
+                    data = event.encode()
+                    if server.keep_alive:
+                        data = b"%x\r\n%s\r\n" % (len(data), data)
+                    self.wfile.write(data)
                     self.wfile.flush()
+                if server.keep_alive and behaviour.kind == "sse":
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                if behaviour.kind == "sse_cut":
+                    self.close_connection = True  # gone mid-body
                 if behaviour.kind == "sse_then_hang":
                     server.release.wait(30)
 

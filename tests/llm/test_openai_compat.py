@@ -34,6 +34,7 @@ from tests.llm.servers import (
     raw,
     reply,
     sse,
+    sse_cut,
     sse_then_hang,
     tool_delta,
 )
@@ -222,6 +223,39 @@ def test_streaming_delivers_tokens_in_order(make_server):
     body = server.bodies[0]
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
+
+
+def test_streamed_calls_reuse_one_connection(make_server):
+    # A hosted endpoint keeps the connection open after a stream: the next call must not
+    # pay a new TCP + TLS handshake (the SDK's own Stream drops it at `[DONE]`).
+    answer = sse([chunk(content="hi"), chunk(finish_reason="stop"), chunk(choices=False)])
+    server = make_server(answer, answer, answer, reply(completion("whole")), keep_alive=True)
+    provider = OpenAICompatProvider(endpoint(server.url))
+
+    texts = [provider.complete(ask(), on_token=lambda _: None).text for _ in range(3)]
+    texts.append(provider.complete(ask()).text)
+
+    assert texts == ["hi", "hi", "hi", "whole"]
+    assert len(server.received) == 4 and server.connections == 1
+
+
+def test_an_error_sent_inside_a_stream_raises_provider_unavailable(make_server):
+    server = make_server(
+        sse([chunk(content="par"), {"error": {"message": "overloaded", "type": "server"}}])
+    )
+    tokens: list[str] = []
+
+    with pytest.raises(ProviderUnavailable, match="overloaded"):
+        OpenAICompatProvider(endpoint(server.url)).complete(ask(), on_token=tokens.append)
+    assert tokens == ["par"]
+
+
+def test_a_stream_cut_off_midway_raises_provider_unavailable(make_server):
+    # The server closes the connection before `[DONE]` and before the chunked body's end.
+    server = make_server(sse_cut([chunk(content="half")]), keep_alive=True)
+
+    with pytest.raises(ProviderUnavailable):
+        OpenAICompatProvider(endpoint(server.url)).complete(ask(), on_token=lambda _: None)
 
 
 def test_streamed_tool_call_deltas_are_assembled(make_server):

@@ -189,9 +189,8 @@ class LocalLlamaProvider(OpenAICompatProvider):
         # llama-cpp-python penalises tokens seen in the last 64 by default (1.1). An agent
         # must copy what a tool returned: with the penalty, SmolLM2 skips the digits of "391"
         # it has just been shown and the grammar leaves it only odd tokens to pick instead.
-        params["extra_body"] = {
-            "repeat_penalty": float(options.get("repeat_penalty", DEFAULT_REPEAT_PENALTY))
-        }
+        # (llama.cpp's own field, sent as is: the parameters are the request body.)
+        params["repeat_penalty"] = float(options.get("repeat_penalty", DEFAULT_REPEAT_PENALTY))
         return params
 
     def complete(
