@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
-from django.core.asgi import get_asgi_application
+import django
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 
-django_asgi_app = get_asgi_application()
+
+class SyncChainASGIHandler(ASGIHandler):
+    """Django's ASGI handler with the middleware chain run as one synchronous call on one
+    thread per request, as under WSGI.
+
+    Django's own handler builds an async chain: every `MiddlewareMixin` (sessions, CSRF,
+    auth, messages, ...) then runs its `process_request`/`process_response` through
+    `sync_to_async`, and a sync-only middleware (WhiteNoise) bounces back to the event loop
+    with `async_to_sync`: about ten thread hops per request through daphne's busy loop,
+    ~3 ms of `POST /turns`' 13 (benchmarks/bench_turns.py). Here the request makes one hop
+    into a thread and back; an async view (the SSE stream) runs on the loop through
+    `async_to_sync`, and its streamed body is sent from the loop as before.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+        chain: Any = self._middleware_chain  # type: ignore[has-type]
+        self._middleware_chain = sync_to_async(chain, thread_sensitive=True)
+
+
+django.setup(set_prefix=False)  # what get_asgi_application() does before building its handler
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
