@@ -103,15 +103,20 @@ def event_record(
     row = SessionEvent.objects.create(
         tenant_id=session.tenant_id, session=session, turn=turn, type=event, payload=data
     )
+    event_published(row)
+    return row
+
+
+def event_published(row: SessionEvent) -> None:
+    """Publish a stored event to its session's subscribers once its transaction commits."""
     message: StreamMessage = {
         "type": "session.event",
         "id": row.id,
-        "event": event,
-        "turn": str(turn.id) if turn else None,
-        "data": data,
+        "event": row.type,
+        "turn": str(row.turn_id) if row.turn_id else None,
+        "data": row.payload,
     }
-    publish_on_commit(session_group(session.id), dict(message))
-    return row
+    publish_on_commit(session_group(row.session_id), dict(message))
 
 
 def token_publish(*, session_id: object, turn_id: object, text: str) -> None:

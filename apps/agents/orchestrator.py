@@ -34,6 +34,7 @@ from apps.agents.adapters import (
     Toolbox,
     ToolJobPending,
     TurnCancelled,
+    TurnWrites,
 )
 from apps.agents.approval_flow import (
     WAITING_OUTCOME as WAITING_APPROVAL,
@@ -43,7 +44,6 @@ from apps.agents.approval_flow import (
     approval_turns_recover,
     turn_resume_on_decision,
 )
-from apps.agents.events import event_record
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     ActionNode,
@@ -56,6 +56,7 @@ from apps.agents.runtime.ports import PolicyGate
 from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalStatus
+from apps.core import batch
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
@@ -116,7 +117,7 @@ def turn_execute(*, turn_id: uuid.UUID | str) -> str:
             session_id=OuterRef("session_id"), seq__lt=OuterRef("seq")
         ).exclude(status__in=TERMINAL_TURN_STATUSES)
         turn = (
-            Turn.objects.select_related("session__agent")
+            Turn.objects.select_related("session__agent", "tenant")
             .annotate(blocked=Exists(earlier))
             .get(id=turn.id)
         )
@@ -135,6 +136,7 @@ def _run_locked(turn: Turn) -> str:
     session: AgentSession = turn.session
     agent = session.agent
     now = timezone.now()
+    first_run = turn.attempts == 0  # every run counts itself here before it writes anything
     turn.status, turn.attempts = TurnStatus.RUNNING, turn.attempts + 1
     turn.started_at, turn.heartbeat_at = turn.started_at or now, now
     Turn.objects.filter(id=turn.id).update(
@@ -143,11 +145,13 @@ def _run_locked(turn: Turn) -> str:
         started_at=turn.started_at,
         heartbeat_at=now,
     )
-    events = DbEventSink(session, turn)
-    # One checkpoint store and one toolbox for the loop and the gate: the gate writes its
-    # decision nodes into the same action graph (positions come from this one store).
-    checkpoints = DbCheckpointStore(turn)
-    tools = Toolbox(agent.allowed_tools, turn=turn)
+    # One writer, store and toolbox for the loop and the gate: events wait for the next write
+    # that cannot (TurnWrites), and the gate writes its decision nodes into the same action
+    # graph (positions come from this one store).
+    writes = TurnWrites(session, turn)
+    events = DbEventSink(writes)
+    checkpoints = DbCheckpointStore(turn, writes, first_run=first_run)
+    tools = Toolbox(agent.allowed_tools, turn=turn, writes=writes)
     budget = SessionTokenBudget(
         session=session,
         turn=turn,
@@ -176,13 +180,14 @@ def _run_locked(turn: Turn) -> str:
                 tier=agent.model_tier,
                 sensitivity=session.data_sensitivity,
                 allowed=allowed,
+                writes=writes,
             ),
             tools=tools,
             policy=policy_gate_for(
                 turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
             ),
             system_prompt=agent.system_prompt,
-            history=history_for(turn),
+            history=history_for(turn) if turn.seq > 1 else [],
             budget=budget,
             events=events,
             checkpoints=checkpoints,
@@ -201,6 +206,7 @@ def _run_locked(turn: Turn) -> str:
     except TurnCancelled:
         _finish(
             turn,
+            writes=writes,
             status=TurnStatus.CANCELLED,
             outcome="cancelled",
             detail="",
@@ -212,6 +218,7 @@ def _run_locked(turn: Turn) -> str:
         # then start the job (it requeues the turn when done; the loop replays its node).
         _finish(
             turn,
+            writes=writes,
             status=TurnStatus.WAITING,
             outcome="waiting_tool",
             detail=f"waiting for tool {pending.tool} (job {pending.job_id})",
@@ -223,6 +230,7 @@ def _run_locked(turn: Turn) -> str:
         logger.exception("turn crashed", extra={"turn_id": str(turn.id)})
         _finish(
             turn,
+            writes=writes,
             status=TurnStatus.FAILED,
             outcome="internal_error",
             detail=f"internal error ({type(exc).__name__})",
@@ -230,12 +238,14 @@ def _run_locked(turn: Turn) -> str:
         )
         return "failed"
     if outcome.status == "waiting_approval":
-        return _park_for_approval(turn, outcome, events.deferred)
-    _record_outcome(turn, outcome, events.deferred)
+        return _park_for_approval(turn, outcome, events.deferred, writes)
+    _record_outcome(turn, outcome, events.deferred, writes)
     return outcome.status
 
 
-def _park_for_approval(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, Any]]) -> str:
+def _park_for_approval(
+    turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, Any]], writes: TurnWrites
+) -> str:
     """The loop parked a call for a human: record the approval request and set the turn
     waiting (outcome "waiting_approval"), both or neither; this worker is then free. The
     decision requeues the turn (apps/agents/approval_flow.py)."""
@@ -245,6 +255,7 @@ def _park_for_approval(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[st
         # Cancelled while it ran: nobody should be asked to approve what nobody waits for.
         _finish(
             turn,
+            writes=writes,
             status=TurnStatus.CANCELLED,
             outcome="cancelled",
             detail="",
@@ -283,6 +294,7 @@ def _park_for_approval(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[st
             events.append(("turn.waiting", waiting))
         _finish(
             turn,
+            writes=writes,
             status=TurnStatus.WAITING,
             outcome=WAITING_APPROVAL,
             detail=f"waiting for approval of {pending.call.name}: {pending.reason}"[:2000],
@@ -355,7 +367,9 @@ def _json_steps(router: ModelRouter, turn: Turn, allowed: list[str] | None) -> b
     return first is not None and not first.supports_tools
 
 
-def _record_outcome(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, Any]]) -> None:
+def _record_outcome(
+    turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, Any]], writes: TurnWrites
+) -> None:
     status = _STATUS.get(outcome.status, TurnStatus.FAILED)
     reason = outcome.reason or outcome.status
     detail = outcome.detail
@@ -369,6 +383,7 @@ def _record_outcome(turn: Turn, outcome: TurnOutcome, deferred: list[tuple[str, 
         ]
     _finish(
         turn,
+        writes=writes,
         status=status,
         outcome="completed" if status == TurnStatus.COMPLETED else reason,
         detail=detail,
@@ -385,6 +400,7 @@ def _finish(
     detail: str,
     events: list[tuple[str, Any]],
     final_answer: str = "",
+    writes: TurnWrites | None = None,
 ) -> None:
     # Tokens are not written here: SessionTokenBudget.settle adds each model call's usage to
     # the turn and the session as it is spent, so a parked or resumed turn is counted once.
@@ -398,15 +414,18 @@ def _finish(
     }
     if status in TERMINAL_TURN_STATUSES:
         fields["finished_at"] = now
-    # The new status and the announcing events commit together; plain UPDATEs (no
-    # read-modify-write), so a concurrent cancel request is neither lost nor overwritten.
-    with transaction.atomic():
-        Turn.objects.filter(id=turn.id).update(**fields)
-        AgentSession.objects.filter(id=turn.session_id).update(updated_at=now)
-        for name, value in fields.items():
-            setattr(turn, name, value)
-        for event, payload in events:
-            event_record(session=turn.session, turn=turn, event=event, data=payload)
+    writes = writes or TurnWrites(turn.session, turn)
+    for event, payload in events:
+        writes.event(event, payload)
+    # The new status and the announcing events (after any the turn still had queued) commit
+    # together, in one round trip; plain UPDATEs (no read-modify-write), so a concurrent
+    # cancel request is neither lost nor overwritten.
+    writes.send(
+        batch.update(Turn.objects.filter(id=turn.id), **fields),
+        batch.update(AgentSession.objects.filter(id=turn.session_id), updated_at=now),
+    )
+    for name, value in fields.items():
+        setattr(turn, name, value)
 
 
 def turns_recover() -> int:

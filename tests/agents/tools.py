@@ -136,3 +136,18 @@ def burn_cpu(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
 )
 def guarded_append(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
     return append_line(arguments, call)
+
+
+@default_registry.register(
+    "events_so_far",
+    description="The types of the events stored for this turn so far, in order.",
+    input_schema={"type": "object", "properties": {}},
+    idempotent=True,
+    risk_tier="low",
+    replace=True,
+)
+def events_so_far(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
+    from apps.agents.models import SessionEvent
+
+    rows = SessionEvent.objects.filter(turn_id=call.ctx.turn_id).order_by("id")
+    return {"events": [row.type for row in rows]}

@@ -1,0 +1,78 @@
+"""How a turn writes: events ride with the next checkpoint or check-in, never later."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from apps.agents import orchestrator, services
+from apps.agents.models import ActionNode, SessionEvent, TurnStatus
+from tests.agents.conftest import make_agent, make_session
+from tests.conftest import World
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
+
+SCRIPT = [
+    {"tool": "events_so_far", "arguments": {}, "say": "Looking."},
+    {"tool": "events_so_far", "arguments": {}, "say": "Looking again."},
+    {"final": "done"},
+]
+
+
+def test_every_event_is_stored_before_the_call_that_follows_it(world: World) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+
+    assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+
+    log = list(SessionEvent.objects.filter(turn=turn).order_by("id").values_list("type", flat=True))
+    calls = [i for i, kind in enumerate(log) if kind == "tool.call"]
+    assert len(calls) == 2
+    nodes = ActionNode.objects.filter(turn=turn, kind="tool_call").order_by("position")
+    seen = [node.outputs["output"]["events"] for node in nodes]
+    # What each tool saw is exactly the log up to its own tool.call: everything emitted
+    # before the call was durable when it ran, and nothing later had been written.
+    assert seen == [log[: calls[0] + 1], log[: calls[1] + 1]]
+    assert turn.__class__.objects.get(id=turn.id).status == TurnStatus.COMPLETED
+
+
+def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher2")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+
+    table = SessionEvent._meta.db_table
+    inserts = [sql for sql in queries if f'INSERT INTO "{table}"' in sql]
+    events = SessionEvent.objects.filter(turn=turn).exclude(type="turn.accepted").count()
+    assert sum(sql.count(f'INSERT INTO "{table}"') for sql in inserts) == events
+    # Each query that writes events also writes the checkpoint, check-in or outcome that
+    # made them wait: it holds more statements than event INSERTs.
+    for sql in inserts:
+        assert sql.count(";\n") + 1 > sql.count(f'INSERT INTO "{table}"'), sql[:300]
+
+
+def test_a_run_reads_the_agents_policies_once_for_all_its_calls(world: World) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher3")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+
+    decisions = SessionEvent.objects.filter(turn=turn, type="policy.decision")
+    assert decisions.count() == 2
+    assert all(d.payload["policies"] for d in decisions)  # both decided by the default policy
+    assert sum('FROM "policies_policy"' in sql for sql in queries) == 1
