@@ -26,6 +26,22 @@ def policy_version_list(*, policy: Policy) -> QuerySet[PolicyVersion]:
     )
 
 
+def policies_for_agent(*, tenant_id: uuid.UUID, agent_slug: str) -> list[Policy]:
+    """The policies that may decide the calls of the agent `agent_slug`, whatever the tool
+    (`applies_to_tool` picks those of one tool), in the order `policies_applicable` gives."""
+    return list(
+        Policy.objects.filter(tenant_id=tenant_id, current_version__isnull=False)
+        .exclude(mode=PolicyMode.DISABLED)
+        .filter(Q(agent_slug="") | Q(agent_slug=agent_slug))
+        .select_related("current_version")
+        .order_by("name", "id")
+    )
+
+
+def applies_to_tool(policy: Policy, tool_name: str) -> bool:
+    return policy.tool_name in ("", tool_name)
+
+
 def policies_applicable(
     *, tenant_id: uuid.UUID, agent_slug: str, tool_name: str
 ) -> QuerySet[Policy]:

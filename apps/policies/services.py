@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,14 +304,26 @@ def _evaluate(
 
 
 def decision_make(
-    *, tenant_id: uuid.UUID, agent_slug: str, tool_name: str, input_doc: Mapping[str, Any]
+    *,
+    tenant_id: uuid.UUID,
+    agent_slug: str,
+    tool_name: str,
+    input_doc: Mapping[str, Any],
+    agent_policies: Sequence[Policy] | None = None,
 ) -> Decision:
-    """Evaluate every applicable policy for one tool call and combine them."""
-    evaluations = [
-        _evaluate(policy, policy.current_version, input_doc)
-        for policy in selectors.policies_applicable(
+    """Evaluate every applicable policy for one tool call and combine them.
+
+    `agent_policies`: the agent's policies as `selectors.policies_for_agent` read them, for a
+    caller deciding many calls under the same policies (a turn); else they are read now."""
+    if agent_policies is None:
+        applicable: Iterable[Policy] = selectors.policies_applicable(
             tenant_id=tenant_id, agent_slug=agent_slug, tool_name=tool_name
         )
+    else:
+        applicable = [p for p in agent_policies if selectors.applies_to_tool(p, tool_name)]
+    evaluations = [
+        _evaluate(policy, policy.current_version, input_doc)
+        for policy in applicable
         if policy.current_version is not None
     ]
     enforced = combine(e["_result"] for e in evaluations if e["mode"] == PolicyMode.ENFORCE)
