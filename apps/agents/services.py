@@ -10,10 +10,10 @@ from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from apps.agents.events import event_record
+from apps.agents.events import event_published, event_record
 from apps.agents.exceptions import (
     AgentInactive,
     MessageInvalid,
@@ -25,11 +25,13 @@ from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     Agent,
     AgentSession,
+    SessionEvent,
     SessionStatus,
     Turn,
     TurnStatus,
 )
 from apps.approvals import services as approval_services
+from apps.core import batch
 from apps.core.background import run_in_background
 from apps.core.context import current_request_id
 from apps.core.exceptions import Conflict, InvalidInput
@@ -152,6 +154,12 @@ def session_close(*, session: AgentSession, cancel: bool = False) -> AgentSessio
     return session
 
 
+def _count(rows: QuerySet[Any]) -> Subquery:
+    """`SELECT COUNT(*)` of `rows`, as a subquery of another query."""
+    counted = rows.order_by().values(n=Func("id", function="COUNT"))
+    return Subquery(counted.values("n"), output_field=IntegerField())
+
+
 def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | None = None) -> Turn:
     """Accept a user message as a queued turn; the worker picks it up after commit."""
     if not isinstance(message, str) or not message.strip():
@@ -163,9 +171,17 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
             code="message_too_long",
         )
     with transaction.atomic():
-        # The row lock orders concurrent messages of one session: seq is gap-free.
+        # The row lock orders concurrent messages of one session: seq is gap-free. The
+        # backlogs are counted in the same query.
+        queued = Turn.objects.filter(status=TurnStatus.QUEUED)
         session = (
-            AgentSession.objects.select_for_update().select_related("agent").get(id=session.id)
+            AgentSession.objects.select_for_update(of=("self",))
+            .select_related("agent")
+            .annotate(
+                queued_here=_count(queued.filter(session_id=OuterRef("id"))),
+                queued_tenant=_count(queued.filter(tenant_id=OuterRef("tenant_id"))),
+            )
+            .get(id=session.id)
         )
         if session.status != SessionStatus.ACTIVE:
             raise SessionNotActive(f"This session is {session.status}; start a new one.")
@@ -175,22 +191,18 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
         # the workers are behind; retry later). The tenant's backlog bounds what one tenant
         # can pile onto the queue; counted without a lock, so a burst may overshoot by the
         # number of requests in flight at that moment.
-        queued = Turn.objects.filter(tenant_id=session.tenant_id, status=TurnStatus.QUEUED)
-        counts = queued.aggregate(
-            tenant=Count("id"), session=Count("id", filter=Q(session_id=session.id))
-        )
-        pending = counts["session"]
+        pending = session.queued_here  # type: ignore[attr-defined]
         if pending >= settings.WARDEN_MAX_QUEUED_TURNS:
             raise Conflict(
                 f"{pending} turns are already queued on this session; wait for them.",
                 code="too_many_queued_turns",
             )
-        if counts["tenant"] >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:
+        if session.queued_tenant >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:  # type: ignore[attr-defined]
             raise TurnBacklogFull(
                 f"{settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT} turns of this tenant are waiting "
                 "for a worker; try again shortly."
             )
-        turn = Turn.objects.create(
+        turn = Turn(
             tenant_id=session.tenant_id,
             session=session,
             seq=session.next_seq,
@@ -198,14 +210,29 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
             requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
             request_id=current_request_id() or "",
         )
-        session.next_seq += 1
-        session.save(update_fields=["next_seq", "updated_at"])
-        event_record(
+        accepted = SessionEvent(
+            tenant_id=session.tenant_id,
             session=session,
             turn=turn,
-            event="turn.accepted",
-            data={"turn_id": str(turn.id), "seq": turn.seq, "message": message},
+            type="turn.accepted",
+            payload={"turn_id": str(turn.id), "seq": turn.seq, "message": message},
         )
+        session.next_seq += 1
+        # The turn, the session's next seq and the accepted event: one round trip.
+        *_, event = batch.execute(
+            [
+                batch.insert(turn),
+                batch.update(
+                    AgentSession.objects.filter(id=session.id),
+                    next_seq=session.next_seq,
+                    updated_at=timezone.now(),
+                ),
+                batch.insert(accepted, returning=True),
+            ]
+        )
+        assert event.rows, "an event INSERT returns its id"
+        accepted.id = event.rows[0][0]
+        event_published(accepted)
         transaction.on_commit(lambda: turn_dispatch(turn_id=turn.id))
     return turn
 
