@@ -73,10 +73,11 @@ class TurnWrites:
 
     def __init__(self, session: AgentSession, turn: Turn) -> None:
         self.session, self.turn = session, turn
-        self._events: list[SessionEvent] = []
+        # In order: events (to publish once stored) and other records that may wait.
+        self._queued: list[SessionEvent | batch.Statement] = []
 
     def event(self, event_type: str, payload: dict[str, Any]) -> None:
-        self._events.append(
+        self._queued.append(
             SessionEvent(
                 tenant_id=self.session.tenant_id,
                 session=self.session,
@@ -86,20 +87,31 @@ class TurnWrites:
             )
         )
 
+    def later(self, statement: batch.Statement) -> None:
+        """Queue a write that may wait like an event: a record nothing resumes from."""
+        self._queued.append(statement)
+
     def send(self, *statements: batch.Statement) -> list[batch.Result]:
-        """Write the queued events, then `statements`, in one round trip and one transaction;
+        """Write what is queued, then `statements`, in one round trip and one transaction;
         the statements' results."""
         # Taken off the queue first: if the write fails, the turn fails, and its failure is
         # recorded without retrying a batch the database refused.
-        events, self._events = self._events, []
+        queued, self._queued = self._queued, []
         results = batch.execute(
-            [*(batch.insert(row, returning=True) for row in events), *statements]
+            [
+                *(
+                    batch.insert(item, returning=True) if isinstance(item, SessionEvent) else item
+                    for item in queued
+                ),
+                *statements,
+            ]
         )
-        for row, result in zip(events, results, strict=False):
-            assert result.rows, "an event INSERT returns its id"
-            row.id = result.rows[0][0]
-            event_published(row)  # once committed: at once in autocommit
-        return results[len(events) :]
+        for item, result in zip(queued, results, strict=False):
+            if isinstance(item, SessionEvent):
+                assert result.rows, "an event INSERT returns its id"
+                item.id = result.rows[0][0]
+                event_published(item)  # once committed: at once in autocommit
+        return results[len(queued) :]
 
     def check_in(self) -> None:
         """Heartbeat and cancellation check before every model and tool call (queued events
@@ -164,7 +176,7 @@ class DbCheckpointStore:
         self._last_position = max((n.position for n in nodes), default=0)
         return [_node_to_record(n) for n in nodes]
 
-    def _upsert(self, record: StepRecord) -> None:
+    def _upsert(self, record: StepRecord, *, later: bool = False) -> None:
         if self._known is None:
             self.load(str(self.turn.id))
         assert self._known is not None
@@ -198,12 +210,21 @@ class DbCheckpointStore:
             position=self._last_position + 1,
             **fields,
         )
-        self.writes.send(batch.insert(node))
+        if later:
+            self.writes.later(batch.insert(node))
+        else:
+            self.writes.send(batch.insert(node))
         self._known.add(record.node_id)
         self._last_position += 1
 
     def save(self, record: StepRecord) -> None:
         self._upsert(record)
+
+    def record(self, record: StepRecord) -> None:
+        """Add a node nothing resumes from (a policy decision: the gate decides again for a
+        call with no checkpoint of its own): it waits, as events do, for the next write that
+        cannot. It is never changed afterwards."""
+        self._upsert(record, later=True)
 
     def mark_started(self, record: StepRecord) -> None:
         self._upsert(record)
@@ -662,7 +683,7 @@ class TenantPolicyGate:
             "policies": policies,
             "latency_us": elapsed_us,
         }
-        self.checkpoints.save(
+        self.checkpoints.record(
             StepRecord(
                 node_id=node_id,
                 turn_id=str(self.turn.id),
