@@ -42,6 +42,7 @@ class Counter:
     target: str
     window: str  # "d:20250131" | "m:202501" | "" (session, turn: the whole of it)
     ttl_s: int
+    tenant_id: str = ""
 
 
 def window_for(period: str, at: datetime) -> str:
@@ -77,7 +78,9 @@ def counter_for(
 ) -> Counter:
     window = window_for(period, at)
     key = f"{prefix}:c:{tenant_id}:{scope}:{target}:{window}"
-    return Counter(key=key, scope=scope, target=target, window=window, ttl_s=_TTL[period])
+    return Counter(
+        key=key, scope=scope, target=target, window=window, ttl_s=_TTL[period], tenant_id=tenant_id
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class BuiltinCap:
     scope: Literal["turn", "session"]
     max_tokens: int
     label: str
+    obligations: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
