@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from apps.budgets.ledger.redis_ledger import RedisLedger
-from apps.budgets.ledger.types import Cap, Counter, counter_for
+from apps.budgets.ledger.types import Cap, Counter, ReserveResult, counter_for
 
 
 @pytest.fixture
@@ -58,4 +59,18 @@ def cap(
         max_tokens=tokens,
         max_micros=micros,
         label=label or f"{counter.scope} cap",
+    )
+
+
+def reserve_now(
+    led: RedisLedger, rid: str, caps: list[Cap], tokens: int, micros: int = 0
+) -> ReserveResult:
+    return led.reserve(
+        reservation_id=rid,
+        caps=caps,
+        windows=[],
+        tokens=tokens,
+        micros=micros,
+        deadline_s=time.time() + 60,
+        meta={},
     )

@@ -18,28 +18,13 @@ from apps.budgets.ledger.types import (
     BuiltinCap,
     Cap,
     CounterState,
-    ReserveResult,
     UsageRow,
     to_micros,
 )
 from apps.budgets.models import Budget, Period, Scope, UsageRecord
 from apps.budgets.services import ledger as svc
-from tests.budgets.conftest import cap, loaded_counter
+from tests.budgets.conftest import cap, loaded_counter, reserve_now
 from tests.conftest import World
-
-
-def _reserve(
-    led: RedisLedger, rid: str, caps: list[Cap], tokens: int, micros: int = 0
-) -> ReserveResult:
-    return led.reserve(
-        reservation_id=rid,
-        caps=caps,
-        windows=[],
-        tokens=tokens,
-        micros=micros,
-        deadline_s=time.time() + 60,
-        meta={},
-    )
 
 
 def test_a_hold_is_taken_in_every_scope_or_in_none(bare_ledger: RedisLedger) -> None:
@@ -47,11 +32,11 @@ def test_a_hold_is_taken_in_every_scope_or_in_none(bare_ledger: RedisLedger) -> 
     session = loaded_counter(bare_ledger, "session", "s1", period="session")
     caps = [cap(tenant, tokens=1000), cap(session, tokens=250)]
 
-    first = _reserve(bare_ledger, "a", caps, 200)
+    first = reserve_now(bare_ledger, "a", caps, 200)
     assert first.kind == "ok"
     assert first.states[session.key] == CounterState(0, 0, 200, 0)
     # The session has 50 left: refused there, and the tenant holds nothing more either.
-    second = _reserve(bare_ledger, "b", caps, 100)
+    second = reserve_now(bare_ledger, "b", caps, 100)
     assert second.kind == "over"
     assert second.cap is not None and second.cap.counter.key == session.key
     states = bare_ledger.states([tenant, session])
@@ -62,7 +47,7 @@ def test_a_hold_is_taken_in_every_scope_or_in_none(bare_ledger: RedisLedger) -> 
 def test_settle_replaces_the_hold_by_the_truth_once(bare_ledger: RedisLedger) -> None:
     tenant = loaded_counter(bare_ledger)
     caps = [cap(tenant, tokens=1000, micros=5_000_000)]
-    assert _reserve(bare_ledger, "a", caps, 400, 2_000_000).kind == "ok"
+    assert reserve_now(bare_ledger, "a", caps, 400, 2_000_000).kind == "ok"
 
     outcome = bare_ledger.settle(
         reservation_id="a", caps=caps, windows=[], tokens=150, micros=700_000
@@ -76,44 +61,44 @@ def test_settle_replaces_the_hold_by_the_truth_once(bare_ledger: RedisLedger) ->
     assert bare_ledger.states([tenant])[tenant.key] == CounterState(150, 700_000, 0, 0)
     assert bare_ledger.open_count() == 0
     # The same id can't hold again: a retried reserve is not a second call.
-    assert _reserve(bare_ledger, "a", caps, 1).kind == "dup"
+    assert reserve_now(bare_ledger, "a", caps, 1).kind == "dup"
 
 
 def test_a_failed_call_settles_at_zero_and_releases_everything(bare_ledger: RedisLedger) -> None:
     tenant = loaded_counter(bare_ledger)
     caps = [cap(tenant, tokens=100)]
-    assert _reserve(bare_ledger, "a", caps, 100).kind == "ok"
-    assert _reserve(bare_ledger, "b", caps, 1).kind == "over"
+    assert reserve_now(bare_ledger, "a", caps, 100).kind == "ok"
+    assert reserve_now(bare_ledger, "b", caps, 1).kind == "over"
     bare_ledger.settle(reservation_id="a", caps=caps, windows=[], tokens=0, micros=0)
     assert bare_ledger.states([tenant])[tenant.key] == CounterState(0, 0, 0, 0)
-    assert _reserve(bare_ledger, "b", caps, 100).kind == "ok"
+    assert reserve_now(bare_ledger, "b", caps, 100).kind == "ok"
 
 
 def test_an_overrun_blocks_the_scope_until_it_is_back_under(bare_ledger: RedisLedger) -> None:
     tenant = loaded_counter(bare_ledger)
     caps = [cap(tenant, tokens=1000)]
-    assert _reserve(bare_ledger, "a", caps, 100).kind == "ok"
+    assert reserve_now(bare_ledger, "a", caps, 100).kind == "ok"
     # The provider reports ten times the bound: settled at the truth, over the cap.
     bare_ledger.settle(reservation_id="a", caps=caps, windows=[], tokens=1500, micros=0)
     assert bare_ledger.states([tenant])[tenant.key] == CounterState(1500, 0, 0, 0)
-    refused = _reserve(bare_ledger, "b", caps, 0)
+    refused = reserve_now(bare_ledger, "b", caps, 0)
     assert refused.kind == "over"
     assert refused.states[tenant.key].spent_tokens == 1500
     # A raised cap lets calls through again.
-    assert _reserve(bare_ledger, "c", [cap(tenant, tokens=2000)], 100).kind == "ok"
+    assert reserve_now(bare_ledger, "c", [cap(tenant, tokens=2000)], 100).kind == "ok"
 
 
 def test_a_counter_not_in_redis_is_reported_not_guessed(bare_ledger: RedisLedger) -> None:
     tenant = loaded_counter(bare_ledger)
     bare_ledger.client.delete(tenant.key)
-    result = _reserve(bare_ledger, "a", [cap(tenant, tokens=10)], 1)
+    result = reserve_now(bare_ledger, "a", [cap(tenant, tokens=10)], 1)
     assert result.kind == "load" and result.counter == tenant
     assert bare_ledger.open_count() == 0
 
 
 def test_negative_holds_are_refused(bare_ledger: RedisLedger) -> None:
     with pytest.raises(ValueError):
-        _reserve(bare_ledger, "a", [cap(loaded_counter(bare_ledger), tokens=10)], -1)
+        reserve_now(bare_ledger, "a", [cap(loaded_counter(bare_ledger), tokens=10)], -1)
 
 
 # --------------------------------------------------------------------------- with Django
