@@ -193,6 +193,10 @@ def worker(args: argparse.Namespace, index: int, prefix: str, barrier: Any, out:
         mine_s: list[float] = []
         caps = backend.caps(session, f"{session}-0")
         start_line.wait()
+        if not args.burst and high:
+            # Steady state, not a stampede: 200 turns in flight are at different points of
+            # their model calls (only --burst measures everyone at once).
+            time.sleep(rng.uniform(0, high) / 1000)
         calls = 0
         while True:
             if calls and calls % CALLS_PER_TURN == 0:
