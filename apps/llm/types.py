@@ -70,6 +70,8 @@ class ToolSpec:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    # The provider reported no usage: these are Warden's estimate.
+    estimated: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ class Permission(StrEnum):
     APPROVAL_DECIDE = "approval.decide"  # approve or reject a tool call parked for a human
     POLICY_READ = "policy.read"  # read policies and their versions, evaluate one on an input
     POLICY_WRITE = "policy.write"  # create, change or delete a policy (a new version each save)
+    BUDGET_READ = "budget.read"  # budgets, what they have spent, and the tenant's usage
+    BUDGET_WRITE = "budget.write"  # create, change or delete a budget
 
 
 _VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
@@ -45,11 +47,14 @@ _OPERATOR = _PARTICIPANT | {
     Permission.REASONING_READ,
     Permission.TENANT_CONFIGURE,
     Permission.POLICY_READ,
+    Permission.BUDGET_READ,
 }
-# Policies decide what every agent of the tenant may do: changing them is an admin's call.
+# Policies and budgets decide what every agent of the tenant may do: changing them is an
+# admin's call.
 _ADMIN = _OPERATOR | {
     Permission.TENANT_ADMINISTER,
     Permission.POLICY_WRITE,
+    Permission.BUDGET_WRITE,
     Permission.APPROVAL_DECIDE,
 }
 

@@ -56,4 +56,7 @@ CELERY_BEAT_SCHEDULE = {
     # Pending approval requests past their expiry: marked expired, their turns resumed with a
     # rejection (apps/approvals/services.py).
     "expire-approvals": {"task": "approvals.expire", "schedule": 60.0},
+    # Budget holds past their deadline (a worker died between reserve and settle): charged
+    # at the hold and released from Redis (apps/budgets/services/ledger.py).
+    "reconcile-budgets": {"task": "budgets.reconcile", "schedule": 30.0},
 }

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.tools",
     "apps.policies",
     "apps.approvals",
+    "apps.budgets",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +115,7 @@ from config.settings.api import *  # noqa: E402,F403
 from config.settings.approvals import *  # noqa: E402,F403
 from config.settings.auth import *  # noqa: E402,F403
 from config.settings.breakers import *  # noqa: E402,F403
+from config.settings.budgets import *  # noqa: E402,F403
 from config.settings.cache import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.channels import *  # noqa: E402,F403

@@ -6,6 +6,8 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from apps.core.api.errors import exception_handler
+from apps.core.exceptions import TooManyRequests, Unavailable
 from tests.conftest import World, client_for
 
 pytestmark = pytest.mark.django_db
@@ -122,3 +124,20 @@ def test_logs_are_json_and_carry_the_request_id(
     assert record["request_id"] == "trace-me-1"
     assert record["status"] == 200
     assert record["level"] == "INFO"
+
+
+def test_domain_errors_with_a_wait_answer_retry_after() -> None:
+    """A rate limit is a 429 and says when to come back; so may a 503."""
+    limited = exception_handler(
+        TooManyRequests("Tenant rpm used up.", retry_after=2.2, details={"scope": "tenant"}), {}
+    )
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "3"
+    assert limited.data == {
+        "code": "rate_limited",
+        "message": "Tenant rpm used up.",
+        "details": {"scope": "tenant"},
+    }
+    busy = exception_handler(Unavailable("Queue full.", code="backpressure", retry_after=10), {})
+    assert (busy.status_code, busy.headers["Retry-After"]) == (503, "10")
+    assert "Retry-After" not in exception_handler(Unavailable("Down."), {}).headers

@@ -28,6 +28,7 @@ _DOMAIN_STATUS: list[tuple[type[domain.WardenError], int]] = [
     (domain.Forbidden, 403),
     (domain.InvalidInput, 400),
     (domain.Unavailable, 503),
+    (domain.TooManyRequests, 429),
 ]
 
 _DRF_CODES: dict[type[drf.APIException], str] = {
@@ -72,7 +73,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, domain.WardenError):
         status = next((s for cls, s in _DOMAIN_STATUS if isinstance(exc, cls)), 400)
-        return Response(error_body(exc.code, exc.message, exc.details), status=status)
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=status, headers=headers
+        )
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -62,10 +62,12 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "The body is larger than WARDEN_MAX_BODY_BYTES: `payload_too_large`.",
     415: "The body is not JSON: `unsupported_media_type`.",
     429: "Throttled (`throttled`, with `Retry-After`): too many requests, or too many failed "
-    "authentications from this address.",
+    "authentications from this address; `rate_limited` (with `Retry-After`): the tenant's or "
+    "user's model requests or tokens per minute are used up.",
     502: "An upstream server answered badly: a code of this operation.",
     503: "A dependency can't serve the request now: `identity_provider_unavailable` (the OIDC "
-    "issuer can't be reached) or a code of this operation.",
+    "issuer can't be reached) or a code of this operation (with `Retry-After` when it is "
+    "known when to try again).",
 }
 
 _HEADERS: dict[int, dict[str, Any]] = {
@@ -80,6 +82,13 @@ _HEADERS: dict[int, dict[str, Any]] = {
         "Retry-After": {
             "schema": {"type": "integer", "minimum": 1},
             "description": "Seconds to wait before trying again.",
+        }
+    },
+    503: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds to wait before trying again, when known.",
+            "required": False,
         }
     },
 }

@@ -1,0 +1,1 @@
+"""Writes of budgets: the ledger (reserve, settle, reconcile) and budget CRUD."""
