@@ -14,6 +14,20 @@ from tests.conftest import World
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
 
+
+def _run_recording_queries(turn_id: Any) -> list[str]:
+    """Run the turn in-process; the queries it sent (a multi-statement batch is one)."""
+    queries: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert orchestrator.turn_execute(turn_id=turn_id) == "completed"
+    return queries
+
+
 SCRIPT = [
     {"tool": "events_so_far", "arguments": {}, "say": "Looking."},
     {"tool": "events_so_far", "arguments": {}, "say": "Looking again."},
@@ -41,14 +55,7 @@ def test_every_event_is_stored_before_the_call_that_follows_it(world: World) -> 
 def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher2")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries: list[str] = []
-
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        queries.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+    queries = _run_recording_queries(turn.id)
 
     table = SessionEvent._meta.db_table
     inserts = [sql for sql in queries if f'INSERT INTO "{table}"' in sql]
@@ -63,14 +70,7 @@ def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:
 def test_a_run_reads_the_agents_policies_once_for_all_its_calls(world: World) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher3")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries: list[str] = []
-
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        queries.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+    queries = _run_recording_queries(turn.id)
 
     decisions = SessionEvent.objects.filter(turn=turn, type="policy.decision")
     assert decisions.count() == 2
