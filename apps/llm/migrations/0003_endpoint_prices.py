@@ -36,6 +36,9 @@ def zero_prices_again(apps, schema_editor):
         ModelEndpoint.objects.filter(**{f"{price}__isnull": True}).update(
             **{price: Decimal(0), "updated_at": Now()}
         )
+    # The columns' ALTER (NOT NULL again) comes next in this transaction, and PostgreSQL
+    # refuses to alter a table with deferred foreign-key checks still queued by the UPDATE.
+    schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 class Migration(migrations.Migration):
