@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -276,6 +277,10 @@ def start_platform(model_port: int, latencies: list[int], worker_args: list[str]
             base_url=f"http://127.0.0.1:{model_port}/lat{latency}/v1",
             tier="small",
             timeout_s=30.0,
+            # Priced like a small hosted model: an unpriced endpoint is never called, and
+            # priced calls take the path a production turn takes.
+            price_input_per_mtok=Decimal("0.15"),
+            price_output_per_mtok=Decimal("0.60"),
         )
         agent = agent_services.agent_save(
             tenant=tenant,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from apps.tenants.models import TenantOwned
@@ -42,6 +43,19 @@ def default_sensitivities() -> list[str]:
     return [Sensitivity.PUBLIC, Sensitivity.INTERNAL]
 
 
+# Prices are per million tokens, in the tenant's currency. Zero is not a price: an endpoint
+# that costs nothing is marked `is_free`, so "free" and "nobody set a price" never look alike.
+# The ceiling (under 100,000: five digits before the point) only catches nonsense, a stray
+# digit or a price per token typed as per million; it leaves room for currencies with small
+# units (the dearest model listed today costs 600 USD, some 90,000 JPY). Both bounds are what
+# a price written with 4 places and 5 whole digits can say, so the API's schema states them.
+PRICE_WHOLE_DIGITS, PRICE_PLACES = 5, 4
+MIN_PRICE_PER_MTOK = Decimal("0.0001")
+MAX_PRICE_PER_MTOK = Decimal("99999.9999")
+UNPRICED_REASON = "has no price: set both prices or mark it free"
+_PRICE_VALIDATORS = [MinValueValidator(MIN_PRICE_PER_MTOK), MaxValueValidator(MAX_PRICE_PER_MTOK)]
+
+
 # What operators may set on an endpoint (the API key is separate: it is write-only).
 ENDPOINT_EDITABLE_FIELDS: tuple[str, ...] = (
     "name",
@@ -55,6 +69,7 @@ ENDPOINT_EDITABLE_FIELDS: tuple[str, ...] = (
     "allowed_sensitivities",
     "price_input_per_mtok",
     "price_output_per_mtok",
+    "is_free",
     "timeout_s",
     "priority",
     "options",
@@ -70,6 +85,8 @@ class ModelEndpoint(TenantOwned):
     `state` says whether it can take requests now: the embedded local model's endpoint
     is `building` while llama.cpp compiles, `starting` while the model loads, then `ready`
     (or `failed`, with the reason in `state_detail`).
+    Every call is priced: an endpoint has both prices, or is marked `is_free` and has none.
+    One with neither is kept but never called (`unpriced`), so no call escapes a money budget.
     """
 
     name = models.SlugField(max_length=100)
@@ -87,8 +104,27 @@ class ModelEndpoint(TenantOwned):
         default=default_sensitivities,
         help_text='Data sensitivities this endpoint may see, e.g. ["public", "internal"].',
     )
-    price_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0))
-    price_output_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0))
+    price_input_per_mtok = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=_PRICE_VALIDATORS,
+        help_text="Per million input tokens, in the tenant's currency.",
+    )
+    price_output_per_mtok = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=_PRICE_VALIDATORS,
+        help_text="Per million output tokens, in the tenant's currency.",
+    )
+    is_free = models.BooleanField(
+        default=False,
+        help_text="Calls cost nothing (a scripted or local model): no price is set. An endpoint "
+        "with neither both prices nor this mark is never called.",
+    )
     timeout_s = models.FloatField(default=60.0)
     priority = models.IntegerField(default=100, help_text="Lower is tried first within a tier.")
     options = models.JSONField(
@@ -121,3 +157,10 @@ class ModelEndpoint(TenantOwned):
     @property
     def is_ready(self) -> bool:
         return self.state == EndpointState.READY
+
+    @property
+    def unpriced(self) -> bool:
+        """Neither free nor priced: the router refuses to call it."""
+        if self.is_free:
+            return False
+        return self.price_input_per_mtok is None or self.price_output_per_mtok is None

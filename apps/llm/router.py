@@ -8,10 +8,17 @@ Rules, in order:
 3. Capabilities: a request with tools needs an endpoint with native tool calls.
    (A response schema is not a requirement: endpoints without JSON-schema support
    get the request without the constraint, and the loop validates the output.)
-4. Health: endpoints whose circuit breaker is open are skipped.
+4. Context: a request that needs `min_context` tokens skips endpoints with a smaller
+   context window (the turn's admission decided it, with the user's consent).
+5. Price: an endpoint the platform refuses (`EndpointConfig.refused`: no price and not
+   marked free) is never called. When that is the only reason nothing is left, the error
+   is `EndpointUnpriced`, so the operator learns what to fix.
+6. Health: endpoints whose circuit breaker is open are skipped.
 Within a tier, endpoints are tried in the order given. A timeout or unavailability
 (5xx, 429, connection refused) fails over to the next endpoint; any other error is
 raised as is. Nothing eligible raises `NoEndpointAvailable` saying why.
+`candidates` lists what rules 1-5 allow, so a budget can hold enough for any endpoint
+a call may fail over to.
 
 Breakers (apps.core.breakers), one per endpoint: the router asks whether a call may go,
 makes it without holding any lock (so concurrent requests to an endpoint are never
@@ -28,6 +35,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 from apps.core.breakers import (
     Admission,
@@ -46,6 +54,7 @@ from apps.llm.providers.base import (
     cost_of,
 )
 from apps.llm.types import (
+    EndpointUnpriced,
     ModelRequest,
     ModelResponse,
     NoEndpointAvailable,
@@ -155,6 +164,7 @@ class ModelRouter:
         sensitivity: str,
         on_token: TokenCallback | None = None,
         allowed: Collection[str] | None = None,
+        min_context: int = 0,
     ) -> ModelResponse:
         """Answer `request` from the first eligible, healthy endpoint.
 
@@ -162,16 +172,14 @@ class ModelRouter:
         shape it per endpoint (native tools vs a JSON-schema step; context window).
         A builder is called once per eligible endpoint before the first call, so
         keep it cheap. `allowed` restricts the endpoints by name (an agent's allowed
-        endpoints). Each endpoint tried gets its own timeout, so the worst case is
-        the sum of the eligible endpoints' timeouts.
+        endpoints); `min_context` skips endpoints with a smaller context window. Each
+        endpoint tried gets its own timeout, so the worst case is the sum of the
+        eligible endpoints' timeouts.
         The response's `endpoint` names the endpoint that answered.
         """
-        candidates, reasons = self._eligible(request, tier, sensitivity, allowed)
-        if not candidates:
-            raise NoEndpointAvailable(
-                f"no model endpoint for tier {tier!r}, sensitivity {sensitivity!r}: "
-                + "; ".join(reasons)
-            )
+        candidates, error = self._eligible(request, tier, sensitivity, allowed, min_context)
+        if error is not None:
+            raise error
         attempts: list[Attempt] = []
         for endpoint, built, circuit in candidates:
             admission = self._breakers.allow(self._keys[endpoint.name], seen=circuit)
@@ -214,12 +222,53 @@ class ModelRouter:
             f"all eligible model endpoints failed: {summary}", attempts=attempts
         ) from attempts[-1].error
 
+    def candidates(
+        self,
+        request: ModelRequest | RequestBuilder,
+        *,
+        tier: Tier,
+        sensitivity: str,
+        allowed: Collection[str] | None = None,
+        min_context: int = 0,
+    ) -> list[EndpointConfig]:
+        """Every endpoint `complete` may try for `request`, in the order it would try them.
+
+        The rules decide, not the breakers: an endpoint whose breaker is open now may be
+        given a trial call by the time the request goes, so a hold taken against this list
+        (the most any of them can cost) covers whichever one answers. Empty when nothing is
+        eligible; `no_endpoint_error` says why.
+        """
+        eligible, _ = self._by_rules(request, tier, sensitivity, allowed, min_context)
+        return [endpoint for endpoint, _ in eligible]
+
     def first_choice(
-        self, *, tier: Tier, sensitivity: str, allowed: Collection[str] | None = None
+        self,
+        *,
+        tier: Tier,
+        sensitivity: str,
+        allowed: Collection[str] | None = None,
+        min_context: int = 0,
     ) -> EndpointConfig | None:
         """The endpoint a request without tools would try first (None if none is eligible)."""
-        candidates, _ = self._eligible(ModelRequest(messages=()), tier, sensitivity, allowed)
+        candidates, _ = self._eligible(
+            ModelRequest(messages=()), tier, sensitivity, allowed, min_context
+        )
         return candidates[0][0] if candidates else None
+
+    def no_endpoint_error(
+        self,
+        request: ModelRequest | RequestBuilder,
+        *,
+        tier: Tier,
+        sensitivity: str,
+        allowed: Collection[str] | None = None,
+        min_context: int = 0,
+    ) -> NoEndpointAvailable | None:
+        """The error `complete` would raise before trying any endpoint (`EndpointUnpriced`
+        when price is the only reason), or None if it would try one. For refusing a turn
+        up front with the reason its first call would fail with."""
+        _, error = self._eligible(request, tier, sensitivity, allowed, min_context)
+        return error
 
     def cost(self, endpoint: str | EndpointConfig, usage: Usage) -> Decimal:
         """Price of `usage` on an endpoint (by name or config)."""
@@ -250,33 +299,13 @@ class ModelRouter:
         tier: Tier,
         sensitivity: str,
         allowed: Collection[str] | None,
-    ) -> tuple[list[tuple[EndpointConfig, ModelRequest, Circuit]], list[str]]:
-        """Candidates in order, each with its breaker as just read, or the reasons why
+        min_context: int,
+    ) -> tuple[list[tuple[EndpointConfig, ModelRequest, Circuit]], NoEndpointAvailable | None]:
+        """Candidates in order, each with its breaker as just read, or the error saying why
         there are none."""
-        pool = list(self.endpoints)
-        if allowed is not None:
-            pool = [e for e in pool if e.name in allowed]
-            if not pool:
-                return [], ["none of the endpoints allowed for this agent is configured"]
-        tiers = tiers_for(tier)
-        pool = [e for t in tiers for e in pool if e.tier == t]
-        if not pool:
-            return [], [f"no endpoint in tier {' or '.join(repr(t) for t in tiers)}"]
-        pool = [e for e in pool if e.allows(sensitivity)]
-        if not pool:
-            return [], [f"no endpoint in those tiers allows {sensitivity!r} data"]
-
-        capable: list[tuple[EndpointConfig, ModelRequest]] = []
-        missing: set[str] = set()
-        for endpoint in pool:
-            built = request(endpoint) if callable(request) else request
-            if built.tools and not endpoint.supports_tools:
-                missing.add("native tool calls")
-                continue
-            capable.append((endpoint, built))
-        if not capable:
-            return [], [f"no endpoint allowing it supports {', '.join(sorted(missing))}"]
-
+        capable, error = self._by_rules(request, tier, sensitivity, allowed, min_context)
+        if error is not None:
+            return [], error
         circuits = self._breakers.circuits([self._keys[e.name] for e, _ in capable])
         now = self._breakers.clock()
         reset = self._breakers.reset_timeout_s
@@ -287,8 +316,69 @@ class ModelRouter:
         ]
         if not healthy:
             names = ", ".join(e.name for e, _ in capable)
-            return [], [f"every eligible endpoint has an open circuit breaker ({names})"]
-        return healthy, []
+            return [], self._none(
+                tier, sensitivity, f"every eligible endpoint has an open circuit breaker ({names})"
+            )
+        return healthy, None
+
+    def _by_rules(
+        self,
+        request: ModelRequest | RequestBuilder,
+        tier: Tier,
+        sensitivity: str,
+        allowed: Collection[str] | None,
+        min_context: int,
+    ) -> tuple[list[tuple[EndpointConfig, ModelRequest]], NoEndpointAvailable | None]:
+        """What the rules allow, breakers aside: endpoints in order, each with the request
+        as built for it; or the error saying why there are none."""
+
+        def none(reason: str) -> tuple[list[Any], NoEndpointAvailable]:
+            return [], self._none(tier, sensitivity, reason)
+
+        pool = list(self.endpoints)
+        if allowed is not None:
+            pool = [e for e in pool if e.name in allowed]
+            if not pool:
+                return none("none of the endpoints allowed for this agent is configured")
+        tiers = tiers_for(tier)
+        pool = [e for t in tiers for e in pool if e.tier == t]
+        if not pool:
+            return none(f"no endpoint in tier {' or '.join(repr(t) for t in tiers)}")
+        pool = [e for e in pool if e.allows(sensitivity)]
+        if not pool:
+            return none(f"no endpoint in those tiers allows {sensitivity!r} data")
+        if min_context > 0:
+            pool = [e for e in pool if e.context_window >= min_context]
+            if not pool:
+                return none(f"no endpoint allowing it has {min_context:,} tokens of context")
+
+        capable: list[tuple[EndpointConfig, ModelRequest]] = []
+        missing: set[str] = set()
+        for endpoint in pool:
+            built = request(endpoint) if callable(request) else request
+            if built.tools and not endpoint.supports_tools:
+                missing.add("native tool calls")
+                continue
+            capable.append((endpoint, built))
+        if not capable:
+            return none(f"no endpoint allowing it supports {', '.join(sorted(missing))}")
+
+        # Last among the rules: price is "the only reason" only if every other rule let
+        # the endpoint through.
+        priced = [(endpoint, built) for endpoint, built in capable if not endpoint.refused]
+        if not priced:
+            refusals = "; ".join(f"endpoint {e.name!r} {e.refused}" for e, _ in capable)
+            return [], EndpointUnpriced(
+                f"no model endpoint for tier {tier!r}, sensitivity {sensitivity!r} can be "
+                f"called: {refusals}"
+            )
+        return priced, None
+
+    @staticmethod
+    def _none(tier: Tier, sensitivity: str, reason: str) -> NoEndpointAvailable:
+        return NoEndpointAvailable(
+            f"no model endpoint for tier {tier!r}, sensitivity {sensitivity!r}: {reason}"
+        )
 
     def _record(self, name: str, error: ProviderError | None, admission: Admission) -> None:
         """Feed one call's outcome to the endpoint's breaker."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,9 @@ from apps.core.exceptions import Conflict
 from apps.llm.exceptions import EndpointInvalid
 from apps.llm.models import (
     ENDPOINT_EDITABLE_FIELDS,
+    MAX_PRICE_PER_MTOK,
+    MIN_PRICE_PER_MTOK,
+    UNPRICED_REASON,
     EndpointState,
     ModelEndpoint,
     ProviderKind,
@@ -29,7 +33,29 @@ from apps.llm.router import ModelRouter
 from apps.tenants.models import Tenant
 
 _EDITABLE = frozenset(ENDPOINT_EDITABLE_FIELDS)
+_PRICES = ("price_input_per_mtok", "price_output_per_mtok")
+# Models that run on the platform's own hosts, or nowhere: a new one without prices is free.
+FREE_BY_DEFAULT = frozenset({ProviderKind.SCRIPTED, ProviderKind.LOCAL})
 logger = logging.getLogger("warden.llm")
+
+
+def endpoint_price_problem(
+    *, is_free: bool, price_input: Decimal | None, price_output: Decimal | None
+) -> str:
+    """Why these prices can't be saved ("" if they can): a price out of bounds, or a
+    price on an endpoint marked free. Shared by the service and the console's form."""
+    for name, price in zip(_PRICES, (price_input, price_output), strict=True):
+        if price is not None and not MIN_PRICE_PER_MTOK <= price <= MAX_PRICE_PER_MTOK:
+            return (
+                f"{name} must be between {MIN_PRICE_PER_MTOK} and {MAX_PRICE_PER_MTOK:,} "
+                "per million tokens; an endpoint that costs nothing is marked free instead."
+            )
+    if is_free and (price_input is not None or price_output is not None):
+        return (
+            "A free endpoint has no price: clear price_input_per_mtok and "
+            "price_output_per_mtok, or set is_free to false."
+        )
+    return ""
 
 
 def _validate(endpoint: ModelEndpoint) -> None:
@@ -40,6 +66,13 @@ def _validate(endpoint: ModelEndpoint) -> None:
         )
     if endpoint.timeout_s <= 0:
         raise EndpointInvalid("timeout_s must be positive.")
+    problem = endpoint_price_problem(
+        is_free=endpoint.is_free,
+        price_input=endpoint.price_input_per_mtok,
+        price_output=endpoint.price_output_per_mtok,
+    )
+    if problem:
+        raise EndpointInvalid(problem)
     if endpoint.provider == "scripted" and "script" in (endpoint.options or {}):
         from apps.llm.providers.scripted import validate_script
 
@@ -56,10 +89,22 @@ def endpoint_save(
     api_key: str | None = None,
     **fields: Any,
 ) -> ModelEndpoint:
-    """Create (endpoint=None) or update an endpoint. `api_key` is encrypted; "" clears it."""
+    """Create (endpoint=None) or update an endpoint. `api_key` is encrypted; "" clears it.
+
+    A new scripted or local endpoint given no prices and no `is_free` is free: neither
+    costs anyone anything per token. Every other endpoint is priced, or marked free, or
+    refused for calls (`endpoint_config`).
+    """
     unknown = set(fields) - _EDITABLE
     if unknown:
         raise EndpointInvalid(f"Unknown endpoint fields: {', '.join(sorted(unknown))}.")
+    if (
+        (endpoint is None or endpoint._state.adding)  # a new row (the console builds its own)
+        and fields.get("provider") in FREE_BY_DEFAULT
+        and "is_free" not in fields
+        and all(fields.get(name) is None for name in _PRICES)
+    ):
+        fields["is_free"] = True
     endpoint = endpoint or ModelEndpoint(tenant=tenant)
     for name, value in fields.items():
         setattr(endpoint, name, value)
@@ -76,7 +121,8 @@ def endpoint_save(
 
 def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
     """The router's view of a row; the only place the API key is decrypted. Its provider
-    connects only where the platform's egress policy allows."""
+    connects only where the platform's egress policy allows. An unpriced endpoint stays in
+    the router, refused, so that a request it alone could serve fails saying so."""
     return EndpointConfig(
         name=endpoint.name,
         kind=endpoint.provider,  # type: ignore[arg-type]
@@ -88,12 +134,14 @@ def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
         supports_tools=endpoint.supports_tools,
         supports_json_schema=endpoint.supports_json_schema,
         allowed_sensitivities=frozenset(endpoint.allowed_sensitivities),
-        price_input_per_mtok=endpoint.price_input_per_mtok,
-        price_output_per_mtok=endpoint.price_output_per_mtok,
+        price_input_per_mtok=endpoint.price_input_per_mtok or Decimal(0),
+        price_output_per_mtok=endpoint.price_output_per_mtok or Decimal(0),
         timeout_s=endpoint.timeout_s,
         options=dict(endpoint.options or {}),
         egress=platform_egress_policy(),
         not_ready=_not_ready_reason(endpoint),
+        is_free=endpoint.is_free,
+        refused=UNPRICED_REASON if endpoint.unpriced else "",
     )
 
 

@@ -176,3 +176,14 @@ class NoEndpointAvailable(ProviderError):
     """The router found no endpoint that the rules allow and that is healthy."""
 
     retryable = False
+
+
+class EndpointUnpriced(NoEndpointAvailable):
+    """Endpoints would serve the request, but none has a price and none is marked free.
+
+    Raised only when price is the whole reason: with a price (or `is_free`) on one of the
+    endpoints the message names, the request would have been tried. A call nobody can
+    price could cross any money budget, so the router never makes one.
+    """
+
+    code = "endpoint_unpriced"

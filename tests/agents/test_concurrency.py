@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ def step_agent(
         base_url=server.url,
         tier="small",
         timeout_s=timeout_s,
+        price_input_per_mtok=Decimal("0.15"),
+        price_output_per_mtok=Decimal("0.60"),
     )
     return services.agent_save(
         tenant=tenant,

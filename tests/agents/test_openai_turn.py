@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 
@@ -64,6 +65,8 @@ def test_turn_fails_over_to_the_next_endpoint_and_streams(
         provider="openai",
         model="m",
         base_url=broken.url,
+        price_input_per_mtok=Decimal("0.15"),
+        price_output_per_mtok=Decimal("0.60"),
         priority=1,
         timeout_s=1.0,
         api_key="sk-test-not-real",
@@ -74,6 +77,8 @@ def test_turn_fails_over_to_the_next_endpoint_and_streams(
         provider="openai",
         model="m",
         base_url=good.url,
+        price_input_per_mtok=Decimal("0.15"),
+        price_output_per_mtok=Decimal("0.60"),
         priority=2,
     )
     agent = services.agent_save(

@@ -9,8 +9,9 @@ import pytest
 
 from apps.llm.providers import build_provider
 from apps.llm.providers.base import EndpointConfig, MalformedOutput, StreamInterrupted
-from apps.llm.router import AllEndpointsFailed, ModelRouter, escalate
+from apps.llm.router import DEFAULT_RESET_TIMEOUT_S, AllEndpointsFailed, ModelRouter, escalate
 from apps.llm.types import (
+    EndpointUnpriced,
     Message,
     ModelRequest,
     ModelResponse,
@@ -432,3 +433,140 @@ def test_cost_uses_per_million_token_prices(clock):
 def test_duplicate_endpoint_names_are_rejected(clock):
     with pytest.raises(ValueError, match="duplicate"):
         ModelRouter([stub("a"), stub("a")], StubFactory(), clock)
+
+
+# -- prices, context windows, candidates ------------------------------------------------
+
+UNPRICED = "has no price: set both prices or mark it free"
+
+
+def test_an_unpriced_endpoint_is_never_called_not_even_to_fail_over(clock):
+    factory = StubFactory(priced=[None, ProviderUnavailable("down")])
+    router = ModelRouter([stub("unpriced", refused=UNPRICED), stub("priced")], factory, clock)
+
+    assert router.complete(REQUEST, tier="small", sensitivity="internal").endpoint == "priced"
+    with pytest.raises(AllEndpointsFailed) as caught:
+        router.complete(REQUEST, tier="small", sensitivity="internal")
+
+    assert [a.endpoint for a in caught.value.attempts] == ["priced"]
+    assert factory.calls("unpriced") == 0
+
+
+def test_when_price_is_the_only_reason_the_error_says_endpoint_unpriced(clock):
+    factory = StubFactory()
+    router = ModelRouter(
+        [stub("gpt", refused=UNPRICED), stub("claude", tier="large", refused=UNPRICED)],
+        factory,
+        clock,
+    )
+
+    with pytest.raises(EndpointUnpriced) as caught:
+        router.complete(REQUEST, tier="small", sensitivity="internal")
+
+    error = caught.value
+    assert isinstance(error, NoEndpointAvailable) and not error.retryable
+    assert error.code == "endpoint_unpriced"
+    assert f"endpoint 'gpt' {UNPRICED}" in str(error)
+    assert f"endpoint 'claude' {UNPRICED}" in str(error)
+    assert factory.calls("gpt") == factory.calls("claude") == 0
+
+
+@pytest.mark.parametrize(
+    ("request_", "sensitivity", "why"),
+    [
+        (ModelRequest(messages=REQUEST.messages, tools=(TOOL,)), "internal", "native tool calls"),
+        (REQUEST, "confidential", "'confidential'"),
+    ],
+)
+def test_price_is_not_blamed_when_another_rule_leaves_nothing(clock, request_, sensitivity, why):
+    router = ModelRouter(
+        [
+            stub("priced-json", supports_tools=False),
+            stub("unpriced-json", refused=UNPRICED, supports_tools=False),
+        ],
+        StubFactory(),
+        clock,
+    )
+
+    with pytest.raises(NoEndpointAvailable) as caught:
+        router.complete(request_, tier="small", sensitivity=sensitivity)
+
+    assert not isinstance(caught.value, EndpointUnpriced)
+    assert why in str(caught.value)
+
+
+def test_a_priced_endpoint_down_is_not_reported_as_a_missing_price(clock):
+    factory = StubFactory(priced=[ProviderUnavailable("down")])
+    router = ModelRouter(
+        [stub("priced"), stub("unpriced", refused=UNPRICED)], factory, clock, fail_max=1
+    )
+    with pytest.raises(AllEndpointsFailed):
+        router.complete(REQUEST, tier="small", sensitivity="internal")
+
+    error = router.no_endpoint_error(REQUEST, tier="small", sensitivity="internal")
+    assert type(error) is NoEndpointAvailable
+    assert "open circuit breaker (priced)" in str(error)
+
+
+def test_no_endpoint_error_is_what_complete_would_raise_before_trying(clock):
+    router = ModelRouter(
+        [stub("a"), stub("b", tier="large", refused=UNPRICED)], StubFactory(), clock
+    )
+
+    assert router.no_endpoint_error(REQUEST, tier="small", sensitivity="internal") is None
+    unpriced = router.no_endpoint_error(REQUEST, tier="large", sensitivity="internal")
+    assert isinstance(unpriced, EndpointUnpriced)
+    with pytest.raises(EndpointUnpriced, match=str(unpriced)):
+        router.complete(REQUEST, tier="large", sensitivity="internal")
+
+
+def test_candidates_are_what_complete_may_try_in_order_breakers_aside(clock):
+    factory = StubFactory(cheap=[ProviderUnavailable("down")])
+    router = ModelRouter(
+        [
+            stub("big", tier="large", price_output_per_mtok=Decimal("15")),
+            stub("cheap", price_output_per_mtok=Decimal("0.6")),
+            stub("unpriced", refused=UNPRICED),
+            stub("json-only", supports_tools=False),
+            stub("other", allowed_sensitivities={"public"}),
+        ],
+        factory,
+        clock,
+        fail_max=1,
+    )
+    with_tools = ModelRequest(messages=REQUEST.messages, tools=(TOOL,))
+
+    def candidates() -> list[str]:
+        listed = router.candidates(with_tools, tier="small", sensitivity="internal")
+        return [endpoint.name for endpoint in listed]
+
+    assert candidates() == ["cheap", "big"]
+    # cheap fails and its breaker opens: big answers, and cheap is still a candidate, since
+    # its breaker may let a trial call through by the time a held request goes.
+    assert router.complete(with_tools, tier="small", sensitivity="internal").endpoint == "big"
+    assert router.breaker_state("cheap") == "open"
+    assert candidates() == ["cheap", "big"]
+    clock.advance(DEFAULT_RESET_TIMEOUT_S + 1)
+    assert router.complete(with_tools, tier="small", sensitivity="internal").endpoint == "cheap"
+    # Nothing eligible: an empty list, not an error.
+    assert router.candidates(REQUEST, tier="large", sensitivity="confidential") == []
+
+
+def test_min_context_skips_endpoints_with_a_smaller_window(clock):
+    factory = StubFactory()
+    router = ModelRouter(
+        [stub("short", context_window=4096), stub("long", tier="large", context_window=32768)],
+        factory,
+        clock,
+    )
+    ask = {"tier": "small", "sensitivity": "internal"}
+
+    assert router.complete(REQUEST, **ask).endpoint == "short"
+    assert router.complete(REQUEST, **ask, min_context=8000).endpoint == "long"
+    assert [e.name for e in router.candidates(REQUEST, **ask, min_context=8000)] == ["long"]
+    first = router.first_choice(**ask, min_context=8000)
+    assert first is not None and first.name == "long"
+    assert router.first_choice(**ask, min_context=40000) is None
+    with pytest.raises(NoEndpointAvailable, match="40,000 tokens of context"):
+        router.complete(REQUEST, **ask, min_context=40000)
+    assert factory.calls("short") == 1 and factory.calls("long") == 1

@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -245,6 +246,9 @@ def probe(client: APIClient, transport: str, url: str) -> tuple[int, dict[str, A
     return discover(client, register_server(client, transport, url))
 
 
+PRICES = {"price_input_per_mtok": Decimal("0.15"), "price_output_per_mtok": Decimal("0.60")}
+
+
 def model_router(tenant: Tenant, *, provider: str, base_url: str) -> Any:
     """The tenant's router, with one endpoint of `provider` at `base_url`."""
     endpoint_save(
@@ -255,6 +259,8 @@ def model_router(tenant: Tenant, *, provider: str, base_url: str) -> Any:
         base_url=base_url,
         api_key="sk-tenant-secret",
         timeout_s=10.0,
+        # Priced (or the router would refuse it before any connection) unless it is free.
+        **({} if provider in ("local", "scripted") else PRICES),
     )
     return router_for_tenant(tenant_id=tenant.id)
 

@@ -38,7 +38,7 @@ def reported_or_estimated_usage(request: ModelRequest, response: ModelResponse) 
 
     Some servers (llama.cpp while streaming) send no usage at all; a budget that
     took that as "free" would never stop such a model, so we count 4 characters
-    a token instead.
+    a token instead, and say so (`estimated`).
     """
     if response.usage.input_tokens or response.usage.output_tokens:
         return response.usage
@@ -47,6 +47,7 @@ def reported_or_estimated_usage(request: ModelRequest, response: ModelResponse) 
     return Usage(
         input_tokens=max(1, estimate_tokens(request) - request.max_output_tokens),
         output_tokens=max(1, len(produced) // 4),
+        estimated=True,
     )
 
 

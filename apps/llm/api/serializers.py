@@ -8,6 +8,10 @@ from rest_framework import serializers
 from apps.core.api.serializers import MAX_TOKENS, StrictInputSerializer
 from apps.llm.models import (
     ENDPOINT_EDITABLE_FIELDS,
+    MAX_PRICE_PER_MTOK,
+    MIN_PRICE_PER_MTOK,
+    PRICE_PLACES,
+    PRICE_WHOLE_DIGITS,
     EndpointState,
     ModelEndpoint,
     ProviderKind,
@@ -33,12 +37,18 @@ class EndpointSerializer(serializers.ModelSerializer):
         read_only=True, help_text="Why it is in that state (e.g. the build's progress log)."
     )
     state_changed_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    unpriced = serializers.BooleanField(
+        read_only=True,
+        help_text="Neither both prices nor `is_free` is set: the endpoint is never called, and "
+        "a turn that only it could serve fails with `endpoint_unpriced`.",
+    )
 
     class Meta:
         model = ModelEndpoint
         fields = [
             "id",
             *ENDPOINT_EDITABLE_FIELDS,
+            "unpriced",
             "has_api_key",
             "state",
             "state_detail",
@@ -80,6 +90,12 @@ def endpoint_serializer_for(identity: Identity) -> type[EndpointSerializer]:
     return EndpointSerializer if identity.is_admin else RedactedEndpointSerializer
 
 
+_PRICE_HELP = (
+    "Per million {kind} tokens, in the tenant's currency; null for none. An endpoint with "
+    "neither both prices nor `is_free` is never called (`endpoint_unpriced`)."
+)
+
+
 class EndpointInputSerializer(StrictInputSerializer):
     name = serializers.SlugField(max_length=100)
     provider = serializers.ChoiceField(choices=ProviderKind.choices)
@@ -99,10 +115,27 @@ class EndpointInputSerializer(StrictInputSerializer):
         child=serializers.ChoiceField(choices=Sensitivity.choices), required=False
     )
     price_input_per_mtok = serializers.DecimalField(
-        max_digits=12, decimal_places=4, min_value=0, required=False
+        max_digits=PRICE_WHOLE_DIGITS + PRICE_PLACES,
+        decimal_places=PRICE_PLACES,
+        min_value=MIN_PRICE_PER_MTOK,
+        max_value=MAX_PRICE_PER_MTOK,
+        allow_null=True,
+        required=False,
+        help_text=_PRICE_HELP.format(kind="input"),
     )
     price_output_per_mtok = serializers.DecimalField(
-        max_digits=12, decimal_places=4, min_value=0, required=False
+        max_digits=PRICE_WHOLE_DIGITS + PRICE_PLACES,
+        decimal_places=PRICE_PLACES,
+        min_value=MIN_PRICE_PER_MTOK,
+        max_value=MAX_PRICE_PER_MTOK,
+        allow_null=True,
+        required=False,
+        help_text=_PRICE_HELP.format(kind="output"),
+    )
+    is_free = serializers.BooleanField(
+        required=False,
+        help_text="Calls cost nothing, and the endpoint has no price. New scripted and local "
+        "endpoints without prices are free unless this says otherwise.",
     )
     timeout_s = serializers.FloatField(min_value=0.1, max_value=600, required=False)
     priority = serializers.IntegerField(min_value=-1_000_000, max_value=1_000_000, required=False)

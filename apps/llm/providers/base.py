@@ -49,6 +49,9 @@ class EndpointConfig:
     `not_ready` says why the endpoint can't take requests now (e.g. "building: compiling
     llama.cpp"); empty when it can. A not-ready endpoint's provider fails every request at
     once with `EndpointNotReady`.
+    Prices are per million tokens. `is_free` says that zero prices are meant (the scripted
+    and local models); `refused` says why the router must never call the endpoint (the glue
+    sets it for an endpoint with no price that is not marked free), empty when it may.
     """
 
     name: str
@@ -67,6 +70,8 @@ class EndpointConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     egress: EgressPolicy = field(default=STRICT, repr=False)
     not_ready: str = ""
+    is_free: bool = False
+    refused: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in PROVIDER_KINDS:

@@ -27,7 +27,6 @@ import importlib.util
 import json
 import sys
 from dataclasses import replace
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +123,8 @@ def local_endpoint(
     """The endpoint config for the embedded model.
 
     Allowed for confidential data: the prompt never leaves the machine. It listens on
-    loopback, so `egress` must allow its host:port (the operator's own server).
+    loopback, so `egress` must allow its host:port (the operator's own server). Free: its
+    tokens cost no provider anything.
     """
     return EndpointConfig(
         name=name,
@@ -136,8 +136,7 @@ def local_endpoint(
         supports_tools=False,
         supports_json_schema=True,
         allowed_sensitivities=frozenset({"public", "internal", "confidential"}),
-        price_input_per_mtok=Decimal(0),
-        price_output_per_mtok=Decimal(0),
+        is_free=True,
         timeout_s=timeout_s,
         egress=egress,
     )
