@@ -25,12 +25,16 @@ NOT_BLANK_PATTERN = f"[^{_PY_WHITESPACE}]"
 def decimal_pattern(field: serializers.DecimalField) -> str:
     """The decimal strings `field` takes, as a regular expression (also its schema `pattern`):
     digits, at most `max_digits - decimal_places` before the point and `decimal_places` after,
-    a sign only when negative values are allowed. No exponent, no blank."""
+    a sign only when negative values are allowed, not zero when `min_value` is positive. No
+    exponent, no blank. JSON Schema has no `minimum` for a string, so a field that must be
+    positive takes the smallest step (1 in its last place) as `min_value`, and a field with an
+    upper bound takes it from `max_digits`: then this pattern says exactly what is accepted."""
     whole = (field.max_digits or 30) - (field.decimal_places or 0)
     places = field.decimal_places or 0
     sign = "" if field.min_value is not None and field.min_value >= 0 else "-?"
+    positive = "(?!0*(?:\\.0*)?$)" if field.min_value is not None and field.min_value > 0 else ""
     fraction = f"(?:\\.\\d{{1,{places}}})?" if places else ""
-    return f"^{sign}\\d{{1,{whole}}}{fraction}$"
+    return f"^{positive}{sign}\\d{{1,{whole}}}{fraction}$"
 
 
 def _json_type_error(field: serializers.Field, value: Any) -> str | None:
