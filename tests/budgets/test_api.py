@@ -316,3 +316,12 @@ def test_a_budget_saved_over_rest_is_a_cap_the_ledger_applies(
     assert reserve("c@1", 30) == "ok"
     alice_client.patch(f"{API}/{budget['id']}", {"is_active": False}, format="json")
     assert reserve("d@1", 10_000) == "ok"
+
+
+def test_the_schema_says_a_cost_cap_is_positive_and_bounded() -> None:
+    from tests.core.openapi import served_schema
+
+    body = served_schema()["components"]["schemas"]["BudgetInputRequest"]["properties"]
+    # A string has no `minimum` or `maximum` in JSON Schema: the pattern says both.
+    assert body["max_cost"]["pattern"] == r"^(?!0*(?:\.0*)?$)\d{1,9}(?:\.\d{1,4})?$"
+    assert (body["max_tokens"]["minimum"], body["max_tokens"]["maximum"]) == (1, 10**12)

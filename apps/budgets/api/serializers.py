@@ -38,8 +38,10 @@ def _max_tokens() -> serializers.IntegerField:
 
 
 def _max_cost() -> serializers.DecimalField:
+    # 9 whole digits: the schema's pattern then says the cap's upper bound (JSON Schema has no
+    # maximum for a string), and anything it allows is under MAX_BUDGET_COST.
     return serializers.DecimalField(
-        max_digits=14,
+        max_digits=13,
         decimal_places=4,
         min_value=MIN_BUDGET_COST,
         max_value=MAX_BUDGET_COST,

@@ -69,6 +69,20 @@ def _check_obligations(obligations: Iterable[str]) -> list[str]:
     return chosen
 
 
+def _exists(tenant: Tenant, scope: str, agent_id: Any, user: User | None, period: str) -> bool:
+    return Budget.objects.filter(
+        tenant=tenant, scope=scope, agent_id=agent_id, user=user, period=period
+    ).exists()
+
+
+def _taken(scope: str, period: str) -> BudgetExists:
+    return BudgetExists(
+        f"This tenant already has a {scope} budget per {period} for that target: change it "
+        "instead.",
+        details={"scope": scope, "period": period},
+    )
+
+
 def budget_check(
     *,
     tenant: Tenant,
@@ -103,7 +117,25 @@ def budget_check(
         raise UnknownAgent("No such agent in this tenant.", details={"agent": [str(agent_id)]})
     if user is not None and not Membership.objects.filter(tenant=tenant, user=user).exists():
         raise UnknownUser("No such member in this tenant.", details={"user": [user.get_username()]})
+    if _exists(tenant, scope, agent_id, user, period):
+        raise _taken(scope, period)
     return period
+
+
+def budget_check_update(*, budget: Budget, **fields: Any) -> dict[str, Any]:
+    """Refuse a change `budget_update` would refuse; the fields as they will be saved."""
+    fixed = sorted(set(fields) - set(EDITABLE_FIELDS))
+    if fixed:
+        raise BudgetInvalid(
+            "A budget's scope, target and period are fixed: create a new budget instead.",
+            details={name: ["Can't be changed."] for name in fixed},
+        )
+    _check_caps(
+        fields.get("max_tokens", budget.max_tokens), fields.get("max_cost", budget.max_cost)
+    )
+    if "obligations" in fields:
+        fields["obligations"] = _check_obligations(fields["obligations"] or ())
+    return fields
 
 
 def member_by_username(*, tenant: Tenant, username: str) -> User:
@@ -116,20 +148,6 @@ def member_by_username(*, tenant: Tenant, username: str) -> User:
     if membership is None:
         raise UnknownUser("No such member in this tenant.", details={"user": [username]})
     return membership.user
-
-
-def _exists(tenant: Tenant, scope: str, agent_id: Any, user: User | None, period: str) -> bool:
-    return Budget.objects.filter(
-        tenant=tenant, scope=scope, agent_id=agent_id, user=user, period=period
-    ).exists()
-
-
-def _taken(scope: str, period: str) -> BudgetExists:
-    return BudgetExists(
-        f"This tenant already has a {scope} budget per {period} for that target: change it "
-        "instead.",
-        details={"scope": scope, "period": period},
-    )
 
 
 def budget_save(
@@ -157,8 +175,6 @@ def budget_save(
         max_cost=max_cost,
         obligations=chosen,
     )
-    if _exists(tenant, scope, agent_id, user, period):
-        raise _taken(scope, period)
     try:
         with transaction.atomic():
             return Budget.objects.create(
@@ -178,17 +194,7 @@ def budget_save(
 
 def budget_update(*, budget: Budget, **fields: Any) -> Budget:
     """Change a budget's caps, obligations or whether it is active; nothing else."""
-    fixed = sorted(set(fields) - set(EDITABLE_FIELDS))
-    if fixed:
-        raise BudgetInvalid(
-            "A budget's scope, target and period are fixed: create a new budget instead.",
-            details={name: ["Can't be changed."] for name in fixed},
-        )
-    max_tokens = fields.get("max_tokens", budget.max_tokens)
-    max_cost = fields.get("max_cost", budget.max_cost)
-    _check_caps(max_tokens, max_cost)
-    if "obligations" in fields:
-        fields["obligations"] = _check_obligations(fields["obligations"] or ())
+    fields = budget_check_update(budget=budget, **fields)
     for name, value in fields.items():
         setattr(budget, name, value)
     budget.save(update_fields=[*fields, "updated_at"])
