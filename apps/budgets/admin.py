@@ -199,7 +199,9 @@ class BudgetAdmin(TenantScopedAdmin):
         if obj.agent_id is not None:
             slug = targets.agent_lookup(obj.tenant_id, obj.agent_id)
             return f"agent {slug or obj.agent_id}"
-        return "every session" if obj.scope == "session" else "—"
+        if obj.scope in ("session", "turn"):
+            return f"every {obj.scope}"
+        return "the whole tenant"
 
     def _figures(self, obj: Budget) -> BudgetFigures:
         cached = getattr(obj, "_figures_cache", None)

@@ -169,3 +169,37 @@ def test_charlie_sees_only_his_tenants_bars_and_budgets(world: World) -> None:
     # Nor can he create a budget for alice's tenant.
     refused = charlie.post(ADD, form(world))
     assert refused.status_code == 200 and not Budget.objects.filter(max_cost=5).exists()
+
+
+def test_a_session_budgets_burndown_is_per_call_of_the_latest_session(world: World) -> None:
+    from apps.budgets.services.budgets import budget_save
+
+    budget = budget_save(tenant=world.tenant_a, scope="session", max_tokens=1000)
+    page = console(world.alice).get(f"/admin/budgets/budget/{budget.id}/change/")
+    assert b"Nothing spent in this period yet." in page.content
+    session = uuid.uuid4()
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    for n in range(3):
+        usage_row(
+            world.tenant_a,
+            session_id=session,
+            input_tokens=100,
+            output_tokens=0,
+            created_at=start + timedelta(minutes=n),
+        )
+    usage_row(world.tenant_a, session_id=uuid.uuid4(), created_at=start - timedelta(hours=1))
+    html = console(world.alice).get(f"/admin/budgets/budget/{budget.id}/change/").content.decode()
+    left = re.findall(r"<title>[^<]*: ([0-9,]+) left</title>", html)
+    assert left == ["1,000", "900", "800", "700"]
+
+
+def test_tenant_budget_settings_take_an_iso_currency(world: World) -> None:
+    from apps.budgets.models import TenantBudgetSettings
+
+    alice = console(world.alice)
+    url = "/admin/budgets/tenantbudgetsettings/add/"
+    body = {"tenant": world.tenant_a.id, "currency": "eur"}
+    refused = alice.post(url, body)
+    assert refused.status_code == 200 and not TenantBudgetSettings.objects.exists()
+    assert alice.post(url, body | {"currency": "EUR"}).status_code == 302
+    assert TenantBudgetSettings.objects.get(tenant=world.tenant_a).currency == "EUR"
