@@ -114,6 +114,13 @@ def _policy(world: World) -> dict[str, Any]:
     return {"policy_id": Policy.objects.get(tenant=world.tenant_a, name="default").id}
 
 
+def _budget(world: World) -> dict[str, Any]:
+    from apps.budgets.services.budgets import budget_save
+
+    budget = budget_save(tenant=world.tenant_a, scope="tenant", max_tokens=1000)
+    return {"budget_id": budget.id}
+
+
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
@@ -146,6 +153,10 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     ),
     "policy-version-list": (_policy, [("get", None)]),
     "policy-evaluate": (_policy, [("post", {"input": {}})]),
+    "budget-detail": (
+        _budget,
+        [("get", None), ("patch", {"max_tokens": 1}), ("delete", None)],
+    ),
 }
 
 
@@ -204,6 +215,9 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
     assert list(Policy.objects.filter(tenant=world.tenant_a).values_list("mode", flat=True)) == [
         "enforce"
     ]
+    from apps.budgets.models import Budget
+
+    assert not Budget.objects.filter(tenant=world.tenant_a).exclude(max_tokens=1000).exists()
 
 
 def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:
@@ -225,3 +239,10 @@ def test_lists_only_show_own_tenant(world: World, charlie_client: APIClient) -> 
     _tool(world)
     assert charlie_client.get("/api/v1/mcp-servers").json()["results"] == []
     assert charlie_client.get("/api/v1/tools").json()["results"] == []
+    _budget(world)
+    from tests.budgets.conftest import usage_row
+
+    usage_row(world.tenant_a)
+    assert charlie_client.get("/api/v1/budgets").json()["results"] == []
+    assert charlie_client.get("/api/v1/usage").json()["results"] == []
+    assert charlie_client.get("/api/v1/usage?group_by=model").json()["results"] == []

@@ -39,3 +39,15 @@ class BudgetUnavailable(Unavailable):
 
 class UsageRangeInvalid(InvalidInput):
     code = "invalid_range"
+
+
+class UnknownAgent(InvalidInput):
+    """A budget names an agent the tenant does not have (another tenant's included)."""
+
+    code = "unknown_agent"
+
+
+class UnknownUser(InvalidInput):
+    """A budget names a user who is not a member of the tenant."""
+
+    code = "unknown_user"

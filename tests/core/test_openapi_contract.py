@@ -25,6 +25,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -39,6 +40,8 @@ from schemathesis.openapi.checks import RejectedPositiveData, UseAfterFree
 
 from apps.agents import services as agent_services
 from apps.agents.models import ActionNode
+from apps.budgets.models import UsageRecord
+from apps.budgets.services.budgets import budget_save
 from apps.llm.services import endpoint_save
 from apps.tenants import services as tenant_services
 from apps.tenants.models import Role
@@ -142,6 +145,31 @@ def _build_world(mcp_url: str) -> ContractWorld:
         )
         world.add("server_id", server, doomed=doomed)
     world.add("tool_id", tool_services.tool_register_builtin(tenant=tenant, name="calculator"))
+
+    # Budgets, and ledger rows for /usage and the budgets' figures to sum.
+    world.add("budget_id", budget_save(tenant=tenant, scope="tenant", max_cost=Decimal("10")))
+    world.add("budget_id", budget_save(tenant=tenant, scope="session", max_tokens=40_000))
+    world.add(
+        "budget_id",
+        budget_save(tenant=tenant, scope="tenant", period="month", max_tokens=10**6),
+        doomed=True,
+    )
+    for n, (user, estimated) in enumerate(((owner, False), (member, True), (None, False))):
+        UsageRecord.objects.create(
+            tenant=tenant,
+            reservation_id=f"contract-{n}@1",
+            session_id=world.live["session_id"][0],
+            turn_id=live_turn_id,
+            agent_id=agent.id,
+            agent_slug=agent.slug,
+            user=user,
+            endpoint_name="scripted",
+            model="scripted",
+            input_tokens=100 * (n + 1),
+            output_tokens=10,
+            cost=Decimal("0.0125"),
+            estimated=estimated,
+        )
     return world
 
 
@@ -228,6 +256,10 @@ _SEMANTIC_REFUSALS: dict[str, set[str]] = {
     # Anywhere: a NUL or a lone surrogate in a string (PostgreSQL can't store them).
     "*": {"invalid_characters"},
     f"POST {API}/agents": {"unknown_endpoint"},
+    # A budget its scope can't keep (a period it doesn't have, a target it misses or doesn't
+    # take, no cap, an obligation twice), or naming an agent or user the tenant doesn't have.
+    f"POST {API}/budgets": {"invalid_budget", "unknown_agent", "unknown_user"},
+    f"PATCH {API}/budgets/{{budget_id}}": {"invalid_budget"},
     f"PATCH {API}/agents/{{agent_id}}": {"unknown_endpoint"},
     f"POST {API}/api-keys": {"expiry_in_past"},
     f"POST {API}/invitations": {"expiry_in_past", "expiry_too_far"},
@@ -239,8 +271,16 @@ _SEMANTIC_REFUSALS: dict[str, set[str]] = {
     f"POST {API}/policies": {"policy_invalid", "policy_too_large"},
     f"PATCH {API}/policies/{{policy_id}}": {"policy_invalid", "policy_too_large"},
     f"POST {API}/sessions": {"sensitivity_too_low"},
-    f"POST {API}/sessions/{{session_id}}/turns": {"empty_message", "message_too_long"},
+    # A prompt too long for every endpoint the agent may use (issue 11's admission).
+    f"POST {API}/sessions/{{session_id}}/turns": {
+        "empty_message",
+        "message_too_long",
+        "prompt_too_long",
+    },
     f"PATCH {API}/tools/{{tool_id}}": {"invalid_tool"},
+    # A `from`/`to` of the documented shape that is no real instant (month 13), or a window
+    # that isn't one (backwards, empty, over 366 days).
+    f"GET {API}/usage": {"invalid_range"},
 }
 # Designed 5xx answers: the upstream MCP server a fuzzed request pointed the server at does
 # not answer (502), or no worker runs stdio discoveries here (503). Documented; not bugs.
