@@ -47,7 +47,25 @@ def reported_or_estimated_usage(request: ModelRequest, response: ModelResponse) 
     return Usage(
         input_tokens=max(1, estimate_tokens(request) - request.max_output_tokens),
         output_tokens=max(1, len(produced) // 4),
+        estimated=True,
     )
+
+
+def input_token_bound(request: ModelRequest) -> int:
+    """An upper bound on the prompt's tokens for common tokenizers: a token is at least 3
+    bytes of UTF-8 on average for them, plus 4 per message for the chat framing. What a
+    budget holds for the input; a tokenizer beyond it is the overrun path."""
+    total = 0
+    for m in request.messages:
+        size = len(m.content.encode()) + sum(
+            len(json.dumps(c.arguments).encode()) + len(c.name) for c in m.tool_calls
+        )
+        total += -(-size // 3) + 4
+    if request.tools:
+        total += -(-len(json.dumps([asdict(spec) for spec in request.tools]).encode()) // 3)
+    if request.response_schema:
+        total += -(-len(json.dumps(request.response_schema).encode()) // 3)
+    return total
 
 
 def estimate_tokens(request: ModelRequest) -> int:
