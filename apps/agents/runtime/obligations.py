@@ -42,14 +42,9 @@ def compress(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     # carry a name).
     current = max((i for i, m in enumerate(rest) if m.role == "user" and m.name is None), default=0)
     history, turn = rest[:current], rest[current:]
-    kept: list[Message] = []
-    exchanges = 0
-    for message in reversed(history):
-        if message.role == "user" and message.name is None:
-            exchanges += 1
-        if exchanges > KEEP_EXCHANGES:
-            break
-        kept.insert(0, message)
+    asked = [i for i, m in enumerate(history) if m.role == "user" and m.name is None]
+    start = asked[-KEEP_EXCHANGES] if len(asked) >= KEEP_EXCHANGES else 0
+    kept = history[start:]
     omitted = len(kept) < len(history)
     observations = [i for i, m in enumerate(turn) if _is_observation(m)]
     old = set(observations[:-2])
