@@ -157,6 +157,14 @@ def _run_locked(turn: Turn) -> str:
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
     # One router for the turn (built from the tenant's endpoints, cached per process).
     router = router_for_tenant(tenant_id=turn.tenant_id)
+    if turn.min_context_tokens:
+        # Admitted with allow_model_upgrade: only endpoints that take the whole prompt.
+        allowed = [
+            e.name
+            for e in router.endpoints
+            if (allowed is None or e.name in allowed)
+            and e.context_window >= turn.min_context_tokens
+        ]
     user_id = turn.requested_by_id or session.user_id
     caps = budget_ledger.caps_for_turn(
         tenant_id=turn.tenant_id,
@@ -170,6 +178,8 @@ def _run_locked(turn: Turn) -> str:
         agent_tier=agent.model_tier,
         currency=budget_ledger.currency_for(tenant_id=turn.tenant_id),
         caps=caps,
+        # Admitted under backpressure: small tier and fewer tools from the first call.
+        obligations=set(turn.degraded or ()),
     )
     budget = LedgerBudget(
         turn=turn,

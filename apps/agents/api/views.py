@@ -256,6 +256,7 @@ class TurnListApi(PaginatedListMixin, APIView):
             session=session,
             message=data.validated_data["message"],
             requested_by=authenticated_user(request),
+            allow_model_upgrade=data.validated_data["allow_model_upgrade"],
         )
         return Response(s.TurnSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
 
