@@ -11,6 +11,7 @@ from django.db.models import Sum
 
 from apps.agents import jobs, orchestrator, services
 from apps.agents.models import ActionNode, Agent, AgentSession, ToolJob, Turn, TurnStatus
+from apps.budgets.models import UsageRecord
 from apps.tenants.models import Tenant
 from apps.tools import services as tool_services
 from tests.agents.conftest import make_agent, make_session
@@ -68,6 +69,16 @@ def uninterrupted(tenant: Tenant) -> dict[str, Any]:
     return result
 
 
+def charged_once(turn: Turn) -> None:
+    """Every model call has one ledger row; calls replayed after a resume are not charged."""
+    rows = UsageRecord.objects.filter(turn_id=turn.id)
+    models = ActionNode.objects.filter(turn=turn, kind="model_call")
+    assert sorted(rows.values_list("node_id", flat=True)) == sorted(
+        models.values_list("node_id", flat=True)
+    )
+    assert rows.aggregate(t=Sum("input_tokens"))["t"] == turn.input_tokens
+
+
 def test_a_turn_resumed_after_its_worker_died_stops_where_it_would_have(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,6 +106,7 @@ def test_a_turn_resumed_after_its_worker_died_stops_where_it_would_have(
     result = spent(turn)
     assert Turn.objects.get(id=turn.id).attempts == 2
     assert result == expected
+    charged_once(turn)
 
 
 def test_a_turn_parked_on_a_tool_job_stops_where_it_would_have(

@@ -237,3 +237,51 @@ def test_at_80_percent_the_turn_is_warned_once_and_backs_off_to_the_small_tier(
     session_scope = next(s for s in budgets[-1]["scopes"] if s["budget_id"] == str(budget.id))
     assert session_scope["tokens_limit"] == cap
     assert session_scope["fraction_used"] == round(session_scope["tokens_used"] / cap, 6) > 0
+
+
+def test_a_call_over_its_hold_is_settled_at_the_truth_and_closes_the_scope(
+    world: World,
+) -> None:
+    # A 100-token output allowance and a reply of about a thousand: the provider's count wins.
+    chatty = [CALCULATE, {"final": "word " * 800}]
+    agent = make_agent(
+        world.tenant_a,
+        chatty,
+        tools=["calculator"],
+        slug="chatty",
+        max_output_tokens_per_turn=100,
+    )
+    budget = Budget.objects.create(
+        tenant=world.tenant_a, scope="session", period="session", max_tokens=1000, obligations=[]
+    )
+    turn = run(agent)
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+    [overrun] = events(turn, "budget.overrun")
+    row = UsageRecord.objects.get(node_id=overrun["node_id"])
+    assert row.overrun and row.output_tokens > 100
+    assert overrun["tokens"] == row.input_tokens + row.output_tokens > overrun["reserved_tokens"]
+    assert not UsageRecord.objects.filter(turn_id=turn.id, overrun=False, node_id=row.node_id)
+
+    # The session's counter now sits at the truth: its next turn is refused at the door.
+    from apps.budgets.exceptions import BudgetExhausted
+
+    with pytest.raises(BudgetExhausted) as refused:
+        services.turn_enqueue(session=turn.session, message="more")
+    assert refused.value.details["budget_id"] == str(budget.id)
+
+
+@pytest.mark.usefixtures("budget_prefix")
+def test_a_full_rate_window_fails_the_turn_rate_limited_when_waiting_is_not_allowed(
+    world: World, settings: Any
+) -> None:
+    from apps.budgets.models import TenantBudgetSettings
+
+    settings.WARDEN_MODEL_RATE_MAX_WAIT_SECONDS = 0
+    TenantBudgetSettings.objects.create(tenant=world.tenant_a, rpm_per_tenant=1)
+    agent = make_agent(world.tenant_a, [CALCULATE, {"final": "ok"}], tools=["calculator"])
+    turn = run(agent)
+    assert (turn.status, turn.outcome) == (TurnStatus.FAILED, "rate_limited")
+    [failed] = events(turn, "turn.failed")
+    assert failed["budget"]["scope"] == "tenant" and failed["budget"]["kind"] == "rpm"
+    assert len(model_nodes(turn)) == 1  # the first call counted; the second never made
+    nothing_held(world.tenant_a)
