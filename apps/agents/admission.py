@@ -119,12 +119,14 @@ def _prompt_tokens(session: AgentSession, message: str) -> int:
     """A rough prompt size (4 characters a token): the system prompt, the conversation so
     far, the message, the tools' descriptions and the output allowance."""
     agent = session.agent
-    history = (
-        Turn.objects.filter(session=session, status=TurnStatus.COMPLETED).aggregate(
-            chars=Sum(Length("user_message") + Length("final_answer"))
-        )["chars"]
-        or 0
-    )
+    history = 0
+    if session.next_seq > 1:  # a first turn has no conversation to read
+        history = (
+            Turn.objects.filter(session=session, status=TurnStatus.COMPLETED).aggregate(
+                chars=Sum(Length("user_message") + Length("final_answer"))
+            )["chars"]
+            or 0
+        )
     chars = len(agent.system_prompt) + int(history) + len(message)
     return (
         chars // 4

@@ -62,7 +62,7 @@ from apps.core import batch
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
-from apps.llm.types import Message, Usage
+from apps.llm.types import Message
 
 logger = logging.getLogger("warden.agents")
 
@@ -344,17 +344,14 @@ def _approval_context(turn: Turn) -> dict[str, Any]:
     """What the approver sees besides the call: who, where, and what the turn cost so far."""
     session = turn.session
     tokens = Turn.objects.values_list("input_tokens", "output_tokens").get(id=turn.id)
-    # Each model call at its endpoint's prices, as the router prices them (an endpoint removed
-    # since the call is not counted).
-    router = router_for_tenant(tenant_id=turn.tenant_id)
-    priced = {e.name for e in router.endpoints}
+    # What each model call cost, as its settle priced it (on the node's outputs).
     cost = sum(
         (
-            router.cost(str(outputs["endpoint"]), Usage(input_tokens=i, output_tokens=o))
-            for outputs, i, o in ActionNode.objects.filter(
-                turn=turn, kind="model_call"
-            ).values_list("outputs", "input_tokens", "output_tokens")
-            if isinstance(outputs, dict) and outputs.get("endpoint") in priced
+            Decimal(str(outputs.get("cost") or 0))
+            for outputs in ActionNode.objects.filter(turn=turn, kind="model_call").values_list(
+                "outputs", flat=True
+            )
+            if isinstance(outputs, dict)
         ),
         Decimal(0),
     )
