@@ -7,18 +7,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from django.db import connection
 from django.utils import timezone
 
 from apps.agents import jobs as tool_jobs
 from apps.agents.events import event_published, token_publish
 from apps.agents.models import ActionNode, AgentSession, SessionEvent, Turn
 from apps.agents.runtime.ports import (
-    BudgetExceeded,
     GateDecision,
-    Reservation,
     StepContext,
     StepRecord,
     ToolResult,
@@ -33,7 +30,6 @@ from apps.llm.types import (
     NoEndpointAvailable,
     ToolCall,
     ToolSpec,
-    Usage,
 )
 from apps.policies import selectors as policy_selectors
 from apps.policies import services as policy_services
@@ -254,6 +250,18 @@ class DbEventSink:
 # --------------------------------------------------------------------------- model
 
 
+class BudgetTier(Protocol):
+    def tier_for(self, attempt: int) -> Tier: ...
+
+
+class BudgetView(Protocol):
+    """What the policy gate reads of the turn's budget (apps/agents/budgeting.py)."""
+
+    def session_used(self) -> int: ...
+
+    def snapshot(self) -> dict[str, Any] | None: ...
+
+
 class RouterModelPort:
     """The loop's model: the tenant's router, with the agent's tier and the session's
     sensitivity, streaming tokens to the session, escalating after malformed output."""
@@ -268,11 +276,15 @@ class RouterModelPort:
         allowed: Sequence[str] | None,
         writes: TurnWrites,
         stream: bool = True,
+        state: BudgetTier | None = None,
     ) -> None:
+        """`state`: the turn's budget state; under a budget's `small_tier` obligation it
+        asks for the small tier (and no escalation)."""
         self.router, self.turn, self.writes = router, turn, writes
         self.tier: Tier = cast(Tier, tier)
         self.sensitivity, self.allowed = sensitivity, allowed
         self.stream = stream
+        self.state = state
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         self.writes.check_in()
@@ -280,6 +292,8 @@ class RouterModelPort:
         # The second re-prompt in a row goes to the larger tier: a small model that
         # failed the schema twice rarely gets it right the third time.
         tier: Tier = escalate(self.tier) if attempt >= 2 else self.tier
+        if self.state is not None:
+            tier = self.state.tier_for(attempt)
         turn = self.turn
 
         def on_token(text: str) -> None:
@@ -419,96 +433,6 @@ class Toolbox:
         return outcome_to_result(outcome)
 
 
-# --------------------------------------------------------------------------- budget
-
-
-# Both budget counters in one statement (table names from the models; values are parameters).
-_SETTLE_SQL = f"""
-    WITH t AS (
-        UPDATE {Turn._meta.db_table}
-        SET input_tokens = input_tokens + %s, output_tokens = output_tokens + %s
-        WHERE id = %s RETURNING input_tokens + output_tokens AS used
-    ), s AS (
-        UPDATE {AgentSession._meta.db_table} SET tokens_used = tokens_used + %s
-        WHERE id = %s RETURNING tokens_used
-    )
-    SELECT t.used, s.tokens_used FROM t, s
-"""  # noqa: S608
-
-
-class SessionTokenBudget:
-    """Hard token budgets: per turn (input + output) and per session.
-
-    What a turn has spent lives in the database, not in this object: each settle adds the
-    call's usage to the turn's and the session's counters in one statement, and so a turn
-    resumed after its worker died, or after it was parked on a tool job or an approval,
-    starts from what it had spent, and the model calls the loop replays from checkpoints
-    (which are not settled again) count once, as they did when made. The session's counter
-    includes the running turn's spend.
-
-    The counters are read once (by the orchestrator with the turn, or at the first reserve);
-    after that, each settle's statement returns the new totals. Nothing else adds to them
-    meanwhile: only the worker holding the session lock runs the session's turn. One round
-    trip per model call, where reading back before every call and settling in a transaction
-    of two UPDATEs took five.
-
-    The budgets issue refines this (reservations in Redis, the 80 % backoff).
-    """
-
-    def __init__(
-        self,
-        *,
-        session: AgentSession,
-        turn: Turn,
-        per_turn: int,
-        per_session: int,
-        spent: tuple[int, int] | None = None,
-    ) -> None:
-        """`spent`: (turn, session) tokens as the caller read them under the session lock;
-        None reads them at the first reserve."""
-        self.session, self.turn = session, turn
-        self.per_turn, self.per_session = per_turn, per_session
-        self._spent = spent  # (turn, session), as last read or written
-
-    def _totals(self) -> tuple[int, int]:
-        if self._spent is None:
-            turn_in, turn_out, session_used = Turn.objects.values_list(
-                "input_tokens", "output_tokens", "session__tokens_used"
-            ).get(id=self.turn.id)
-            self._spent = (turn_in + turn_out, session_used)
-        return self._spent
-
-    def session_used(self) -> int:
-        """The session's tokens spent so far, this turn's included."""
-        return self._totals()[1]
-
-    def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:
-        turn_used, session_used = self._totals()
-        if turn_used + estimated_tokens > self.per_turn:
-            raise BudgetExceeded(
-                f"turn budget: {turn_used} used + {estimated_tokens} needed > {self.per_turn}"
-            )
-        if session_used + estimated_tokens > self.per_session:
-            raise BudgetExceeded(
-                f"session budget: {session_used} used + {estimated_tokens} "
-                f"needed > {self.per_session}"
-            )
-        return Reservation(id=ctx.idempotency_key, tokens=estimated_tokens)
-
-    def settle(self, reservation: Reservation, *, usage: Usage) -> None:
-        spent = usage.input_tokens + usage.output_tokens
-        if not spent:
-            return
-        # Both counters in one statement: atomic on its own, in autocommit.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _SETTLE_SQL,
-                [usage.input_tokens, usage.output_tokens, self.turn.id, spent, self.session.id],
-            )
-            row = cursor.fetchone()
-        self._spent = (int(row[0]), int(row[1])) if row else None
-
-
 def record_to_dict(record: StepRecord) -> dict[str, Any]:
     data = asdict(record)
     data["created_at"] = record.created_at.isoformat() if record.created_at else None
@@ -542,7 +466,7 @@ class TenantPolicyGate:
         tools: Toolbox,
         checkpoints: DbCheckpointStore,
         events: DbEventSink,
-        budget: SessionTokenBudget,
+        budget: BudgetView,
     ) -> None:
         self.turn, self.tools, self.checkpoints, self.events = turn, tools, checkpoints, events
         self.budget = budget
@@ -617,6 +541,11 @@ class TenantPolicyGate:
         # the new total): a budget spent by an earlier call of this very turn counts.
         used = self.budget.session_used()
         limit = agent.max_tokens_per_session
+        budget_doc = self.budget.snapshot() or {
+            "tokens_used": used,
+            "tokens_limit": limit,
+            "fraction_used": round(used / limit, 6) if limit > 0 else 1.0,
+        }
         return {
             "tenant": {"id": str(turn.tenant_id), "slug": self._tenant_slug()},
             "user": self._user_doc(),
@@ -629,11 +558,7 @@ class TenantPolicyGate:
             },
             "tool": tool_doc,
             "arguments": call.arguments,
-            "budget": {
-                "tokens_used": used,
-                "tokens_limit": limit,
-                "fraction_used": round(used / limit, 6) if limit > 0 else 1.0,
-            },
+            "budget": budget_doc,
             "time": _rfc3339(timezone.now()),
         }
 

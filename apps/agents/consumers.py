@@ -90,7 +90,9 @@ class SessionConsumer(PrincipalConsumer):
     async def handle(self, kind: Any, content: dict[str, Any]) -> None:
         if kind == "message":
             authorize(self.identity, Permission.TURN_START)
-            data = await self._enqueue(content.get("content"))
+            data = await self._enqueue(
+                content.get("content"), content.get("allow_model_upgrade") is True
+            )
         elif kind == "cancel":
             authorize(self.identity, Permission.TURN_CANCEL)
             data = await self._cancel(content.get("turn"))
@@ -101,10 +103,15 @@ class SessionConsumer(PrincipalConsumer):
         await self.send_json(self.envelope("ack", data, turn=data["turn_id"]))
 
     @database_sync_to_async
-    def _enqueue(self, message: Any) -> dict[str, Any]:
+    def _enqueue(self, message: Any, allow_model_upgrade: bool = False) -> dict[str, Any]:
         assert self.session is not None
         user = self.scope.get("user")
-        turn = services.turn_enqueue(session=self.session, message=message, requested_by=user)
+        turn = services.turn_enqueue(
+            session=self.session,
+            message=message,
+            requested_by=user,
+            allow_model_upgrade=allow_model_upgrade,
+        )
         return {"turn_id": str(turn.id), "seq": turn.seq, "status": turn.status}
 
     @database_sync_to_async

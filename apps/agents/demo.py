@@ -25,6 +25,7 @@ from typing import Any
 
 from apps.agents.models import Agent
 from apps.agents.services import agent_save
+from apps.budgets.models import Budget, Period, Scope
 from apps.core.exceptions import WardenError
 from apps.llm.models import EndpointState, ModelEndpoint
 from apps.llm.services import endpoint_save, endpoint_state_set
@@ -55,6 +56,8 @@ DEMO_SCRIPT: list[dict[str, Any]] = [
     },
 ]
 DEMO_AGENT_TOOLS = ["get_current_time", "word_count", "git_status", "git_log"]
+# The demo agent's tokens per session (seed_demo_budget): three turns of short messages fit.
+DEMO_SESSION_BUDGET_TOKENS = 3200
 
 # The demo tenant's policy on top of the default one: the demo agent's word count waits for a
 # human (console, API or Slack) before it runs, so `make run` shows an approval end to end.
@@ -293,6 +296,7 @@ def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
                 allowed_endpoints=[scripted],
             )
         )
+    seed_demo_budget(tenant=tenant)
     local = _seed_local_endpoint(tenant)
     if local is not None:
         agent = Agent.objects.filter(tenant=tenant, slug="local-assistant").first()
@@ -314,6 +318,28 @@ def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
         elif agent.system_prompt in OLD_LOCAL_AGENT_PROMPTS:
             agent_save(tenant=tenant, agent=agent, system_prompt=LOCAL_AGENT_PROMPT)
     return agents
+
+
+def seed_demo_budget(*, tenant: Tenant) -> Budget | None:
+    """The demo agent's session budget: a short conversation fits, and about the fourth turn
+    of one session (with short messages) is stopped cleanly, `budget_exceeded`, before a
+    model call that could cross it, after a `budget.warning` at 80 %. Each call holds its prompt's
+    bound plus the 1024-token output allowance, so the cap bites at a hold, not at a spend.
+    Idempotent; an operator's edits are kept."""
+    demo = Agent.objects.filter(tenant=tenant, slug="demo-scripted").first()
+    if (
+        demo is None
+        or Budget.objects.filter(tenant=tenant, scope=Scope.SESSION, agent_id=demo.id).exists()
+    ):
+        return None
+    return Budget.objects.create(
+        tenant=tenant,
+        scope=Scope.SESSION,
+        agent_id=demo.id,
+        period=Period.SESSION,
+        max_tokens=DEMO_SESSION_BUDGET_TOKENS,
+        obligations=[],  # warn only: the scripted demo answers the same way on any tier
+    )
 
 
 def seed_demo_policies(*, tenant: Tenant) -> Policy | None:

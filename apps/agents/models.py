@@ -142,13 +142,27 @@ class Turn(TenantOwned):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Budget obligations the turn runs under from its first call: admitted while the queue
+    # was backed up (backpressure), it runs on the small tier with fewer tools.
+    degraded = models.JSONField(default=list, blank=True)
+    # Admitted with `allow_model_upgrade` for a prompt too long for the first choice: only
+    # endpoints with at least this context window may answer it (0: any).
+    min_context_tokens = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["session", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["session", "seq"], name="uniq_turn_session_seq")
         ]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            # The backpressure measure reads the queued turns only.
+            models.Index(
+                fields=["created_at"],
+                name="turn_queued_created",
+                condition=models.Q(status="queued"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"turn {self.seq} of {self.session_id}"

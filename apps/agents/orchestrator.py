@@ -26,10 +26,10 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.agents.adapters import (
+    BudgetView,
     DbCheckpointStore,
     DbEventSink,
     RouterModelPort,
-    SessionTokenBudget,
     TenantPolicyGate,
     Toolbox,
     ToolJobPending,
@@ -44,6 +44,7 @@ from apps.agents.approval_flow import (
     approval_turns_recover,
     turn_resume_on_decision,
 )
+from apps.agents.budgeting import LedgerBudget, TurnBudgetState, builtin_caps
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     ActionNode,
@@ -56,11 +57,12 @@ from apps.agents.runtime.ports import PolicyGate
 from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalStatus
+from apps.budgets.services import ledger as budget_ledger
 from apps.core import batch
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
-from apps.llm.types import Message, Usage
+from apps.llm.types import Message
 
 logger = logging.getLogger("warden.agents")
 
@@ -152,17 +154,47 @@ def _run_locked(turn: Turn) -> str:
     events = DbEventSink(writes)
     checkpoints = DbCheckpointStore(turn, writes, first_run=first_run)
     tools = Toolbox(agent.allowed_tools, turn=turn, writes=writes)
-    budget = SessionTokenBudget(
-        session=session,
-        turn=turn,
-        per_turn=agent.max_input_tokens_per_turn + agent.max_output_tokens_per_turn,
-        per_session=agent.max_tokens_per_session,
-        # As read under the session lock: only this turn adds to them from here on.
-        spent=(turn.input_tokens + turn.output_tokens, session.tokens_used),
-    )
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
     # One router for the turn (built from the tenant's endpoints, cached per process).
     router = router_for_tenant(tenant_id=turn.tenant_id)
+    if turn.min_context_tokens:
+        # Admitted with allow_model_upgrade: only endpoints that take the whole prompt.
+        allowed = [
+            e.name
+            for e in router.endpoints
+            if (allowed is None or e.name in allowed)
+            and e.context_window >= turn.min_context_tokens
+        ]
+    user_id = turn.requested_by_id or session.user_id
+    caps = budget_ledger.caps_for_turn(
+        tenant_id=turn.tenant_id,
+        agent_id=agent.id,
+        user_id=user_id,
+        session_id=session.id,
+        turn_id=turn.id,
+        builtin=builtin_caps(agent),
+    )
+    state = TurnBudgetState(
+        agent_tier=agent.model_tier,
+        currency=budget_ledger.currency_for(tenant_id=turn.tenant_id),
+        caps=caps,
+        # Admitted under backpressure: small tier and fewer tools from the first call.
+        obligations=set(turn.degraded or ()),
+    )
+    budget = LedgerBudget(
+        turn=turn,
+        session=session,
+        agent=agent,
+        router=router,
+        allowed=allowed,
+        caps=caps,
+        windows=budget_ledger.windows_for(tenant_id=turn.tenant_id, user_id=user_id),
+        state=state,
+        writes=writes,
+        # As read under the session lock: only this turn adds to them from here on.
+        spent=(turn.input_tokens, turn.input_tokens + turn.output_tokens, session.tokens_used),
+    )
+    budget.start()
     config = LoopConfig(
         max_steps=agent.max_steps,
         max_reprompts=settings.WARDEN_MAX_REPROMPTS,
@@ -181,6 +213,7 @@ def _run_locked(turn: Turn) -> str:
                 sensitivity=session.data_sensitivity,
                 allowed=allowed,
                 writes=writes,
+                state=state,
             ),
             tools=tools,
             policy=policy_gate_for(
@@ -311,17 +344,14 @@ def _approval_context(turn: Turn) -> dict[str, Any]:
     """What the approver sees besides the call: who, where, and what the turn cost so far."""
     session = turn.session
     tokens = Turn.objects.values_list("input_tokens", "output_tokens").get(id=turn.id)
-    # Each model call at its endpoint's prices, as the router prices them (an endpoint removed
-    # since the call is not counted).
-    router = router_for_tenant(tenant_id=turn.tenant_id)
-    priced = {e.name for e in router.endpoints}
+    # What each model call cost, as its settle priced it (on the node's outputs).
     cost = sum(
         (
-            router.cost(str(outputs["endpoint"]), Usage(input_tokens=i, output_tokens=o))
-            for outputs, i, o in ActionNode.objects.filter(
-                turn=turn, kind="model_call"
-            ).values_list("outputs", "input_tokens", "output_tokens")
-            if isinstance(outputs, dict) and outputs.get("endpoint") in priced
+            Decimal(str(outputs.get("cost") or 0))
+            for outputs in ActionNode.objects.filter(turn=turn, kind="model_call").values_list(
+                "outputs", flat=True
+            )
+            if isinstance(outputs, dict)
         ),
         Decimal(0),
     )
@@ -345,7 +375,7 @@ def policy_gate_for(
     tools: Toolbox,
     checkpoints: DbCheckpointStore,
     events: DbEventSink,
-    budget: SessionTokenBudget,
+    budget: BudgetView,
 ) -> PolicyGate:
     """The gate every tool call of this turn passes before it runs: the tenant's Rego
     policies (apps.policies), each decision recorded on the turn's action graph."""
@@ -402,7 +432,7 @@ def _finish(
     final_answer: str = "",
     writes: TurnWrites | None = None,
 ) -> None:
-    # Tokens are not written here: SessionTokenBudget.settle adds each model call's usage to
+    # Tokens are not written here: LedgerBudget.settle adds each model call's usage to
     # the turn and the session as it is spent, so a parked or resumed turn is counted once.
     now = timezone.now()
     fields: dict[str, Any] = {

@@ -160,16 +160,27 @@ def _count(rows: QuerySet[Any]) -> Subquery:
     return Subquery(counted.values("n"), output_field=IntegerField())
 
 
-def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | None = None) -> Turn:
-    """Accept a user message as a queued turn; the worker picks it up after commit."""
+def turn_enqueue(
+    *,
+    session: AgentSession,
+    message: Any,
+    requested_by: User | None = None,
+    allow_model_upgrade: bool = False,
+) -> Turn:
+    """Accept a user message as a queued turn; the worker picks it up after commit.
+    Admission control (apps/agents/admission.py) first: size, backpressure, budgets and
+    rate limits, the model's context window."""
+    from apps.agents.admission import turn_admit
+
     if not isinstance(message, str) or not message.strip():
         raise MessageInvalid("The message is empty.", code="empty_message")
-    limit = settings.WARDEN_MAX_MESSAGE_CHARS
-    if len(message) > limit:
-        raise MessageInvalid(
-            f"The message has {len(message)} characters; the limit is {limit}.",
-            code="message_too_long",
-        )
+    requester = requested_by if requested_by and requested_by.is_authenticated else None
+    admitted = turn_admit(
+        session=session,
+        message=message,
+        user_id=requester.pk if requester is not None else session.user_id,
+        allow_model_upgrade=allow_model_upgrade,
+    )
     with transaction.atomic():
         # The row lock orders concurrent messages of one session: seq is gap-free. The
         # backlogs are counted in the same query.
@@ -207,15 +218,22 @@ def turn_enqueue(*, session: AgentSession, message: Any, requested_by: User | No
             session=session,
             seq=session.next_seq,
             user_message=message,
-            requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
+            requested_by=requester,
             request_id=current_request_id() or "",
+            degraded=admitted.degraded,
+            min_context_tokens=admitted.min_context_tokens,
         )
+        payload: dict[str, Any] = {"turn_id": str(turn.id), "seq": turn.seq, "message": message}
+        if admitted.degraded:
+            payload["degraded"] = admitted.degraded
+        if admitted.min_context_tokens:
+            payload["min_context_tokens"] = admitted.min_context_tokens
         accepted = SessionEvent(
             tenant_id=session.tenant_id,
             session=session,
             turn=turn,
             type="turn.accepted",
-            payload={"turn_id": str(turn.id), "seq": turn.seq, "message": message},
+            payload=payload,
         )
         session.next_seq += 1
         # The turn, the session's next seq and the accepted event: one round trip.

@@ -58,11 +58,18 @@ def decode_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, A
 class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     """Decodes frames defensively; subclasses implement `receive_json` and may raise WardenError."""
 
-    def error_message(self, code: str, message: str) -> dict[str, Any]:
-        return {"event": "error", "data": {"code": code, "message": message}}
+    def error_message(
+        self, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {"code": code, "message": message}
+        if details:
+            data["details"] = details
+        return {"event": "error", "data": data}
 
-    async def send_error(self, code: str, message: str) -> None:
-        await self.send_json(self.error_message(code, message))
+    async def send_error(
+        self, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        await self.send_json(self.error_message(code, message, details))
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -75,7 +82,11 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.receive_json(content, **kwargs)
         except WardenError as exc:
-            await self.send_error(exc.code, exc.message)
+            details = dict(exc.details)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                details.setdefault("retry_after", retry_after)
+            await self.send_error(exc.code, exc.message, details)
         except StopConsumer:
             raise
         except Exception:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -51,3 +53,23 @@ def check_redis() -> CheckResult:
         return "ok"
 
     return _timed(probe)
+
+
+# Figures other apps add to /readyz's body, for operators: they never fail readiness (the
+# backpressure state, e.g., must not pull web from the load balancer exactly when it has to
+# answer 503 with Retry-After).
+_details: dict[str, Callable[[], Any]] = {}
+
+
+def readiness_detail_register(name: str, fn: Callable[[], Any]) -> None:
+    _details[name] = fn
+
+
+def readiness_details() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, fn in _details.items():
+        try:
+            out[name] = fn()
+        except Exception as exc:  # reported, never raised: readiness is about db and redis
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out

@@ -41,6 +41,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "failed": [name for name, c in checks.items() if not c.ok],
         "checks": {name: vars(c) for name, c in checks.items()},
     }
+    if ready:
+        detail = health.readiness_details()
+        if detail:
+            body["detail"] = detail
     return JsonResponse(body, status=200 if ready else 503)
 
 

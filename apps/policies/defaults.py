@@ -59,6 +59,27 @@ SAMPLE_INPUT: dict[str, Any] = {
     },
     "tool": {"name": "sample", "source": "builtin", "risk_tier": "low", "sensitivity": "internal"},
     "arguments": {},
-    "budget": {"tokens_used": 0, "tokens_limit": 40000, "fraction_used": 0.0},
+    "budget": {
+        "tokens_used": 0,
+        "tokens_limit": 40000,
+        "fraction_used": 0.0,
+        "state": "ok",
+        "fraction_used_max": 0.0,
+        "obligations": [],
+        "scopes": [
+            {
+                "scope": "session",
+                "budget_id": None,
+                "label": "agent per session",
+                "period": "session",
+                "window": "",
+                "tokens_used": 0,
+                "tokens_limit": 40000,
+                "cost_used": 0.0,
+                "cost_limit": None,
+                "fraction_used": 0.0,
+            }
+        ],
+    },
     "time": "2025-01-01T00:00:00Z",
 }

@@ -40,8 +40,13 @@ class PrincipalConsumer(JsonFrameConsumer):
     def envelope(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"event": event, "data": data}
 
-    def error_message(self, code: str, message: str) -> dict[str, Any]:
-        return self.envelope("error", {"code": code, "message": message})
+    def error_message(
+        self, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {"code": code, "message": message}
+        if details:
+            data["details"] = details
+        return self.envelope("error", data)
 
     async def authenticate(self) -> bool:
         """Take the scope's identity, or close (4401/4403/4429) and say False."""

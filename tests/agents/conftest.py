@@ -105,3 +105,19 @@ def jobs_dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr("apps.agents.jobs.tool_job_dispatch", record)
     return dispatched
+
+
+@pytest.fixture
+def budget_prefix(redis_client: Any) -> Any:
+    """Budget counters and holds under a key prefix of this test's own, gone afterwards."""
+    import uuid
+
+    from django.conf import settings
+    from django.test import override_settings
+
+    own = f"{settings.WARDEN_BUDGET_REDIS_PREFIX}:{uuid.uuid4().hex[:12]}"
+    with override_settings(WARDEN_BUDGET_REDIS_PREFIX=own, WARDEN_BUDGET_CONFIG_CACHE_SECONDS=0):
+        yield own
+    keys = list(redis_client.scan_iter(f"{own}:*"))
+    if keys:
+        redis_client.delete(*keys)

@@ -11,6 +11,7 @@ from django.db.models import Sum
 
 from apps.agents import jobs, orchestrator, services
 from apps.agents.models import ActionNode, Agent, AgentSession, ToolJob, Turn, TurnStatus
+from apps.budgets.models import UsageRecord
 from apps.tenants.models import Tenant
 from apps.tools import services as tool_services
 from tests.agents.conftest import make_agent, make_session
@@ -19,13 +20,14 @@ from tests.conftest import World
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
 
 CALCULATE = {"tool": "calculator", "arguments": {"expression": "6 * 7"}, "say": "Calculating."}
-# Generous on steps, tight on tokens: the per-turn budget stops it part way.
+# Generous on steps, tight on tokens: the per-turn budget stops it part way (each call holds
+# its prompt's byte bound plus its 200-token output allowance).
 SCRIPT: list[dict[str, Any]] = [
     {"tool": "count_up", "arguments": {"steps": 1}, "say": "Counting."},
     *[CALCULATE] * 8,
     {"final": "Done."},
 ]
-BUDGET = {"max_input_tokens_per_turn": 500, "max_output_tokens_per_turn": 200}
+BUDGET = {"max_input_tokens_per_turn": 750, "max_output_tokens_per_turn": 200}
 
 
 class WorkerKilled(BaseException):
@@ -61,10 +63,20 @@ def uninterrupted(tenant: Tenant) -> dict[str, Any]:
     result = spent(turn)
     assert result["status"] == (TurnStatus.FAILED, "budget_exceeded"), result
     # The budget stopped it part way, after the point where the other runs are interrupted.
-    assert 5 < result["model_calls"] < len(SCRIPT), result
+    assert 5 < result["model_calls"] < len(SCRIPT), result["detail"]
     assert result["turn_tokens"] == result["recorded_tokens"]
     assert result["session_tokens"] == sum(result["turn_tokens"])
     return result
+
+
+def charged_once(turn: Turn) -> None:
+    """Every model call has one ledger row; calls replayed after a resume are not charged."""
+    rows = UsageRecord.objects.filter(turn_id=turn.id)
+    models = ActionNode.objects.filter(turn=turn, kind="model_call")
+    assert sorted(rows.values_list("node_id", flat=True)) == sorted(
+        models.values_list("node_id", flat=True)
+    )
+    assert rows.aggregate(t=Sum("input_tokens"))["t"] == turn.input_tokens
 
 
 def test_a_turn_resumed_after_its_worker_died_stops_where_it_would_have(
@@ -94,6 +106,7 @@ def test_a_turn_resumed_after_its_worker_died_stops_where_it_would_have(
     result = spent(turn)
     assert Turn.objects.get(id=turn.id).attempts == 2
     assert result == expected
+    charged_once(turn)
 
 
 def test_a_turn_parked_on_a_tool_job_stops_where_it_would_have(

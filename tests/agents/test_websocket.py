@@ -89,3 +89,40 @@ async def test_reconnect_replays_missed_events(world: World, two_tool_agent: Age
     assert replayed[0]["event"] == "turn.accepted"
     assert await sync_to_async(lambda: Turn.objects.get(id=turn.id).status)() == "completed"
     await comm.disconnect()
+
+
+@pytest.mark.usefixtures("budget_prefix")
+async def test_a_full_rate_window_is_an_error_event_with_retry_after(
+    world: World, two_tool_agent: Agent
+) -> None:
+    from apps.budgets.models import TenantBudgetSettings
+    from apps.budgets.services import ledger as budget_ledger
+
+    await sync_to_async(TenantBudgetSettings.objects.create)(
+        tenant=world.tenant_a, rpm_per_tenant=1
+    )
+    [window] = await sync_to_async(budget_ledger.windows_for)(
+        tenant_id=world.tenant_a.id, user_id=None
+    )
+    # A model call of the tenant filled the window.
+    used = await sync_to_async(budget_ledger.reserve)(
+        reservation_id="elsewhere@1",
+        caps=[],
+        windows=[window],
+        tokens=1,
+        micros=0,
+        deadline_s=2e9,
+        meta={},
+    )
+    assert used.kind == "ok"
+    session = await sync_to_async(make_session)(two_tool_agent)
+    _, raw = await sync_to_async(api_key_create)(tenant=world.tenant_a, name="k", scopes=["write"])
+    comm, connected, _ = await _connect(f"/ws/sessions/{session.id}/", raw)
+    assert connected
+    await comm.send_json_to({"type": "message", "content": "hello"})
+    error = await comm.receive_json_from(timeout=5)
+    assert error["event"] == "error" and error["data"]["code"] == "rate_limited"
+    assert error["data"]["details"]["scope"] == "tenant"
+    assert 0 < error["data"]["details"]["retry_after"] <= 60
+    assert not await sync_to_async(Turn.objects.filter(session=session).exists)()
+    await comm.disconnect()

@@ -116,8 +116,17 @@ def test_every_call_gets_a_recorded_decision_with_the_exact_input_keys(
         "risk_tier": "low",
         "sensitivity": "internal",
     }
-    assert set(recorded["budget"]) == {"tokens_used", "tokens_limit", "fraction_used"}
+    assert set(recorded["budget"]) == {
+        "tokens_used", "tokens_limit", "fraction_used", "state", "fraction_used_max",
+        "obligations", "scopes",
+    }  # fmt: skip
     assert recorded["budget"]["tokens_limit"] == 40000
+    assert recorded["budget"]["state"] == "ok" and recorded["budget"]["obligations"] == []
+    # Every cap the turn spends against: here the agent's own, per turn and per session.
+    assert [(s["scope"], s["label"], s["tokens_limit"]) for s in recorded["budget"]["scopes"]] == [
+        ("turn", "agent per turn", 10000),
+        ("session", "agent per session", 40000),
+    ]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", recorded["time"])
     # Argument values never reach the decision's record or its event; names and a digest do.
     assert set(recorded["arguments"]) == {"path", "text"}

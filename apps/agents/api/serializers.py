@@ -147,6 +147,8 @@ class TurnSerializer(serializers.ModelSerializer):
 
 class TurnCreateSerializer(StrictInputSerializer):
     message = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    # A prompt too long for the agent's first-choice model may go to a larger-context one.
+    allow_model_upgrade = serializers.BooleanField(required=False, default=False)
 
 
 class NodeSerializer(serializers.ModelSerializer):

@@ -240,10 +240,12 @@ class TurnListApi(PaginatedListMixin, APIView):
             **error_responses(
                 409,
                 503,
-                _409="`session_not_active`, `agent_inactive`, or `too_many_queued_turns` "
-                "(WARDEN_MAX_QUEUED_TURNS).",
+                _409="`session_not_active`, `agent_inactive`, `too_many_queued_turns` "
+                "(WARDEN_MAX_QUEUED_TURNS), or `budget_exceeded`: a cap the turn would spend "
+                "against has no room left (`details` name it and when it resets).",
                 _503="`turn_backlog_full`: the tenant has WARDEN_MAX_QUEUED_TURNS_PER_TENANT "
-                "turns waiting for a worker.",
+                "turns waiting for a worker; `backpressure`: the workers are too far behind "
+                "(with `Retry-After`); `budget_unavailable`: budgets can't be checked now.",
             ),
         },
         summary="Send a message: queues a turn and answers 202 at once",
@@ -256,6 +258,7 @@ class TurnListApi(PaginatedListMixin, APIView):
             session=session,
             message=data.validated_data["message"],
             requested_by=authenticated_user(request),
+            allow_model_upgrade=data.validated_data["allow_model_upgrade"],
         )
         return Response(s.TurnSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
 

@@ -46,6 +46,7 @@ from apps.llm.types import (
 )
 
 from .memory import InMemoryCheckpointStore
+from .obligations import COMPRESS_CONTEXT, apply_obligations
 from .ports import (
     TOOL_FINISHED,
     AllowAll,
@@ -113,6 +114,10 @@ class LoopConfig:
     # The context window is a budget: the model sees at most this much of a tool
     # result; the record keeps all of it.
     max_observation_chars: int = 8000
+    # Under a budget's obligations (80 % of a cap): how many not-yet-used tools `trim_tools`
+    # keeps, and how much of a tool result the model sees under `compress_context`.
+    trim_tools_to: int = 5
+    compressed_observation_chars: int = 1000
 
 
 @dataclass(frozen=True)
@@ -197,9 +202,11 @@ class _Stop(Exception):
         reason: str,
         detail: str = "",
         pending: PendingApproval | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail or reason)
         self.status, self.reason, self.detail, self.pending = status, reason, detail, pending
+        self.extra = dict(extra or {})  # more for turn.failed (a budget's figures)
 
 
 class _Turn:
@@ -240,6 +247,8 @@ class _Turn:
         self.model_node = ""  # the model call whose tool calls are being acted on
         self.native = True  # whether that model call used native tool calls
         self.frontier: tuple[str, ...] = ()  # parents of the next model call
+        self.used_tools: set[str] = set()  # tools called this turn (kept by trim_tools)
+        self.observation_limit = config.max_observation_chars
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -257,7 +266,11 @@ class _Turn:
                 )
         except _Stop as stop:
             return self.finish(
-                stop.status, reason=stop.reason, detail=stop.detail, pending=stop.pending
+                stop.status,
+                reason=stop.reason,
+                detail=stop.detail,
+                pending=stop.pending,
+                extra=stop.extra,
             )
         return self.finish(
             "max_steps_exceeded",
@@ -318,24 +331,46 @@ class _Turn:
         estimate = estimate_tokens(request)
         ctx = self.ctx(step_index, None, node_id)
         try:
-            reservation = self.budget.reserve(estimated_tokens=estimate, ctx=ctx)
+            reservation = self.budget.reserve(estimated_tokens=estimate, ctx=ctx, request=request)
         except BudgetExceeded as exc:
-            raise _Stop("budget_exceeded", reason="budget_exceeded", detail=str(exc)) from None
+            raise _Stop(
+                "budget_exceeded" if exc.code == "budget_exceeded" else "failed",
+                reason=exc.code,
+                detail=str(exc),
+                extra={"budget": exc.scope} if exc.scope is not None else None,
+            ) from None
+        if reservation.obligations:
+            # A smaller request; the hold (for the full one) stays an upper bound.
+            request = apply_obligations(
+                request,
+                reservation.obligations,
+                used=self.used_tools,
+                keep_tools=self.config.trim_tools_to,
+            )
+            if COMPRESS_CONTEXT in reservation.obligations:
+                self.observation_limit = min(
+                    self.observation_limit, self.config.compressed_observation_chars
+                )
 
         started = self.clock.monotonic()
         usage = Usage()  # settled as zero if the call fails, so the reservation never leaks
         failure: ProviderError | None = None
         unusable = ""  # the provider's reason when the output could not even be parsed
+        answered_by = ""
+        settlement = None
         try:
             response = self.model.complete(request)
             usage = reported_or_estimated_usage(request, response)
+            answered_by = response.endpoint
         except MalformedOutput as exc:
             response, unusable = exc.response, str(exc)
             usage = reported_or_estimated_usage(request, response)
+            answered_by = response.endpoint
         except ProviderError as exc:
             failure = exc
         finally:
-            self.budget.settle(reservation, usage=usage)
+            settlement = self.budget.settle(reservation, usage=usage, endpoint=answered_by)
+        cost = settlement.cost if settlement is not None else ""
         latency_ms = round((self.clock.monotonic() - started) * 1000)
 
         base = StepRecord(
@@ -350,6 +385,9 @@ class _Turn:
                 "message_count": len(messages),
                 "max_output_tokens": max_tokens,
                 "estimated_tokens": estimate,
+                "reserved_tokens": reservation.tokens,
+                "reserved_cost": reservation.cost,
+                "obligations": sorted(reservation.obligations),
             },
             latency_ms=latency_ms,
             created_at=self.clock.now(),
@@ -358,8 +396,13 @@ class _Turn:
             self.save(replace(base, outputs={"error": str(failure)}))
             # An endpoint that isn't up yet (the local model still building) is worth its
             # own outcome: the user waits for it, rather than reports a broken provider.
+            code = str(getattr(failure, "code", ""))
             reason = (
-                "endpoint_not_ready" if isinstance(failure, EndpointNotReady) else "provider_error"
+                "endpoint_not_ready"
+                if isinstance(failure, EndpointNotReady)
+                else code
+                if code == "endpoint_unpriced"
+                else "provider_error"
             )
             raise _Stop("failed", reason=reason, detail=str(failure))
 
@@ -379,6 +422,8 @@ class _Turn:
                 "model": response.model,
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
+                "cost": cost,
+                "usage_estimated": usage.estimated,
                 "latency_ms": latency_ms,
             },
         )
@@ -393,6 +438,9 @@ class _Turn:
                 outputs={
                     "error": str(exc),
                     "attempted_calls": [asdict(call) for call in response.tool_calls],
+                    "endpoint": response.endpoint,
+                    "cost": cost,
+                    "usage_estimated": usage.estimated,
                 },
             )
             self.emit(
@@ -417,6 +465,8 @@ class _Turn:
                 "native": bool(response.tool_calls) or not self.config.json_steps,
                 "endpoint": response.endpoint,
                 "model": response.model,
+                "cost": cost,
+                "usage_estimated": usage.estimated,
             },
             scratchpad={**base.scratchpad, "thought": step.thought},
         )
@@ -434,6 +484,7 @@ class _Turn:
     def act(self, step_index: int, call_index: int, call: ToolCall) -> str:
         """Handles one tool call; returns the id of its observation node."""
         key = f"{self.turn_id}:{step_index}:{call_index}"
+        self.used_tools.add(call.name)
         record = self.records.get(key)
         if record is None:
             record = self.gate(key, step_index, call_index, call)
@@ -616,7 +667,7 @@ class _Turn:
         return node_id
 
     def observation_text(self, result: ToolResult, output: Any) -> str:
-        return observation_text(result, output, limit=self.config.max_observation_chars)
+        return observation_text(result, output, limit=self.observation_limit)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -628,6 +679,7 @@ class _Turn:
         reason: str = "",
         detail: str = "",
         pending: PendingApproval | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> TurnOutcome:
         models = [r for r in self.records.values() if r.kind == "model_call"]
         usage = Usage(
@@ -640,7 +692,10 @@ class _Turn:
         if status == "completed":
             self.emit("turn.completed", {"final_answer": final_answer, **totals})
         elif status != "waiting_approval":  # turn.waiting was emitted when parking
-            self.emit("turn.failed", {"status": status, "reason": reason, "detail": detail})
+            self.emit(
+                "turn.failed",
+                {"status": status, "reason": reason, "detail": detail, **(extra or {})},
+            )
         return TurnOutcome(
             status=status,
             final_answer=final_answer,

@@ -148,7 +148,9 @@ class FixedBudget:
         self.settled: list[tuple[Reservation, Usage]] = []
         self._ids = itertools.count()
 
-    def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:
+    def reserve(
+        self, *, estimated_tokens: int, ctx: StepContext, request: ModelRequest | None = None
+    ) -> Reservation:
         held = self.spent + sum(self.reserved.values())
         if held + estimated_tokens > self.limit:
             raise BudgetExceeded(
@@ -158,7 +160,7 @@ class FixedBudget:
         self.reserved[reservation.id] = estimated_tokens
         return reservation
 
-    def settle(self, reservation: Reservation, *, usage: Usage) -> None:
+    def settle(self, reservation: Reservation, *, usage: Usage, endpoint: str = "") -> None:
         del self.reserved[reservation.id]
         self.spent += usage.input_tokens + usage.output_tokens
         self.settled.append((reservation, usage))

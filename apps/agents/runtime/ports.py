@@ -127,17 +127,49 @@ class ApprovalDecision:
 
 
 class BudgetExceeded(Exception):
-    """Raised by `BudgetPort.reserve` to refuse a model call."""
+    """Raised by `BudgetPort.reserve` to refuse a model call.
+
+    `code`: `budget_exceeded` (a cap has no room for the call), `rate_limited` (a rate window
+    stayed full) or `budget_unavailable` (the reservation store is unreachable). `scope`: the
+    figures of the cap (or window) that refused, for `turn.failed`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "budget_exceeded",
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.scope: dict[str, Any] | None = dict(scope) if scope is not None else None
 
 
 @dataclass(frozen=True)
 class Reservation:
+    """A hold on the most a call may cost. `obligations` (switched on at 80 % of a cap) ask
+    the loop for a smaller request: `compress_context`, `trim_tools` (`small_tier` is the
+    model port's business)."""
+
     id: str
     tokens: int
+    cost: str = ""
+    obligations: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a settled call cost (a decimal string; "" when unpriced) and whether it used more
+    than its hold."""
+
+    cost: str = ""
+    overrun: bool = False
+    estimated: bool = False
 
 
 class BudgetPort(Protocol):
-    """Hard token budgets: reserve before each model call, settle after it.
+    """Budgets: reserve before each model call, settle after it.
 
     `settle` is always called once per successful `reserve`, with the real usage
     (zero usage when the call failed), so reservations never leak from a live run.
@@ -147,20 +179,28 @@ class BudgetPort(Protocol):
     durable, or reuse the same object): otherwise a resumed turn starts with a fresh budget.
     """
 
-    def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:
+    def reserve(
+        self, *, estimated_tokens: int, ctx: StepContext, request: ModelRequest | None = None
+    ) -> Reservation:
         """Hold `estimated_tokens`, or raise `BudgetExceeded` with a human reason."""
         ...
 
-    def settle(self, reservation: Reservation, *, usage: Usage) -> None: ...
+    def settle(
+        self, reservation: Reservation, *, usage: Usage, endpoint: str = ""
+    ) -> Settlement | None: ...
 
 
 class Unlimited:
     """The default budget: never refuses."""
 
-    def reserve(self, *, estimated_tokens: int, ctx: StepContext) -> Reservation:
+    def reserve(
+        self, *, estimated_tokens: int, ctx: StepContext, request: ModelRequest | None = None
+    ) -> Reservation:
         return Reservation(id=ctx.idempotency_key, tokens=estimated_tokens)
 
-    def settle(self, reservation: Reservation, *, usage: Usage) -> None:
+    def settle(
+        self, reservation: Reservation, *, usage: Usage, endpoint: str = ""
+    ) -> Settlement | None:
         return None
 
 

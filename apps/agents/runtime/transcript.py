@@ -51,6 +51,23 @@ def reported_or_estimated_usage(request: ModelRequest, response: ModelResponse) 
     )
 
 
+def input_token_bound(request: ModelRequest) -> int:
+    """An upper bound on the prompt's tokens for common tokenizers: a token is at least 3
+    bytes of UTF-8 on average for them, plus 4 per message for the chat framing. What a
+    budget holds for the input; a tokenizer beyond it is the overrun path."""
+    total = 0
+    for m in request.messages:
+        size = len(m.content.encode()) + sum(
+            len(json.dumps(c.arguments).encode()) + len(c.name) for c in m.tool_calls
+        )
+        total += -(-size // 3) + 4
+    if request.tools:
+        total += -(-len(json.dumps([asdict(spec) for spec in request.tools]).encode()) // 3)
+    if request.response_schema:
+        total += -(-len(json.dumps(request.response_schema).encode()) // 3)
+    return total
+
+
 def estimate_tokens(request: ModelRequest) -> int:
     """A deliberately rough upper-ish bound (4 characters a token) plus the full
     output allowance: good enough to reserve against; settle corrects it."""

@@ -14,11 +14,11 @@ class RecordingBudget:
     def __init__(self):
         self.estimates = []
 
-    def reserve(self, *, estimated_tokens, ctx):
+    def reserve(self, *, estimated_tokens, ctx, request=None):
         self.estimates.append((estimated_tokens, ctx.idempotency_key))
         return Reservation(id=ctx.idempotency_key, tokens=estimated_tokens)
 
-    def settle(self, reservation, *, usage):
+    def settle(self, reservation, *, usage, endpoint=""):
         pass
 
 
@@ -72,10 +72,10 @@ def test_refused_reservation_ends_the_turn_before_the_model_is_called():
 
 def test_budget_port_raising_is_the_only_refusal():
     class NoBudget:
-        def reserve(self, *, estimated_tokens, ctx):
+        def reserve(self, *, estimated_tokens, ctx, request=None):
             raise BudgetExceeded("session budget of 40000 tokens used up")
 
-        def settle(self, reservation, *, usage):
+        def settle(self, reservation, *, usage, endpoint=""):
             raise AssertionError("nothing was reserved")
 
     model = ScriptedModel([answer("never")])
