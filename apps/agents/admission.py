@@ -200,6 +200,8 @@ def turn_admit(
         caps=caps,
         windows=budget_ledger.windows_for(tenant_id=session.tenant_id, user_id=user_id),
         currency=budget_ledger.currency_for(tenant_id=session.tenant_id),
+        # A session with no turn yet has made no call: its counter loads as zero.
+        fresh=(str(session.id),) if session.next_seq == 1 else (),
     )
     min_context = _context(session, message, allow_model_upgrade=allow_model_upgrade)
     return Admission(

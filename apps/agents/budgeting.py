@@ -167,15 +167,18 @@ class LedgerBudget:
         state: TurnBudgetState,
         writes: TurnWrites,
         spent: tuple[int, int, int],
+        first_run: bool = False,
         sleep: Any = time.sleep,
     ) -> None:
         """`spent`: (turn input, turn input + output, session) tokens as read under the
-        session lock; only this run adds to them from here on."""
+        session lock; only this run adds to them from here on. `first_run`: the turn never
+        ran before, so the ledger has nothing for it yet."""
         self.turn, self.session, self.agent = turn, session, agent
         self.router, self.allowed = router, allowed
         self.caps, self.windows, self.state, self.writes = caps, windows, state, writes
         self._turn_in, self._turn_used, self._session_used = spent
         self._holds: dict[str, _Hold] = {}
+        self._first_run = first_run
         self._sleep = sleep
         self._user_id = turn.requested_by_id or session.user_id
 
@@ -194,7 +197,9 @@ class LedgerBudget:
         """The states the turn starts from (nothing held): warnings and obligations of caps
         already at 80 %. Redis down: nothing known yet; the first reserve refuses."""
         try:
-            result = budget_ledger.peek(caps=self.caps, windows=[])
+            # A first run's turn counter loads as zero without summing the ledger.
+            fresh = (str(self.turn.id),) if self._first_run else ()
+            result = budget_ledger.peek(caps=self.caps, windows=[], fresh=fresh)
         except BudgetUnavailable:
             return
         self._update(result.states)

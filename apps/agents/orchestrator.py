@@ -193,6 +193,7 @@ def _run_locked(turn: Turn) -> str:
         writes=writes,
         # As read under the session lock: only this turn adds to them from here on.
         spent=(turn.input_tokens, turn.input_tokens + turn.output_tokens, session.tokens_used),
+        first_run=first_run,
     )
     budget.start()
     config = LoopConfig(

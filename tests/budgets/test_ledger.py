@@ -6,10 +6,11 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 
 from apps.budgets.exceptions import BudgetExhausted, BudgetUnavailable
@@ -298,3 +299,39 @@ def test_one_budget_per_scope_target_and_period(world: World) -> None:
         tenant=world.tenant_a, scope=Scope.TENANT, period=Period.MONTH, max_tokens=10
     )
     assert UsageRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_fresh_sessions_counter_starts_at_zero_without_reading_the_ledger(
+    world: World, prefix: str
+) -> None:
+    """A caller that knows a session has made no call (its first turn) skips the ledger sum;
+    any other counter is still summed."""
+    fresh_session, used_session = uuid.uuid4(), uuid.uuid4()
+    svc.usage_record(
+        UsageRow(
+            tenant_id=str(world.tenant_a.id),
+            reservation_id="spent-before",
+            session_id=str(used_session),
+            input_tokens=900,
+            cost=Decimal("0.01"),
+        )
+    )
+    sums: list[str] = []
+
+    def count_sums(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "SUM(" in sql and "budgets_usagerecord" in sql:
+            sums.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count_sums):
+        caps = _caps(world, fresh_session)
+        states = svc.admission_check(caps=caps, windows=[], fresh=(str(fresh_session),))
+        fresh_key = next(c.counter.key for c in caps if c.counter.scope == "session")
+        assert states[fresh_key].spent_tokens == 0
+        assert sums == []
+        sums.clear()
+        caps = _caps(world, used_session)
+        states = svc.admission_check(caps=caps, windows=[], fresh=(str(fresh_session),))
+    used_key = next(c.counter.key for c in caps if c.counter.scope == "session")
+    assert states[used_key].spent_tokens == 900 and len(sums) == 1

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -258,8 +258,13 @@ def ledger_sums(counter: Counter) -> tuple[int, int, Decimal]:
     return int(row["tokens"]), int(row["micros"]), Decimal(row["cost"])
 
 
-def _load(counter: Counter) -> None:
-    tokens, micros, _ = ledger_sums(counter)
+def _load(counter: Counter, *, fresh: Collection[str] = ()) -> None:
+    """Load a counter from the ledger; one whose target is in `fresh` (a session or turn the
+    caller knows has made no call yet) has no rows to sum, and loads as zero."""
+    if counter.scope in ("session", "turn") and counter.target in fresh:
+        tokens, micros = 0, 0
+    else:
+        tokens, micros, _ = ledger_sums(counter)
     ledger().load(counter, tokens, micros)
 
 
@@ -279,15 +284,22 @@ def _count_refusal(result: ReserveResult) -> None:
         stats_incr(f"rate:{result.window.scope}")
 
 
-def _with_loads(caps: Sequence[Cap], attempt: Callable[[], ReserveResult]) -> ReserveResult:
-    """Run a script, loading each counter it finds missing from the ledger (once each)."""
+def _with_loads(
+    caps: Sequence[Cap], attempt: Callable[[], ReserveResult], fresh: Collection[str] = ()
+) -> ReserveResult:
+    """Run a script, loading each counter it finds missing from the ledger (once each).
+    Counters of `fresh` targets are loaded (as zero, if still missing) before it runs."""
     try:
+        for cap in caps:
+            counter = cap.counter
+            if counter.scope in ("session", "turn") and counter.target in fresh:
+                _load(counter, fresh=fresh)  # idempotent: a loaded counter is left as it is
         for _ in range(len(caps) + 1):
             result = attempt()
             if result.kind != "load" or result.counter is None:
                 _count_refusal(result)
                 return result
-            _load(result.counter)
+            _load(result.counter, fresh=fresh)
         raise RuntimeError("a counter kept disappearing while it was loaded")
     except redis.RedisError as exc:
         raise _unavailable(exc) from exc
@@ -302,11 +314,14 @@ def reserve(
     micros: int,
     deadline_s: float,
     meta: Mapping[str, Any],
+    fresh: Collection[str] = (),
 ) -> ReserveResult:
     """Hold the most a call can cost in every cap and count it in every rate window, in one
     atomic step, or nothing. `meta` (tenant_id, turn_id, session_id, agent_id, agent_slug,
     user_id, node_id, currency, cost: the hold's exact money as a string) is what the
-    reconciler writes if the hold outlives `deadline_s`."""
+    reconciler writes if the hold outlives `deadline_s`. `fresh`: ids of sessions and turns
+    that have made no model call yet (their counters load as zero, without summing the
+    ledger)."""
     led = ledger()
     return _with_loads(
         caps,
@@ -319,6 +334,7 @@ def reserve(
             deadline_s=deadline_s,
             meta=meta,
         ),
+        fresh,
     )
 
 
@@ -342,12 +358,17 @@ def settle(
 
 
 def peek(
-    *, caps: Sequence[Cap], windows: Sequence[RateWindow], tokens: int = 0, micros: int = 0
+    *,
+    caps: Sequence[Cap],
+    windows: Sequence[RateWindow],
+    tokens: int = 0,
+    micros: int = 0,
+    fresh: Collection[str] = (),
 ) -> ReserveResult:
     """`reserve`'s checks, holding nothing: the states a turn starts from."""
     led = ledger()
     return _with_loads(
-        caps, lambda: led.peek(caps=caps, windows=windows, tokens=tokens, micros=micros)
+        caps, lambda: led.peek(caps=caps, windows=windows, tokens=tokens, micros=micros), fresh
     )
 
 
@@ -384,11 +405,15 @@ def cap_doc(
 
 
 def admission_check(
-    *, caps: Sequence[Cap], windows: Sequence[RateWindow], currency: str = ""
+    *,
+    caps: Sequence[Cap],
+    windows: Sequence[RateWindow],
+    currency: str = "",
+    fresh: Collection[str] = (),
 ) -> dict[str, CounterState]:
     """At enqueue: refuse a turn whose caps have no room left at all, or whose rate windows
-    are full. Holds nothing; the states otherwise."""
-    result = peek(caps=caps, windows=windows, tokens=1, micros=1)
+    are full. Holds nothing; the states otherwise. `fresh` as for `reserve`."""
+    result = peek(caps=caps, windows=windows, tokens=1, micros=1, fresh=fresh)
     if result.kind == "over" and result.cap is not None:
         state = result.states[result.cap.counter.key]
         message, details = cap_doc(result.cap, state, currency=currency)
