@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
+from django.db import transaction
 from django.utils import timezone
 
 from apps.agents import jobs as tool_jobs
@@ -69,8 +71,10 @@ class TurnWrites:
 
     def __init__(self, session: AgentSession, turn: Turn) -> None:
         self.session, self.turn = session, turn
-        # In order: events (to publish once stored) and other records that may wait.
+        # In order: events (to publish once stored) and other records that may wait, each
+        # with what to do once it is committed.
         self._queued: list[SessionEvent | batch.Statement] = []
+        self._then: list[tuple[int, Callable[[batch.Result], None]]] = []
 
     def event(self, event_type: str, payload: dict[str, Any]) -> None:
         self._queued.append(
@@ -83,9 +87,14 @@ class TurnWrites:
             )
         )
 
-    def later(self, statement: batch.Statement) -> None:
-        """Queue a write that may wait like an event: a record nothing resumes from."""
+    def later(
+        self, statement: batch.Statement, then: Callable[[batch.Result], None] | None = None
+    ) -> None:
+        """Queue a write that may wait like an event: a record nothing resumes from. `then`
+        runs with its result once it is committed (in the order queued)."""
         self._queued.append(statement)
+        if then is not None:
+            self._then.append((len(self._queued) - 1, then))
 
     def send(self, *statements: batch.Statement) -> list[batch.Result]:
         """Write what is queued, then `statements`, in one round trip and one transaction;
@@ -93,6 +102,7 @@ class TurnWrites:
         # Taken off the queue first: if the write fails, the turn fails, and its failure is
         # recorded without retrying a batch the database refused.
         queued, self._queued = self._queued, []
+        after, self._then = self._then, []
         results = batch.execute(
             [
                 *(
@@ -107,6 +117,9 @@ class TurnWrites:
                 assert result.rows, "an event INSERT returns its id"
                 item.id = result.rows[0][0]
                 event_published(item)  # once committed: at once in autocommit
+        for index, then in after:
+            # After commit: at once in autocommit, at the end of a surrounding transaction.
+            transaction.on_commit(functools.partial(then, results[index]))
         return results[len(queued) :]
 
     def check_in(self) -> None:

@@ -318,7 +318,10 @@ class LedgerBudget:
         micros = to_micros(cost)
         overrun = used > hold.tokens or micros > hold.micros
         if used:
-            self._write(reservation.id, hold, usage, cost, config, overrun=overrun)
+            # Only this run adds to the turn's and the session's counters (the session lock).
+            self._turn_in += usage.input_tokens
+            self._turn_used += used
+            self._session_used += used
         if overrun:
             budget_ledger.stats_incr("overrun")
             self._emit(
@@ -332,22 +335,37 @@ class LedgerBudget:
                     "usage_estimated": usage.estimated,
                 },
             )
-        try:
-            states = budget_ledger.settle(
-                reservation_id=reservation.id,
-                caps=self.caps,
-                windows=self.windows,
-                tokens=used,
-                micros=micros,
+
+        def settle_hold(_: batch.Result | None = None) -> None:
+            try:
+                states = budget_ledger.settle(
+                    reservation_id=reservation.id,
+                    caps=self.caps,
+                    windows=self.windows,
+                    tokens=used,
+                    micros=micros,
+                )
+            except BudgetUnavailable:
+                # The ledger row has the truth; the reconciler charges the hold meanwhile.
+                logger.warning(
+                    "settle left to the reconciler", extra={"reservation": reservation.id}
+                )
+            else:
+                self._update(states)
+
+        if used:
+            # The ledger row (and the turn's and session's counters) waits for the call's node
+            # and goes with it; the hold is settled once the row is committed. A worker that
+            # dies in between leaves the hold open, and the reconciler charges it.
+            self.writes.later(
+                self._statement(reservation.id, hold, usage, cost, config, overrun=overrun),
+                then=settle_hold,
             )
-        except BudgetUnavailable:
-            # The ledger row has the truth; the reconciler charges the hold meanwhile.
-            logger.warning("settle left to the reconciler", extra={"reservation": reservation.id})
         else:
-            self._update(states)
+            settle_hold()
         return Settlement(cost=f"{cost:.6f}", overrun=overrun, estimated=usage.estimated)
 
-    def _write(
+    def _statement(
         self,
         rid: str,
         hold: _Hold,
@@ -356,9 +374,8 @@ class LedgerBudget:
         config: EndpointConfig | None,
         *,
         overrun: bool,
-    ) -> None:
-        """The ledger row and the turn's and session's token counters: one statement, with
-        whatever events the turn has queued, in one round trip."""
+    ) -> batch.Statement:
+        """The ledger row and the turn's and session's token counters: one statement."""
         row = UsageRow(
             tenant_id=str(self.turn.tenant_id),
             reservation_id=rid,
@@ -380,23 +397,18 @@ class LedgerBudget:
             overrun=overrun,
         )
         upsert, params = budget_ledger.usage_upsert_sql(row)
-        sql = f"WITH {upsert}, {_COUNTERS_SQL}"
         spent = usage.input_tokens + usage.output_tokens
-        [result] = self.writes.send(
-            batch.Statement(
-                sql,
-                (
-                    *params,
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    self.turn.id,
-                    spent,
-                    self.session.id,
-                ),
-            )
+        return batch.Statement(
+            f"WITH {upsert}, {_COUNTERS_SQL}",
+            (
+                *params,
+                usage.input_tokens,
+                usage.output_tokens,
+                self.turn.id,
+                spent,
+                self.session.id,
+            ),
         )
-        if result.rows:
-            self._turn_in, self._turn_used, self._session_used = (int(v) for v in result.rows[0])
 
     # ------------------------------------------------------------------ 80 %
 

@@ -8,7 +8,9 @@ import pytest
 from django.db import connection
 
 from apps.agents import orchestrator, services
+from apps.agents.budgeting import builtin_caps
 from apps.agents.models import ActionNode, SessionEvent, TurnStatus
+from apps.budgets.services import ledger as budget_ledger
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
 
@@ -76,3 +78,29 @@ def test_a_run_reads_the_agents_policies_once_for_all_its_calls(world: World) ->
     assert decisions.count() == 2
     assert all(d.payload["policies"] for d in decisions)  # both decided by the default policy
     assert sum('FROM "policies_policy"' in sql for sql in queries) == 1
+
+
+def test_a_model_calls_ledger_row_rides_with_its_node(world: World) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher4")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries = _run_recording_queries(turn.id)
+
+    ledger = [sql for sql in queries if "INSERT INTO budgets_usagerecord" in sql]
+    assert len(ledger) == 3  # one row per model call
+    # Each in the same query (one round trip, one transaction) as the call's node.
+    assert all(f'INSERT INTO "{ActionNode._meta.db_table}"' in sql for sql in ledger)
+    # and the holds were settled once the rows were committed: nothing is left held.
+    session = turn.session
+    caps = budget_ledger.caps_for_turn(
+        tenant_id=turn.tenant_id,
+        agent_id=agent.id,
+        user_id=session.user_id,
+        session_id=session.id,
+        turn_id=turn.id,
+        builtin=builtin_caps(agent),
+    )
+    states = budget_ledger.ledger().states([cap.counter for cap in caps])
+    turn.refresh_from_db()
+    turn_counter = next(c.counter.key for c in caps if c.counter.scope == "turn")
+    assert all(state is not None and state.reserved_tokens == 0 for state in states.values())
+    assert states[turn_counter].spent_tokens == turn.input_tokens + turn.output_tokens > 0  # type: ignore[union-attr]
