@@ -9,7 +9,12 @@ class AgentsConfig(AppConfig):
     def ready(self) -> None:
         from apps.agents import metrics
         from apps.agents.admission import backpressure_detail
+        from apps.agents.selectors import agent_choices_for, agent_slug_for
+        from apps.budgets import targets
         from apps.core.health import readiness_detail_register
 
         metrics.register()
         readiness_detail_register("backpressure", backpressure_detail)
+        # Budgets name agents by id and sit below this app: they learn agents from here.
+        targets.agent_lookup_register(agent_slug_for)
+        targets.agent_choices_register(agent_choices_for)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from django.db.models import QuerySet
 
@@ -60,3 +61,18 @@ def tool_job_get(*, tenant_id: uuid.UUID, job_id: uuid.UUID) -> ToolJob:
     return ToolJob.objects.select_related("tool__server", "turn").get(
         tenant_id=tenant_id, id=job_id
     )
+
+
+def agent_slug_for(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str | None:
+    """The slug of the tenant's agent `agent_id`, or None (budgets name agents by id)."""
+    return (
+        Agent.objects.filter(tenant_id=tenant_id, id=agent_id)
+        .values_list("slug", flat=True)
+        .first()
+    )
+
+
+def agent_choices_for(tenant_ids: Iterable[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
+    """(id, label) of these tenants' agents, for the console's budget form."""
+    rows = Agent.objects.filter(tenant_id__in=list(tenant_ids)).select_related("tenant")
+    return [(agent.id, f"{agent.name} ({agent.tenant.slug})") for agent in rows.order_by("name")]

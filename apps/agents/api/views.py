@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import transaction
 from django.db.models import ProtectedError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -14,6 +15,7 @@ from rest_framework.views import APIView
 from apps.agents import selectors, services
 from apps.agents.api import serializers as s
 from apps.agents.models import Agent, AgentSession, Turn
+from apps.budgets.services.budgets import budgets_delete_for_agent
 from apps.core.api.schema import error_responses
 from apps.core.api.views import (
     PaginatedListMixin,
@@ -106,7 +108,10 @@ class AgentDetailApi(APIView):
     def delete(self, request: Request, agent_id: uuid.UUID) -> Response:
         agent = self._get(request, agent_id)
         try:
-            agent.delete()
+            with transaction.atomic():
+                agent.delete()
+                # Its budgets name it by id (no foreign key across the layers): they go too.
+                budgets_delete_for_agent(tenant_id=agent.tenant_id, agent_id=agent_id)
         except ProtectedError as exc:
             raise Conflict(
                 "This agent has sessions; disable it (is_active=false) instead.",
