@@ -21,11 +21,17 @@ from django.db.models import Sum
 from django.db.models.functions import Length
 
 from apps.agents.budgeting import builtin_caps
-from apps.agents.exceptions import Backpressure, MessageInvalid, PromptTooLong
+from apps.agents.exceptions import (
+    Backpressure,
+    MessageInvalid,
+    PromptTooLong,
+    UnpricedEndpoints,
+)
 from apps.agents.models import AgentSession, Turn, TurnStatus
 from apps.budgets.backpressure import Backlog, State, Thresholds, classify
 from apps.budgets.services import ledger as budget_ledger
 from apps.llm.services import router_for_tenant
+from apps.llm.types import EndpointUnpriced, ModelRequest
 
 # A tool's schema and description in the prompt, and a chat message's framing, in tokens.
 TOKENS_PER_TOOL = 150
@@ -145,6 +151,16 @@ def _context(session: AgentSession, message: str, *, allow_model_upgrade: bool) 
         allowed=allowed,
     )
     if first is None:
+        error = router.no_endpoint_error(
+            ModelRequest(messages=()),
+            tier=agent.model_tier,  # type: ignore[arg-type]
+            sensitivity=session.data_sensitivity,
+            allowed=allowed,
+        )
+        if isinstance(error, EndpointUnpriced):
+            # Nothing would be called: refuse now, saying what to fix, rather than queue a
+            # turn that can only fail.
+            raise UnpricedEndpoints(str(error))
         return 0  # the turn fails at its first call with the router's reason
     need = _prompt_tokens(session, message)
     if need <= first.context_window:

@@ -35,3 +35,9 @@ class Backpressure(Unavailable):
     """The queue of turns waiting for a worker is past its hard limit (503, Retry-After)."""
 
     code = "backpressure"
+
+
+class UnpricedEndpoints(Conflict):
+    """The agent's turn could only go to endpoints with no price that are not marked free."""
+
+    code = "endpoint_unpriced"

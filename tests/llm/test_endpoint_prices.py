@@ -9,10 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.agents import orchestrator
 from apps.agents import services as agent_services
+from apps.agents.exceptions import UnpricedEndpoints
 from apps.agents.models import TurnStatus
 from apps.llm.models import ModelEndpoint
 from apps.llm.services import endpoint_save, router_for_tenant
@@ -152,15 +154,24 @@ def test_an_unpriced_endpoint_is_refused_until_it_is_priced(
     assert len(model_server.received) == 1
 
 
-def test_a_turn_only_an_unpriced_endpoint_could_serve_fails_saying_what_to_fix(
+def test_a_turn_only_an_unpriced_endpoint_could_serve_is_refused_saying_what_to_fix(
     world: World, model_server: FakeModelServer
 ) -> None:
     endpoint = endpoint_save(tenant=world.tenant_a, base_url=model_server.url, **REMOTE)
     agent = agent_services.agent_save(
         tenant=world.tenant_a, name="GPT", slug="gpt", allowed_endpoints=[endpoint]
     )
-    turn = agent_services.turn_enqueue(session=make_session(agent), message="hello")
+    session = make_session(agent)
 
+    # At enqueue: nothing could be called, so nothing is queued.
+    with pytest.raises(UnpricedEndpoints, match="has no price: set both prices or mark it free"):
+        agent_services.turn_enqueue(session=session, message="hello")
+    assert not session.turns.exists()
+
+    # Priced when the turn was accepted, unpriced before it ran: it fails at its first call.
+    _set_prices(endpoint, Decimal("1"))
+    turn = agent_services.turn_enqueue(session=session, message="hello")
+    _set_prices(endpoint, None)
     orchestrator.turn_execute(turn_id=turn.id)
 
     turn.refresh_from_db()
@@ -168,6 +179,13 @@ def test_a_turn_only_an_unpriced_endpoint_could_serve_fails_saying_what_to_fix(
     assert "has no price: set both prices or mark it free" in turn.detail
     assert turn.final_answer == ""
     assert model_server.received == []
+
+
+def _set_prices(endpoint: ModelEndpoint, price: Decimal | None) -> None:
+    # updated_at too: the process's cached router is rebuilt when a row changes.
+    ModelEndpoint.objects.filter(id=endpoint.id).update(
+        price_input_per_mtok=price, price_output_per_mtok=price, updated_at=timezone.now()
+    )
 
 
 # -- the console -----------------------------------------------------------------------

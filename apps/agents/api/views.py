@@ -246,8 +246,9 @@ class TurnListApi(PaginatedListMixin, APIView):
                 409,
                 503,
                 _409="`session_not_active`, `agent_inactive`, `too_many_queued_turns` "
-                "(WARDEN_MAX_QUEUED_TURNS), or `budget_exceeded`: a cap the turn would spend "
-                "against has no room left (`details` name it and when it resets).",
+                "(WARDEN_MAX_QUEUED_TURNS), `budget_exceeded`: a cap the turn would spend "
+                "against has no room left (`details` name it and when it resets), or "
+                "`endpoint_unpriced`: only endpoints with no price could serve the agent.",
                 _503="`turn_backlog_full`: the tenant has WARDEN_MAX_QUEUED_TURNS_PER_TENANT "
                 "turns waiting for a worker; `backpressure`: the workers are too far behind "
                 "(with `Retry-After`); `budget_unavailable`: budgets can't be checked now.",
