@@ -202,6 +202,9 @@ def _run_locked(turn: Turn) -> str:
         max_output_tokens=min(1024, agent.max_output_tokens_per_turn),
         min_output_tokens=min(128, agent.max_output_tokens_per_turn),
         json_steps=_json_steps(router, turn, allowed),
+        trim_tools_to=settings.WARDEN_BUDGET_TRIM_TOOLS,
+        compressed_observation_chars=settings.WARDEN_BUDGET_COMPRESSED_OBSERVATION_CHARS,
+        compressed_history_exchanges=settings.WARDEN_BUDGET_KEEP_HISTORY_TURNS,
     )
     try:
         outcome = run_turn(

@@ -104,3 +104,29 @@ def test_a_model_calls_ledger_row_rides_with_its_node(world: World) -> None:
     turn_counter = next(c.counter.key for c in caps if c.counter.scope == "turn")
     assert all(state is not None and state.reserved_tokens == 0 for state in states.values())
     assert states[turn_counter].spent_tokens == turn.input_tokens + turn.output_tokens > 0  # type: ignore[union-attr]
+
+
+def test_a_run_takes_the_obligations_limits_from_the_settings(
+    world: World, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.WARDEN_BUDGET_TRIM_TOOLS = 1
+    settings.WARDEN_BUDGET_COMPRESSED_OBSERVATION_CHARS = 321
+    settings.WARDEN_BUDGET_KEEP_HISTORY_TURNS = 0
+    seen: list[Any] = []
+    real = orchestrator.run_turn
+
+    def spy(**kwargs: Any) -> Any:
+        seen.append(kwargs["config"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(orchestrator, "run_turn", spy)
+    agent = make_agent(world.tenant_a, [{"final": "done"}], slug="configured")
+    turn = services.turn_enqueue(session=make_session(agent), message="hi")
+
+    assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+    [config] = seen
+    assert (
+        config.trim_tools_to,
+        config.compressed_observation_chars,
+        config.compressed_history_exchanges,
+    ) == (1, 321, 0)

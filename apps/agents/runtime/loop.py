@@ -115,9 +115,11 @@ class LoopConfig:
     # result; the record keeps all of it.
     max_observation_chars: int = 8000
     # Under a budget's obligations (80 % of a cap): how many not-yet-used tools `trim_tools`
-    # keeps, and how much of a tool result the model sees under `compress_context`.
+    # keeps, how much of a tool result the model sees under `compress_context`, and how
+    # many earlier exchanges of the conversation it keeps.
     trim_tools_to: int = 5
     compressed_observation_chars: int = 1000
+    compressed_history_exchanges: int = 2
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,7 @@ class _Turn:
                 reservation.obligations,
                 used=self.used_tools,
                 keep_tools=self.config.trim_tools_to,
+                keep_exchanges=self.config.compressed_history_exchanges,
             )
             if COMPRESS_CONTEXT in reservation.obligations:
                 self.observation_limit = min(

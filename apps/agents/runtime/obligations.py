@@ -33,9 +33,12 @@ def _is_observation(message: Message) -> bool:
     return message.role == "tool" or (message.role == "user" and message.name is not None)
 
 
-def compress(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+def compress(
+    messages: tuple[Message, ...], *, keep_exchanges: int = KEEP_EXCHANGES
+) -> tuple[Message, ...]:
     """Observations older than the last two shrink to 200 characters; of the history before
-    the current user message only the last two exchanges stay; the system message says so."""
+    the current user message only the last `keep_exchanges` exchanges stay; the system
+    message says so."""
     system = [m for m in messages[:1] if m.role == "system"]
     rest = list(messages[len(system) :])
     # The current user message: the last plain user message (feedback and observations
@@ -43,7 +46,10 @@ def compress(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     current = max((i for i, m in enumerate(rest) if m.role == "user" and m.name is None), default=0)
     history, turn = rest[:current], rest[current:]
     asked = [i for i, m in enumerate(history) if m.role == "user" and m.name is None]
-    start = asked[-KEEP_EXCHANGES] if len(asked) >= KEEP_EXCHANGES else 0
+    if keep_exchanges <= 0:
+        start = len(history)
+    else:
+        start = asked[-keep_exchanges] if len(asked) >= keep_exchanges else 0
     kept = history[start:]
     omitted = len(kept) < len(history)
     observations = [i for i, m in enumerate(turn) if _is_observation(m)]
@@ -72,10 +78,16 @@ def trim_tools(
 
 
 def apply_obligations(
-    request: ModelRequest, obligations: Collection[str], *, used: Collection[str], keep_tools: int
+    request: ModelRequest,
+    obligations: Collection[str],
+    *,
+    used: Collection[str],
+    keep_tools: int,
+    keep_exchanges: int = KEEP_EXCHANGES,
 ) -> ModelRequest:
     if COMPRESS_CONTEXT in obligations:
-        request = replace(request, messages=compress(request.messages))
+        messages = compress(request.messages, keep_exchanges=keep_exchanges)
+        request = replace(request, messages=messages)
     if TRIM_TOOLS in obligations and request.tools:
         request = replace(request, tools=trim_tools(request.tools, used=used, keep=keep_tools))
     return request

@@ -80,3 +80,22 @@ def test_the_loop_sends_the_smaller_request_and_shortens_later_observations() ->
     observations = [r.outputs["content"] for r in outcome.steps if r.kind == "observation"]
     assert len(observations[0]) > 1000  # before any obligation
     assert len(observations[1]) < 200  # under compress_context
+
+
+def test_compress_keeps_as_many_earlier_exchanges_as_configured() -> None:
+    history = [
+        m
+        for i in range(3)
+        for m in (Message(role="user", content=f"q{i}"), Message(role="assistant", content=f"a{i}"))
+    ]
+    request = ModelRequest(messages=(*history, Message(role="user", content="now")))
+
+    def kept(n: int) -> list[str]:
+        out = apply_obligations(
+            request, {"compress_context"}, used=(), keep_tools=5, keep_exchanges=n
+        )
+        return [m.content for m in out.messages if m.role != "system"]
+
+    assert kept(1) == ["q2", "a2", "now"]
+    assert kept(0) == ["now"]
+    assert kept(5) == ["q0", "a0", "q1", "a1", "q2", "a2", "now"]
