@@ -144,6 +144,12 @@ def _prompt_tokens(session: AgentSession, message: str) -> int:
 def _context(session: AgentSession, message: str, *, allow_model_upgrade: bool) -> int:
     agent = session.agent
     router = router_for_tenant(tenant_id=session.tenant_id)
+    need = _prompt_tokens(session, message)
+    if router.endpoints and not any(e.refused for e in router.endpoints):
+        if need <= min(e.context_window for e in router.endpoints):
+            # Whichever endpoint answers takes the prompt, and none is refused for want of a
+            # price: nothing to refuse, without reading which endpoints the agent may use.
+            return 0
     allowed = [e.name for e in agent.allowed_endpoints.all()] or None
     first = router.first_choice(
         tier=agent.model_tier,  # type: ignore[arg-type]
@@ -162,7 +168,6 @@ def _context(session: AgentSession, message: str, *, allow_model_upgrade: bool) 
             # turn that can only fail.
             raise UnpricedEndpoints(str(error))
         return 0  # the turn fails at its first call with the router's reason
-    need = _prompt_tokens(session, message)
     if need <= first.context_window:
         return 0
     larger = [
