@@ -170,12 +170,13 @@ class DbCheckpointStore:
     def __init__(self, turn: Turn, writes: TurnWrites, *, first_run: bool = False) -> None:
         """`first_run`: the turn never ran before, so it has no nodes to load."""
         self.turn, self.writes = turn, writes
+        self._first_run = first_run
         self._known: set[str] | None = set() if first_run else None
         self._last_position = 0
 
     def load(self, turn_id: str) -> Sequence[StepRecord]:
-        if self._known is not None and not self._known and turn_id == str(self.turn.id):
-            return []  # a first run: nothing written yet (nothing but this store writes nodes)
+        if self._first_run and turn_id == str(self.turn.id):
+            return []  # nothing written yet (nothing but a run's store writes its nodes)
         nodes = list(
             ActionNode.objects.filter(tenant_id=self.turn.tenant_id, turn_id=turn_id).order_by(
                 "position"

@@ -77,30 +77,6 @@ def reserve_now(
     )
 
 
-@pytest.fixture
-def agent_targets() -> Iterator[None]:
-    """Budgets learn agents through apps/budgets/targets.py, which the agents app fills when
-    it is ready. Filled here the same way, from the real Agent table (whatever agents
-    registered before comes back afterwards)."""
-    from apps.agents.models import Agent
-    from apps.budgets import targets
-
-    saved = (list(targets._lookup), list(targets._choices))
-
-    def lookup(tenant_id: Any, agent_id: Any) -> str | None:
-        found = Agent.objects.filter(tenant_id=tenant_id, id=agent_id).values_list("slug")
-        return found[0][0] if found else None
-
-    def choices(tenant_ids: Any) -> list[tuple[Any, str]]:
-        rows = Agent.objects.filter(tenant_id__in=list(tenant_ids)).order_by("slug")
-        return [(agent.id, f"{agent.slug} ({agent.tenant_id})") for agent in rows]
-
-    targets.agent_lookup_register(lookup)
-    targets.agent_choices_register(choices)
-    yield
-    targets._lookup[:], targets._choices[:] = saved
-
-
 def usage_row(tenant: Any, **fields: Any) -> Any:
     """One ledger row, as a settled call writes it."""
     from apps.budgets.models import UsageRecord

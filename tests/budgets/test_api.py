@@ -154,9 +154,7 @@ def test_budgets_that_cant_be_kept_are_invalid_budget_by_field(
     assert not Budget.objects.exists()
 
 
-def test_another_tenants_agent_or_user_is_unknown(
-    world: World, alice_client: APIClient, agent_targets: None
-) -> None:
+def test_another_tenants_agent_or_user_is_unknown(world: World, alice_client: APIClient) -> None:
     theirs = make_agent(world.tenant_b, slug="globex-agent")
     for body in (
         {"scope": "agent", "agent": str(theirs.id)},

@@ -47,9 +47,7 @@ def titles(html: bytes) -> list[str]:
     return re.findall(r"<title>([^<]*)</title>", html.decode())
 
 
-def test_a_tenant_admin_creates_a_budget_with_the_apis_checks(
-    world: World, agent_targets: None
-) -> None:
+def test_a_tenant_admin_creates_a_budget_with_the_apis_checks(world: World) -> None:
     alice = console(world.alice)
     assert alice.get(ADD).status_code == 200
     for fields, message in (

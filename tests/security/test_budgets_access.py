@@ -8,17 +8,13 @@ import pytest
 
 from apps.budgets.models import Budget
 from apps.budgets.services.budgets import budget_save
-from tests.budgets.conftest import agent_targets, usage_row
+from tests.budgets.conftest import usage_row
 from tests.conftest import World, client_for
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["agent_targets"]  # the fixture, for the tests below
 
-
-def test_another_tenants_key_gets_nothing_of_a_tenants_budgets_or_usage(
-    world: World, agent_targets: None
-) -> None:
+def test_another_tenants_key_gets_nothing_of_a_tenants_budgets_or_usage(world: World) -> None:
     from tests.budgets.test_api import make_agent
 
     budget = budget_save(tenant=world.tenant_a, scope="tenant", max_tokens=1000)

@@ -258,10 +258,15 @@ def ledger_sums(counter: Counter) -> tuple[int, int, Decimal]:
     return int(row["tokens"]), int(row["micros"]), Decimal(row["cost"])
 
 
+def _is_fresh(counter: Counter, fresh: Collection[str]) -> bool:
+    """A session's or turn's counter whose target the caller knows has made no call yet."""
+    return counter.scope in ("session", "turn") and counter.target in fresh
+
+
 def _load(counter: Counter, *, fresh: Collection[str] = ()) -> None:
-    """Load a counter from the ledger; one whose target is in `fresh` (a session or turn the
-    caller knows has made no call yet) has no rows to sum, and loads as zero."""
-    if counter.scope in ("session", "turn") and counter.target in fresh:
+    """Load a counter from the ledger; a fresh one (`_is_fresh`) has no rows to sum, and
+    loads as zero."""
+    if _is_fresh(counter, fresh):
         tokens, micros = 0, 0
     else:
         tokens, micros, _ = ledger_sums(counter)
@@ -292,7 +297,7 @@ def _with_loads(
     try:
         for cap in caps:
             counter = cap.counter
-            if counter.scope in ("session", "turn") and counter.target in fresh:
+            if _is_fresh(counter, fresh):
                 _load(counter, fresh=fresh)  # idempotent: a loaded counter is left as it is
         for _ in range(len(caps) + 1):
             result = attempt()
