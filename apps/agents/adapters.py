@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.agents import jobs as tool_jobs
-from apps.agents.events import event_published, token_publish
+from apps.agents.events import event_published, new_event, token_publish
 from apps.agents.models import ActionNode, AgentSession, SessionEvent, Turn
 from apps.agents.runtime.ports import (
     GateDecision,
@@ -78,13 +78,7 @@ class TurnWrites:
 
     def event(self, event_type: str, payload: dict[str, Any]) -> None:
         self._queued.append(
-            SessionEvent(
-                tenant_id=self.session.tenant_id,
-                session=self.session,
-                turn=self.turn,
-                type=event_type,
-                payload=payload,
-            )
+            new_event(session=self.session, turn=self.turn, event=event_type, data=payload)
         )
 
     def later(

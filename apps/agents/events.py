@@ -96,13 +96,22 @@ def to_wire(message: StreamMessage) -> dict[str, Any]:
     }
 
 
+def new_event(
+    *, session: AgentSession, event: str, data: dict[str, Any], turn: Turn | None = None
+) -> SessionEvent:
+    """An unsaved durable event: every writer (POST /turns, the loop's batched writes, tool
+    jobs, approvals) builds its rows here, so what each stored event carries is decided once."""
+    return SessionEvent(
+        tenant_id=session.tenant_id, session=session, turn=turn, type=event, payload=data
+    )
+
+
 def event_record(
     *, session: AgentSession, event: str, data: dict[str, Any], turn: Turn | None = None
 ) -> SessionEvent:
     """Store a durable event and publish it when the surrounding transaction commits."""
-    row = SessionEvent.objects.create(
-        tenant_id=session.tenant_id, session=session, turn=turn, type=event, payload=data
-    )
+    row = new_event(session=session, event=event, data=data, turn=turn)
+    row.save(force_insert=True)
     event_published(row)
     return row
 

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from apps.agents.events import event_published, event_record
+from apps.agents.events import event_published, event_record, new_event
 from apps.agents.exceptions import (
     AgentInactive,
     MessageInvalid,
@@ -25,7 +25,6 @@ from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     Agent,
     AgentSession,
-    SessionEvent,
     SessionStatus,
     Turn,
     TurnStatus,
@@ -228,13 +227,7 @@ def turn_enqueue(
             payload["degraded"] = admitted.degraded
         if admitted.min_context_tokens:
             payload["min_context_tokens"] = admitted.min_context_tokens
-        accepted = SessionEvent(
-            tenant_id=session.tenant_id,
-            session=session,
-            turn=turn,
-            type="turn.accepted",
-            payload=payload,
-        )
+        accepted = new_event(session=session, turn=turn, event="turn.accepted", data=payload)
         session.next_seq += 1
         # The turn, the session's next seq and the accepted event: one round trip.
         *_, event = batch.execute(
