@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -140,13 +140,15 @@ def telemetry_setup(
         return _provider
 
 
-def exporter_add(exporter: SpanExporter, *, batch: bool = True) -> None:
+def exporter_add(exporter: SpanExporter, *, batch: bool = True) -> SpanProcessor:
     """Export spans to `exporter` from now on (and record them: the sampler follows the
-    parent's decision, sampling new traces). `batch=False`: synchronously, for tests."""
+    parent's decision, sampling new traces). `batch=False`: synchronously, for tests.
+    Shutting the returned processor down stops the export."""
     provider = _provider if _provider is not None else telemetry_setup()
     processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
     _sampler.inner = ParentBased(ALWAYS_ON)
+    return processor
 
 
 def force_flush(timeout_ms: int = 5000) -> bool:

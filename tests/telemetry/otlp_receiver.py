@@ -36,7 +36,7 @@ def _value(any_value: Any) -> Any:
 class OtlpReceiver:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
-        self.requests: list[dict[str, str]] = []  # the headers of each export request
+        self.requests: list[dict[str, str]] = []  # the headers (lower-cased) of each export
         self._lock = threading.Lock()
         receiver = self
 
@@ -53,7 +53,7 @@ class OtlpReceiver:
                     return
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
-                receiver._add(request, dict(self.headers))
+                receiver._add(request, {k.lower(): v for k, v in self.headers.items()})
                 payload = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
