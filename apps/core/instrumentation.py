@@ -56,9 +56,29 @@ def instrumentation_setup(*, process: str = "") -> None:
     )
     if not settings.WARDEN_TELEMETRY:
         return
-    DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=EXCLUDED_URLS)
+    DjangoInstrumentor().instrument(
+        tracer_provider=provider, excluded_urls=EXCLUDED_URLS, request_hook=_path_only
+    )
     CeleryInstrumentor().instrument(tracer_provider=provider)
     psycopg_instrument(provider)
+
+
+# URLs on request spans, in the old and the stable semantic conventions.
+_URL_ATTRIBUTES = ("http.url", "http.target", "url.full")
+
+
+def _path_only(span: Any, request: Any) -> None:
+    """Keys belong in headers, but a client may put one (or anything else) in a query
+    string: request spans keep the URL without it."""
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str) and "?" in value:
+            span.set_attribute(key, value.split("?", 1)[0])
+    if attributes.get("url.query"):
+        span.set_attribute("url.query", "")
 
 
 # --------------------------------------------------------------------------- psycopg

@@ -26,8 +26,13 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -145,10 +150,65 @@ def exporter_add(exporter: SpanExporter, *, batch: bool = True) -> SpanProcessor
     parent's decision, sampling new traces). `batch=False`: synchronously, for tests.
     Shutting the returned processor down stops the export."""
     provider = _provider if _provider is not None else telemetry_setup()
+    exporter = _ContentFree(exporter)
     processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
     _sampler.inner = ParentBased(ALWAYS_ON)
     return processor
+
+
+class _ContentFree(SpanExporter):
+    """What leaves the process. Library instrumentations (Django, Celery) record a failing
+    request's or task's exception with its message and stack, and put the message in the
+    status: both may hold a prompt, an argument or a secret. Only the exception's type goes."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([_scrubbed(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+_KEPT_EXCEPTION_ATTRIBUTES = frozenset({"exception.type", "exception.escaped"})
+
+
+def _scrubbed(span: ReadableSpan) -> ReadableSpan:
+    if not span.events and not span.status.description:
+        return span
+    events = tuple(
+        Event(
+            event.name,
+            {
+                key: value
+                for key, value in (event.attributes or {}).items()
+                if key in _KEPT_EXCEPTION_ATTRIBUTES
+            },
+            event.timestamp,
+        )
+        if event.name == "exception"
+        else event
+        for event in span.events
+    )
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def force_flush(timeout_ms: int = 5000) -> bool:

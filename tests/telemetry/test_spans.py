@@ -262,3 +262,30 @@ def test_without_an_exporter_spans_record_nothing_but_trace_ids_still_flow(
     assert set(rows.values_list("trace_id", flat=True)) == {expected}
     turn.refresh_from_db()
     assert turn.status == TurnStatus.COMPLETED
+
+
+def test_a_credential_in_a_query_string_never_reaches_a_span(world: World, spans: Spans) -> None:
+    """Keys belong in headers, but a client may put one in a URL: the request span keeps the
+    path, not the query."""
+    client = client_for(world.tenant_a)
+    response = client.get(f"/api/v1/agents?api_key={MARKER}&page_size=5")
+    assert response.status_code == 200
+    server = only([s for s in spans.all() if s.kind == SpanKind.SERVER])
+    values = attribute_values(server)
+    assert any("/api/v1/agents" in v for v in values), server.attributes
+    for span in spans.all():
+        assert not any(MARKER in value for value in attribute_values(span)), span.attributes
+
+
+def test_an_exception_recorded_by_a_library_leaves_with_its_type_only(spans: Spans) -> None:
+    """Django and Celery record a failing request's or task's exception, message and stack
+    included: what is exported keeps the type."""
+    with telemetry.tracer.start_as_current_span("failing") as span:
+        span.record_exception(ValueError(f"the prompt was {MARKER}"))
+        span.set_status(StatusCode.ERROR, f"ValueError: {MARKER}")
+    exported = only(spans.named("failing"))
+    assert exported.status.status_code == StatusCode.ERROR
+    assert not exported.status.description
+    [event] = exported.events
+    assert event.name == "exception" and event.attributes["exception.type"] == "ValueError"
+    assert MARKER not in repr(dict(event.attributes))
