@@ -119,6 +119,10 @@ def test_a_turn_has_a_span_per_step_under_its_turn_span(
     assert set(ActionNode.objects.filter(turn=turn).values_list("trace_id", flat=True)) == {
         trace_id
     }
+    # ... and the steps API says so, to look the trace up in the tracing backend.
+    steps_api = client_for(world.tenant_a).get(f"/api/v1/turns/{turn.id}/steps")
+    assert steps_api.status_code == 200
+    assert {s["trace_id"] for s in steps_api.json()["results"]} == {trace_id}
 
 
 def test_events_queued_in_a_span_keep_its_trace_id(world: World, spans: Spans) -> None:
