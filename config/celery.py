@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
@@ -30,6 +30,15 @@ def _allow_stdio_servers(**_: Any) -> None:
     from apps.tools.executors.mcp_pool import allow_stdio_servers
 
     allow_stdio_servers("celery worker")
+
+
+@worker_process_init.connect
+def _telemetry_in_pool_process(**_: Any) -> None:
+    # A prefork pool process: set up already in the parent (CoreConfig.ready) and inherited;
+    # this makes sure of it in any process the pool starts (the threads pool starts none).
+    from apps.core.instrumentation import instrumentation_setup
+
+    instrumentation_setup()
 
 
 @worker_ready.connect

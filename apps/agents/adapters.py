@@ -23,6 +23,7 @@ from apps.agents.runtime.ports import (
     ToolResult,
 )
 from apps.core import batch
+from apps.core.telemetry import current_trace_id
 from apps.llm.models import Sensitivity
 from apps.llm.providers.base import Tier
 from apps.llm.router import ModelRouter, escalate
@@ -197,6 +198,9 @@ class DbCheckpointStore:
             "latency_ms": record.latency_ms,
             "input_tokens": record.input_tokens,
             "output_tokens": record.output_tokens,
+            # The trace of the run writing it: a node parked in one run and finished in the
+            # next one carries the trace that finished it.
+            "trace_id": current_trace_id(),
         }
         if record.node_id in self._known:
             self.writes.send(

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypedDict
 
 from apps.agents.models import AgentSession, SessionEvent, Turn
 from apps.core.events import publish_now, publish_on_commit
+from apps.core.telemetry import current_trace_id
 from apps.tenants.authz import Permission, allows
 from apps.tenants.identity import Identity
 
@@ -100,9 +101,17 @@ def new_event(
     *, session: AgentSession, event: str, data: dict[str, Any], turn: Turn | None = None
 ) -> SessionEvent:
     """An unsaved durable event: every writer (POST /turns, the loop's batched writes, tool
-    jobs, approvals) builds its rows here, so what each stored event carries is decided once."""
+    jobs, approvals) builds its rows here, so what each stored event carries is decided once.
+
+    It carries the trace id of the span it is made in (a queued event: the span it was
+    queued in, not the one that writes it)."""
     return SessionEvent(
-        tenant_id=session.tenant_id, session=session, turn=turn, type=event, payload=data
+        tenant_id=session.tenant_id,
+        session=session,
+        turn=turn,
+        type=event,
+        payload=data,
+        trace_id=current_trace_id(),
     )
 
 

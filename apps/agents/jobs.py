@@ -30,13 +30,16 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from opentelemetry import context as otel_context
 
 from apps.agents import services as agent_services
 from apps.agents.events import event_record
 from apps.agents.models import ActionNode, ToolJob, ToolJobStatus, Turn, TurnStatus
 from apps.agents.runtime.loop import LoopConfig, jsonable, observation_text
 from apps.agents.runtime.ports import ToolResult
+from apps.core import telemetry
 from apps.core.locks import LockNamespace, advisory_lock
+from apps.core.telemetry import current_trace_id, step_span
 from apps.tools.execution import (
     ResolvedTool,
     failure_outcome,
@@ -133,7 +136,23 @@ def _run_locked(job: ToolJob) -> str:
             started_at=timezone.now(),
             updated_at=timezone.now(),
         )
-        outcome = _run_with_progress(job, turn, resolved)
+        with step_span(
+            "tool_call",
+            name=f"execute_tool {job.tool_name}",
+            attributes={
+                telemetry.GEN_AI_OPERATION: "execute_tool",
+                telemetry.GEN_AI_TOOL_NAME: job.tool_name,
+                telemetry.GEN_AI_TOOL_TYPE: "function",
+                "warden.tenant.id": str(job.tenant_id),
+                "warden.session.id": str(turn.session_id),
+                "warden.turn.id": str(turn.id),
+                "warden.node.id": job.node_id,
+                "warden.tool.job_id": str(job.id),
+            },
+        ) as span:
+            outcome = _run_with_progress(job, turn, resolved)
+            if not outcome.ok:
+                span.fail(outcome.error_code or "tool_error")
     _finish(job, turn, outcome)
     return "completed" if outcome.ok else "failed"
 
@@ -172,6 +191,9 @@ class _ProgressWriter:
         self.written = 0
         self.last: tuple[float, float | None, str | None] | None = None
         self.thread = threading.Thread(target=self._drain, name="warden-tool-progress")
+        # Its events carry the job's trace id: the trace context (and nothing else of this
+        # thread's context: the database connection is per thread) goes with it.
+        self.trace_context = otel_context.get_current()
 
     def start(self) -> None:
         self.thread.start()
@@ -184,6 +206,7 @@ class _ProgressWriter:
         self.thread.join()
 
     def _drain(self) -> None:
+        otel_context.attach(self.trace_context)
         try:
             while (item := self.queue.get()) is not self._STOP:
                 self.last = item
@@ -245,7 +268,8 @@ def _finish(job: ToolJob, turn: Turn, outcome: ToolOutcome) -> None:
             "job_id": str(job.id),
         }
         node.latency_ms = latency_ms
-        node.save(update_fields=["status", "outputs", "latency_ms", "updated_at"])
+        node.trace_id = current_trace_id()
+        node.save(update_fields=["status", "outputs", "latency_ms", "trace_id", "updated_at"])
         ToolJob.objects.filter(id=job.id).update(
             status=ToolJobStatus.COMPLETED if outcome.ok else ToolJobStatus.FAILED,
             error=error or "",

@@ -196,6 +196,9 @@ class ActionNode(TenantOwned):
     latency_ms = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    # The OpenTelemetry trace of the run that last wrote the node (32 hex digits; "" when
+    # written outside any trace): its correlation id with the spans and events.
+    trace_id = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["turn", "position"]
@@ -221,6 +224,8 @@ class SessionEvent(TenantOwned):
     )
     type = models.CharField(max_length=40)
     payload = models.JSONField(default=dict)
+    # The OpenTelemetry trace the event was made in (32 hex digits, "" outside any trace).
+    trace_id = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["id"]

@@ -45,6 +45,7 @@ from apps.agents.approval_flow import (
     turn_resume_on_decision,
 )
 from apps.agents.budgeting import LedgerBudget, TurnBudgetState, builtin_caps
+from apps.agents.metrics import metrics_flush
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     ActionNode,
@@ -58,8 +59,9 @@ from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalStatus
 from apps.budgets.services import ledger as budget_ledger
-from apps.core import batch
+from apps.core import batch, telemetry
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
+from apps.core.telemetry import metric_add
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
 from apps.llm.types import Message
@@ -135,6 +137,28 @@ def turn_execute(*, turn_id: uuid.UUID | str) -> str:
 
 
 def _run_locked(turn: Turn) -> str:
+    # One span for this run of the turn, around the loop's own (invoke_agent, parent of the
+    # steps): what the orchestration does before and after the loop is in the trace too, and
+    # so are the events it writes (the terminal ones are written after the loop returned).
+    with telemetry.tracer.start_as_current_span(
+        "turn_run", record_exception=False, set_status_on_exception=False
+    ) as span:
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "warden.tenant.id": str(turn.tenant_id),
+                    "warden.session.id": str(turn.session_id),
+                    "warden.turn.id": str(turn.id),
+                    "warden.turn.attempt": turn.attempts + 1,
+                }
+            )
+        result = _run(turn)
+        if span.is_recording():
+            span.set_attribute("warden.turn.result", result)
+        return result
+
+
+def _run(turn: Turn) -> str:
     session: AgentSession = turn.session
     agent = session.agent
     now = timezone.now()
@@ -460,6 +484,10 @@ def _finish(
     )
     for name, value in fields.items():
         setattr(turn, name, value)
+    # This run's counts (its outcome, its steps' latencies, tokens, cost, denials) go to the
+    # shared /metrics figures: one Redis round trip per run of a turn, none per step.
+    metric_add("turns", (outcome,))
+    metrics_flush()
 
 
 def turns_recover() -> int:

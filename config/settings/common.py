@@ -126,4 +126,5 @@ from config.settings.logging import *  # noqa: E402,F403
 from config.settings.policies import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
 from config.settings.slack import *  # noqa: E402,F403
+from config.settings.telemetry import *  # noqa: E402,F403
 from config.settings.tools import *  # noqa: E402,F403

@@ -170,6 +170,8 @@ class NodeSerializer(serializers.ModelSerializer):
             "latency_ms",
             "input_tokens",
             "output_tokens",
+            # The OpenTelemetry trace of the run that wrote it (README "Traces and metrics").
+            "trace_id",
             "created_at",
             "updated_at",
         ]

@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from apps.core import telemetry
+from apps.core.telemetry import StepSpan, metric_add, step_span, turn_span
 from apps.llm.types import (
     FEEDBACK_NAME,
     EndpointNotReady,
@@ -164,22 +166,36 @@ def run_turn(
     To resume — after a crash, or with an approval decision — call again with
     the same turn_id, user_message, history, system_prompt and checkpoints.
     """
-    return _Turn(
-        turn_id=turn_id,
-        user_message=user_message,
-        model=model,
-        tools=tools,
-        system_prompt=system_prompt,
-        history=history,
-        policy=policy or AllowAll(),
-        budget=budget or Unlimited(),
-        events=events or NullEventSink(),
-        clock=clock or SystemClock(),
-        checkpoints=checkpoints if checkpoints is not None else InMemoryCheckpointStore(),
-        approval=approval,
-        config=config or LoopConfig(),
-        attributes=attributes or {},
-    ).run()
+    attributes = attributes or {}
+    # One span for this run of the turn, the parent of a span per step (prompt build, model
+    # call, policy check, approval wait, tool call). Ids, names and figures only: no prompt,
+    # argument or result ever goes on a span.
+    span_attributes = {
+        "warden.tenant.id": attributes.get("tenant"),
+        "warden.session.id": attributes.get("session"),
+        telemetry.GEN_AI_CONVERSATION_ID: attributes.get("session"),
+        telemetry.GEN_AI_AGENT_NAME: attributes.get("agent"),
+        "warden.turn.id": turn_id,
+    }
+    with turn_span(span_attributes) as span:
+        return _Turn(
+            turn_id=turn_id,
+            user_message=user_message,
+            model=model,
+            tools=tools,
+            system_prompt=system_prompt,
+            history=history,
+            policy=policy or AllowAll(),
+            budget=budget or Unlimited(),
+            events=events or NullEventSink(),
+            clock=clock or SystemClock(),
+            checkpoints=checkpoints if checkpoints is not None else InMemoryCheckpointStore(),
+            approval=approval,
+            config=config or LoopConfig(),
+            attributes=attributes,
+            span=span,
+            span_attributes={k: v for k, v in span_attributes.items() if v is not None},
+        ).run()
 
 
 def observation_text(result: ToolResult, output: Any, *, limit: int) -> str:
@@ -229,21 +245,29 @@ class _Turn:
         approval: ApprovalDecision | None,
         config: LoopConfig,
         attributes: Mapping[str, Any],
+        span: StepSpan,
+        span_attributes: Mapping[str, Any],
     ) -> None:
         self.turn_id = turn_id
         self.model, self.tools, self.policy, self.budget = model, tools, policy, budget
         self.events, self.clock, self.checkpoints = events, clock, checkpoints
         self.approval, self.config, self.attributes = approval, config, attributes
-        self.specs = tuple(tools.list_specs())
-        self.parser = StepParser(self.specs, json_steps=config.json_steps)
-        self.step_schema = build_step_schema(self.specs) if config.json_steps else None
-        self.messages = build_messages(
-            system_prompt=system_prompt,
-            history=history,
-            user_message=user_message,
-            tools=self.specs,
-            json_steps=config.json_steps,
-        )
+        self.span, self.span_attributes = span, span_attributes
+        self.tenant = str(attributes.get("tenant", ""))
+        with step_span("prompt_build", attributes=span_attributes) as step:
+            self.specs = tuple(tools.list_specs())
+            self.parser = StepParser(self.specs, json_steps=config.json_steps)
+            self.step_schema = build_step_schema(self.specs) if config.json_steps else None
+            self.messages = build_messages(
+                system_prompt=system_prompt,
+                history=history,
+                user_message=user_message,
+                tools=self.specs,
+                json_steps=config.json_steps,
+            )
+            step.set_many(
+                {"warden.prompt.messages": len(self.messages), "warden.tools": len(self.specs)}
+            )
         # What earlier runs of this turn already did; node ids are deterministic.
         self.records: dict[str, StepRecord] = {r.node_id: r for r in checkpoints.load(turn_id)}
         self.model_node = ""  # the model call whose tool calls are being acted on
@@ -319,6 +343,34 @@ class _Turn:
         messages: list[Message],
     ) -> StepRecord:
         max_tokens = max(self.config.min_output_tokens, self.config.max_output_tokens >> attempt)
+        with step_span(
+            "model_call",
+            name="chat",
+            client=True,
+            attributes={
+                **self.span_attributes,
+                telemetry.GEN_AI_OPERATION: "chat",
+                telemetry.GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+                telemetry.GEN_AI_REQUEST_TEMPERATURE: self.config.temperature,
+                "warden.node.id": node_id,
+                "warden.step.index": step_index,
+                "warden.attempt": attempt,
+            },
+        ) as span:
+            return self._call_model(
+                span, node_id, step_index, attempt, parents, messages, max_tokens
+            )
+
+    def _call_model(
+        self,
+        span: StepSpan,
+        node_id: str,
+        step_index: int,
+        attempt: int,
+        parents: tuple[str, ...],
+        messages: list[Message],
+        max_tokens: int,
+    ) -> StepRecord:
         request = ModelRequest(
             messages=tuple(messages),
             # Without native tool calling the tools are described in the system
@@ -335,6 +387,7 @@ class _Turn:
         try:
             reservation = self.budget.reserve(estimated_tokens=estimate, ctx=ctx, request=request)
         except BudgetExceeded as exc:
+            span.fail(exc.code)
             raise _Stop(
                 "budget_exceeded" if exc.code == "budget_exceeded" else "failed",
                 reason=exc.code,
@@ -407,6 +460,7 @@ class _Turn:
                 if code == "endpoint_unpriced"
                 else "provider_error"
             )
+            span.fail(reason)
             raise _Stop("failed", reason=reason, detail=str(failure))
 
         base = replace(
@@ -415,6 +469,7 @@ class _Turn:
             output_tokens=usage.output_tokens,
             scratchpad={"text": response.text, "raw_text": response.raw_text},
         )
+        self.model_measured(span, response.model, response.endpoint, usage, cost)
         self.emit(
             "model.called",
             {
@@ -435,6 +490,7 @@ class _Turn:
                 raise MalformedStep(unusable)
             step = self.parser.parse(response, call_id_prefix=f"call-{step_index}-")
         except MalformedStep as exc:
+            span.fail("malformed_output")
             record = replace(
                 base,
                 status="malformed",
@@ -518,11 +574,24 @@ class _Turn:
             inputs={"tool": call.name, "arguments": call.arguments, "call_id": call.id},
             created_at=self.clock.now(),
         )
-        try:
-            decision = self.policy.check(call, ctx=self.ctx(step_index, call_index, key))
-        except Exception as exc:
-            # Fail closed: a broken policy engine must not wave calls through.
-            decision = GateDecision.deny(f"policy check failed ({type(exc).__name__}: {exc})")
+        with step_span(
+            "policy_check",
+            attributes={
+                **self.span_attributes,
+                telemetry.GEN_AI_TOOL_NAME: call.name,
+                "warden.node.id": key,
+                "warden.step.index": step_index,
+            },
+        ) as span:
+            try:
+                decision = self.policy.check(call, ctx=self.ctx(step_index, call_index, key))
+            except Exception as exc:
+                # Fail closed: a broken policy engine must not wave calls through.
+                decision = GateDecision.deny(f"policy check failed ({type(exc).__name__}: {exc})")
+                span.fail(type(exc).__name__)
+            span.set_many({"warden.policy.decision": decision.kind})
+        if decision.kind == "deny":
+            metric_add("policy_denials", (self.tenant, call.name))
         if decision.kind == "allow":
             return record  # saved as "started" by execute, right before it runs
         if decision.kind == "require_approval":
@@ -568,6 +637,19 @@ class _Turn:
             raise _Stop(
                 "waiting_approval", reason="approval_required", detail=reason, pending=pending
             )
+        parked = record.created_at
+        with step_span(
+            "approval_wait",
+            attributes={
+                **self.span_attributes,
+                telemetry.GEN_AI_TOOL_NAME: call.name,
+                "warden.node.id": record.node_id,
+                "warden.approval.approved": decision.approved,
+            },
+            # From when the call was parked to the run that applies the decision.
+            start_time_ns=int(parked.timestamp() * 1e9) if parked is not None else None,
+        ):
+            pass
         approval = {
             "approved": decision.approved,
             "approver": decision.approver,
@@ -610,11 +692,28 @@ class _Turn:
         )
         t0 = self.clock.monotonic()
         ctx = self.ctx(record.step_index, record.call_index, record.node_id)
-        try:
-            result = self.tools.execute(call, ctx=ctx)
-        except Exception as exc:
-            # The model gets to see the failure and react; the turn goes on.
-            result = ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        with step_span(
+            "tool_call",
+            name=f"execute_tool {call.name}",
+            attributes={
+                **self.span_attributes,
+                telemetry.GEN_AI_OPERATION: "execute_tool",
+                telemetry.GEN_AI_TOOL_NAME: call.name,
+                telemetry.GEN_AI_TOOL_CALL_ID: call.id,
+                telemetry.GEN_AI_TOOL_TYPE: "function",
+                "warden.node.id": record.node_id,
+                "warden.step.index": record.step_index,
+                "warden.tool.rerun": rerun,
+            },
+        ) as span:
+            try:
+                result = self.tools.execute(call, ctx=ctx)
+            except Exception as exc:
+                # The model gets to see the failure and react; the turn goes on.
+                result = ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+                span.fail(type(exc).__name__)
+            if not result.ok and not span.failed:
+                span.fail("tool_error")
         latency_ms = round((self.clock.monotonic() - t0) * 1000)
         output = jsonable(result.output)
         finished = replace(
@@ -690,6 +789,15 @@ class _Turn:
             output_tokens=sum(r.output_tokens for r in models),
         )
         totals = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        self.span.set_many(
+            {
+                "warden.turn.status": status,
+                telemetry.GEN_AI_INPUT_TOKENS: usage.input_tokens,
+                telemetry.GEN_AI_OUTPUT_TOKENS: usage.output_tokens,
+            }
+        )
+        if status not in ("completed", "waiting_approval"):
+            self.span.fail(reason or status)
         # Terminal events are emitted even when everything was replayed: the worker
         # may have died after the last checkpoint but before announcing the end.
         if status == "completed":
@@ -708,6 +816,28 @@ class _Turn:
             steps=tuple(self.records.values()),
             usage=usage,
         )
+
+    def model_measured(
+        self, span: StepSpan, model: str, endpoint: str, usage: Usage, cost: str
+    ) -> None:
+        """A model call's figures on its span and in the token and cost counters."""
+        span.set_many(
+            {
+                telemetry.GEN_AI_REQUEST_MODEL: model,
+                telemetry.GEN_AI_RESPONSE_MODEL: model,
+                telemetry.GEN_AI_INPUT_TOKENS: usage.input_tokens,
+                telemetry.GEN_AI_OUTPUT_TOKENS: usage.output_tokens,
+                "warden.endpoint": endpoint,
+                "warden.usage.estimated": usage.estimated,
+                "warden.cost": float(cost) if cost else None,
+            }
+        )
+        if span.span.is_recording():
+            span.span.update_name(f"chat {model}")
+        metric_add("tokens", (self.tenant, model, "input"), usage.input_tokens)
+        metric_add("tokens", (self.tenant, model, "output"), usage.output_tokens)
+        if cost:
+            metric_add("cost", (self.tenant, model), float(cost))
 
     def ctx(self, step_index: int, call_index: int | None, key: str) -> StepContext:
         return StepContext(
