@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from unfold.admin import TabularInline
 
 from apps.core.exceptions import WardenError
 from apps.policies import services
@@ -44,7 +45,7 @@ class PolicyForm(forms.ModelForm):
         return data
 
 
-class PolicyVersionInline(admin.TabularInline):
+class PolicyVersionInline(TabularInline):
     model = PolicyVersion
     fk_name = "policy"
     extra = 0
