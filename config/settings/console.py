@@ -22,3 +22,8 @@ UNFOLD: dict[str, Any] = {
         "navigation": "apps.console.navigation.sidebar_navigation",
     },
 }
+
+# Where a sign-in without a `next` lands. Django's admin login form carries the admin index
+# as a hidden `next`; unfold's does not, so without this it would land on Django's default
+# /accounts/profile/ (a 404). A sign-in that came from a page (?next=) returns there.
+LOGIN_REDIRECT_URL = "/admin/"

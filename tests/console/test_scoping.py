@@ -7,6 +7,7 @@ Acme's row, run an action on Acme's row."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +43,7 @@ def _value(field: models.Field[Any, Any], tenant: Tenant, made: dict[Any, Any]) 
     if isinstance(field, models.IntegerField | models.FloatField):
         return 1
     if isinstance(field, models.DateTimeField):
-        return timezone.now() + timezone.timedelta(days=1)
+        return timezone.now() + timedelta(days=1)
     if isinstance(field, models.JSONField):
         return {}
     if isinstance(field, models.CharField | models.TextField):
