@@ -157,9 +157,12 @@ class ApprovalRequestAdmin(TenantScopedAdmin):
         # The changelist and the detail page are inside a POST form that carries the CSRF
         # token: the button posts it to the approve view, one click.
         return format_html(
-            '<button type="submit" class="button default" formaction="{}" formmethod="post" '
-            'name="_approve" value="{}">Approve</button> '
-            '<a class="button" href="{}">Reject…</a>',
+            '<span class="inline-flex gap-2 whitespace-nowrap">'
+            '<button type="submit" class="button default bg-primary-600 text-white font-medium '
+            'rounded-default px-3 py-1 hover:bg-primary-700" formaction="{}" formmethod="post" '
+            'name="_approve" value="{}">Approve</button>'
+            '<a class="button border border-base-200 text-red-600 font-medium rounded-default '
+            'px-3 py-1" href="{}">Reject…</a></span>',
             approve,
             obj.pk,
             reject,

@@ -111,3 +111,8 @@ def test_approve_from_the_admin_queue_and_the_turn_completes(
     assert traced is not None, "the worker's policy decision carries its trace id"
     assert traced.trace_id in policy.locator("[data-trace-id]").inner_text()
     screenshot(page, "timeline", docs=True)
+
+    # Cost: the usage ledger's charts hold this turn's model calls.
+    page.goto(live_server.url + reverse("admin:budgets_usagerecord_changelist"))
+    assert "step-model" in page.locator(".usage-charts").inner_text()
+    screenshot(page, "usage")
