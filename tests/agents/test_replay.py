@@ -19,7 +19,7 @@ from apps.budgets.models import UsageRecord
 from apps.llm.services import endpoint_save
 from apps.policies import services as policy_services
 from tests.agents.conftest import make_agent, make_session
-from tests.conftest import World, client_for
+from tests.conftest import World
 from tests.llm.servers import FakeModelServer, chunk, sse, tool_delta
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
@@ -68,9 +68,7 @@ def recorded(world: World, two_tool_agent: Agent) -> AgentSession:
     first = _run(session, "what time is it, and 6*7?")
     assert first.status == TurnStatus.COMPLETED, first.detail
     endpoint = two_tool_agent.allowed_endpoints.get()
-    endpoint_save(
-        tenant=world.tenant_a, endpoint=endpoint, options={"script": [{"final": "Bye."}]}
-    )
+    endpoint_save(tenant=world.tenant_a, endpoint=endpoint, options={"script": [{"final": "Bye."}]})
     second = _run(session, "thanks")
     assert second.status == TurnStatus.COMPLETED, second.detail
     return session
@@ -310,9 +308,7 @@ def test_command_exits_0_when_it_reproduces(recorded: AgentSession) -> None:
     assert "reproduces" in out and "turn 1: ok" in out
 
 
-def test_command_exits_1_and_names_the_divergence(
-    world: World, recorded: AgentSession
-) -> None:
+def test_command_exits_1_and_names_the_divergence(world: World, recorded: AgentSession) -> None:
     policy_services.policy_create(tenant=world.tenant_a, name="no-calc", source=NO_CALCULATOR)
     code, out, _ = _command(str(recorded.id), "--policies", "current")
     assert code == 1
