@@ -342,3 +342,74 @@ def test_a_turn_cancelled_before_it_ran_reproduces(cancelled_session: AgentSessi
     report = session_replay(session=cancelled_session)
     assert report.reproduces, report.divergence
     assert report.turns[0].note
+
+
+# --------------------------------------------------------------------------- other recorded paths
+
+APPROVE_CALCULATOR = """\
+package warden
+
+import rego.v1
+
+decision := {"allow": true, "require_approval": true, "reasons": ["check the sums"]} if {
+	input.tool.name == "calculator"
+} else := {"allow": true}
+"""
+
+
+@pytest.mark.parametrize("approved", [True, False])
+def test_a_turn_that_waited_for_approval_reproduces(world: World, approved: bool) -> None:
+    from apps.approvals.models import ApprovalRequest, ApprovalStatus
+
+    policy_services.policy_create(
+        tenant=world.tenant_a, name="approve-calc", source=APPROVE_CALCULATOR
+    )
+    script = [
+        {"tool": "calculator", "arguments": {"expression": "2+2"}},
+        {"final": "Done: ${last_tool_result}"},
+    ]
+    agent = make_agent(world.tenant_a, script, tools=["calculator"], slug="careful")
+    session = make_session(agent, world.alice)
+    turn = _run(session, "2+2?")
+    assert (turn.status, turn.outcome) == (TurnStatus.WAITING, "waiting_approval")
+    # Parked: the replay parks at the same call, as the record does.
+    waiting = session_replay(session=session)
+    assert waiting.reproduces, waiting.divergence
+    assert waiting.turns[0].replayed_outcome == "waiting_approval"
+
+    # Decided (as the approval services do), then resumed by the worker.
+    ApprovalRequest.objects.filter(turn_id=turn.id).update(
+        status=ApprovalStatus.APPROVED if approved else ApprovalStatus.REJECTED,
+        approver="dave",
+        rationale="fine" if approved else "no",
+    )
+    Turn.objects.filter(id=turn.id).update(status=TurnStatus.QUEUED)
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+
+    report = session_replay(session=session)
+    assert report.reproduces, report.divergence
+    # The approver's decision is part of what the record replays: a different one diverges.
+    node = ActionNode.objects.get(turn=turn, kind="tool_call")
+    node.inputs = {**node.inputs, "approval": {**node.inputs["approval"], "approved": not approved}}
+    node.save(update_fields=["inputs"])
+    divergence = session_replay(session=session).divergence
+    assert divergence is not None and divergence.node_id == node.node_id
+
+
+def test_denied_calls_and_malformed_replies_reproduce(world: World) -> None:
+    policy_services.policy_create(tenant=world.tenant_a, name="no-calc", source=NO_CALCULATOR)
+    script = [
+        {"tool": "calculator", "raw_arguments": "{not json"},
+        {"tool": "calculator", "arguments": {"expression": "2+2"}},
+        {"final": "I was not allowed."},
+    ]
+    agent = make_agent(world.tenant_a, script, tools=["calculator"], slug="denied")
+    session = make_session(agent, world.alice)
+    turn = _run(session, "2+2?")
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+    statuses = set(ActionNode.objects.filter(turn=turn).values_list("kind", "status"))
+    assert {("model_call", "malformed"), ("tool_call", "denied")} <= statuses
+    report = session_replay(session=session)
+    assert report.reproduces, report.divergence
