@@ -413,3 +413,17 @@ def test_denied_calls_and_malformed_replies_reproduce(world: World) -> None:
     assert {("model_call", "malformed"), ("tool_call", "denied")} <= statuses
     report = session_replay(session=session)
     assert report.reproduces, report.divergence
+
+
+@pytest.mark.django_db(transaction=False)
+def test_replay_inside_a_transaction_leaves_it_writable(world: World) -> None:
+    """Called inside a transaction (ATOMIC_REQUESTS, an admin view), the replay's read-only
+    savepoint ends with it: the caller can still write afterwards."""
+    agent = make_agent(world.tenant_a, [{"final": "hi"}], slug="inner")
+    session = make_session(agent, world.alice)
+    turn = services.turn_enqueue(session=session, message="hello")
+    # Not run: a queued turn is skipped, the replay still opens its read-only savepoint.
+    report = session_replay(session=session)
+    assert report.skipped and report.skipped[0]["seq"] == turn.seq
+    services.turn_enqueue(session=session, message="still writable")
+    assert Turn.objects.filter(session=session).count() == 2
