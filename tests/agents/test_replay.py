@@ -156,13 +156,17 @@ def test_a_different_final_answer_is_named(recorded: AgentSession) -> None:
     assert (divergence.recorded, divergence.replayed) == ("Goodbye.", "Bye.")
 
 
-@pytest.mark.parametrize("damage", ["deleted_node", "missing_field", "truncated_log"])
+@pytest.mark.parametrize(
+    "damage", ["deleted_node", "deleted_last_node", "missing_field", "truncated_log"]
+)
 def test_incomplete_recorded_data_is_reported_not_crashed_on(
     recorded: AgentSession, damage: str
 ) -> None:
     turn = Turn.objects.get(session=recorded, seq=1)
     if damage == "deleted_node":
         ActionNode.objects.get(turn=turn, node_id=f"{turn.id}:0:0:obs").delete()
+    elif damage == "deleted_last_node":
+        ActionNode.objects.get(turn=turn, node_id=f"{turn.id}:2:model:0").delete()
     elif damage == "missing_field":
         node = ActionNode.objects.get(turn=turn, node_id=f"{turn.id}:1:model:0")
         node.outputs = {k: v for k, v in node.outputs.items() if k != "tool_calls"}
@@ -176,6 +180,7 @@ def test_incomplete_recorded_data_is_reported_not_crashed_on(
     problem = caught.value.details["problem"]
     expected = {
         "deleted_node": "is missing",
+        "deleted_last_node": "before the model call that gave the final answer",
         "missing_field": "lacks tool_calls",
         "truncated_log": "turn.completed",
     }[damage]

@@ -151,7 +151,9 @@ class Recording:
     def _check(self, nodes: Sequence[ActionNode], event_types: set[str]) -> None:
         for expected, node in enumerate(nodes, start=1):
             if node.position != expected:
-                self.incomplete(f"the node at position {expected} is missing", node.node_id)
+                self.incomplete(
+                    f"the node at position {expected} (before {node.node_id}) is missing"
+                )
         for node in nodes:
             if not isinstance(node.inputs, dict) or not isinstance(node.outputs, dict):
                 self.incomplete(f"node {node.node_id} has damaged inputs or outputs", node.node_id)
@@ -185,7 +187,14 @@ class Recording:
                     )
             if node.kind == "policy" and "outcome" not in node.outputs:
                 self.incomplete(f"node {node.node_id} lacks its outcome", node.node_id)
-        if self.turn.status == TurnStatus.COMPLETED and "turn.completed" not in event_types:
+        if self.turn.status != TurnStatus.COMPLETED:
+            return
+        if not any(
+            r.kind == "model_call" and r.status == "completed" and r.outputs["final_answer"]
+            for r in self.records.values()
+        ):
+            self.incomplete("the log ends before the model call that gave the final answer")
+        if "turn.completed" not in event_types:
             self.incomplete("the log ends before the turn's turn.completed event")
 
     def get(self, node_id: str) -> StepRecord | None:
