@@ -432,3 +432,16 @@ def test_replay_inside_a_transaction_leaves_it_writable(world: World) -> None:
     assert report.skipped and report.skipped[0]["seq"] == turn.seq
     services.turn_enqueue(session=session, message="still writable")
     assert Turn.objects.filter(session=session).count() == 2
+
+
+@pytest.mark.usefixtures("budget_prefix")
+def test_a_turn_stopped_by_its_budget_reproduces(world: World) -> None:
+    agent = make_agent(
+        world.tenant_a, [{"final": "never said"}], slug="broke", max_tokens_per_session=5
+    )
+    session = make_session(agent, world.alice)
+    turn = _run(session, "hello there")
+    assert (turn.status, turn.outcome) == (TurnStatus.FAILED, "budget_exceeded"), turn.detail
+    report = session_replay(session=session)
+    assert report.reproduces, report.divergence
+    assert report.turns[0].replayed_outcome == "budget_exceeded"
