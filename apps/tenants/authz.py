@@ -44,7 +44,7 @@ _PARTICIPANT = _VIEWER | {
 # Approvers decide parked tool calls and nothing more; operators configure agents and tools
 # but do not decide (whoever writes the policy should not also wave its calls through).
 _APPROVER = _PARTICIPANT | {Permission.APPROVAL_DECIDE}
-# Replay shows what the model and the tools said, scratchpad-deep, and costs policy
+# Replay shows what the model and the tools said (divergences quote them) and costs policy
 # evaluations: for those who may read reasoning and configure agents.
 _OPERATOR = _PARTICIPANT | {
     Permission.REASONING_READ,
