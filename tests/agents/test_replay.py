@@ -445,3 +445,35 @@ def test_a_turn_stopped_by_its_budget_reproduces(world: World) -> None:
     report = session_replay(session=session)
     assert report.reproduces, report.divergence
     assert report.turns[0].replayed_outcome == "budget_exceeded"
+
+
+def test_a_long_running_tool_replays_parked_then_finished(
+    world: World, jobs_dispatched: list[str]
+) -> None:
+    from apps.agents import jobs
+    from apps.agents.models import ToolJob
+    from apps.tools import services as tool_services
+
+    tool = tool_services.tool_register_builtin(tenant=world.tenant_a, name="count_up")
+    tool_services.tool_update(tool=tool, enabled=True, long_running=True)
+    script = [
+        {"tool": "count_up", "arguments": {"steps": 2}},
+        {"final": "Done: ${tool_result_1}"},
+    ]
+    agent = make_agent(world.tenant_a, script, tools=["count_up"], slug="patient")
+    session = make_session(agent, world.alice)
+    turn = _run(session, "count")
+    assert (turn.status, turn.outcome) == (TurnStatus.WAITING, "waiting_tool")
+    # Parked on the job: the record ends at the call, and so does the replay.
+    parked = session_replay(session=session)
+    assert parked.reproduces, parked.divergence
+    assert parked.turns[0].note
+
+    job = ToolJob.objects.get(turn=turn)
+    assert jobs.tool_job_run(job_id=job.id) == "completed"
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+    finished = session_replay(session=session)
+    assert finished.reproduces, finished.divergence
+    assert finished.turns[0].replayed_outcome == "completed" and not finished.turns[0].note
