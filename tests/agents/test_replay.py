@@ -477,3 +477,19 @@ def test_a_long_running_tool_replays_parked_then_finished(
     finished = session_replay(session=session)
     assert finished.reproduces, finished.divergence
     assert finished.turns[0].replayed_outcome == "completed" and not finished.turns[0].note
+
+
+def test_a_model_call_the_log_has_no_output_for_is_named(world: World) -> None:
+    forever = [{"tool": "calculator", "arguments": {"expression": "1+1"}}] * 5
+    agent = make_agent(world.tenant_a, forever, tools=["calculator"], slug="loopy", max_steps=2)
+    session = make_session(agent, world.alice)
+    turn = _run(session, "loop")
+    assert turn.outcome == "max_steps_exceeded"
+    assert session_replay(session=session).reproduces
+    # The agent now has room for a third step: the replay asks for a reply never recorded.
+    Agent.objects.filter(id=agent.id).update(max_steps=3)
+    divergence = session_replay(session=session).divergence
+    assert divergence is not None
+    assert (divergence.kind, divergence.code) == ("model_call", "no_recorded_output")
+    assert (divergence.turn_seq, divergence.step_index) == (1, 2)
+    assert divergence.node_id == f"{turn.id}:2:model:0"
