@@ -49,6 +49,7 @@ from apps.agents.metrics import metrics_flush
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     ActionNode,
+    Agent,
     AgentSession,
     Turn,
     TurnStatus,
@@ -220,16 +221,7 @@ def _run(turn: Turn) -> str:
         first_run=first_run,
     )
     budget.start()
-    config = LoopConfig(
-        max_steps=agent.max_steps,
-        max_reprompts=settings.WARDEN_MAX_REPROMPTS,
-        max_output_tokens=min(1024, agent.max_output_tokens_per_turn),
-        min_output_tokens=min(128, agent.max_output_tokens_per_turn),
-        json_steps=_json_steps(router, turn, allowed),
-        trim_tools_to=settings.WARDEN_BUDGET_TRIM_TOOLS,
-        compressed_observation_chars=settings.WARDEN_BUDGET_COMPRESSED_OBSERVATION_CHARS,
-        compressed_history_exchanges=settings.WARDEN_BUDGET_KEEP_HISTORY_TURNS,
-    )
+    config = loop_config_for(agent, json_steps=_json_steps(router, turn, allowed))
     try:
         outcome = run_turn(
             turn_id=str(turn.id),
@@ -255,14 +247,7 @@ def _run(turn: Turn) -> str:
             # A decision on the call this turn is parked on (None: none parked or undecided).
             approval=approval_decision_for(turn),
             config=config,
-            attributes={
-                "tenant": str(turn.tenant_id),
-                "session": str(session.id),
-                "agent": agent.slug,
-                "environment": session.environment,
-                "risk_tier": session.risk_tier,
-                "data_sensitivity": session.data_sensitivity,
-            },
+            attributes=turn_attributes(turn),
         )
     except TurnCancelled:
         _finish(
@@ -302,6 +287,33 @@ def _run(turn: Turn) -> str:
         return _park_for_approval(turn, outcome, events.deferred, writes)
     _record_outcome(turn, outcome, events.deferred, writes)
     return outcome.status
+
+
+def loop_config_for(agent: Agent, *, json_steps: bool) -> LoopConfig:
+    """The loop's settings for a turn of `agent` (a replay builds the same)."""
+    return LoopConfig(
+        max_steps=agent.max_steps,
+        max_reprompts=settings.WARDEN_MAX_REPROMPTS,
+        max_output_tokens=min(1024, agent.max_output_tokens_per_turn),
+        min_output_tokens=min(128, agent.max_output_tokens_per_turn),
+        json_steps=json_steps,
+        trim_tools_to=settings.WARDEN_BUDGET_TRIM_TOOLS,
+        compressed_observation_chars=settings.WARDEN_BUDGET_COMPRESSED_OBSERVATION_CHARS,
+        compressed_history_exchanges=settings.WARDEN_BUDGET_KEEP_HISTORY_TURNS,
+    )
+
+
+def turn_attributes(turn: Turn) -> dict[str, Any]:
+    """What every port call of the turn is told about where it runs (`StepContext`)."""
+    session = turn.session
+    return {
+        "tenant": str(turn.tenant_id),
+        "session": str(session.id),
+        "agent": session.agent.slug,
+        "environment": session.environment,
+        "risk_tier": session.risk_tier,
+        "data_sensitivity": session.data_sensitivity,
+    }
 
 
 def _park_for_approval(

@@ -124,6 +124,7 @@ from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.policies import *  # noqa: E402,F403
+from config.settings.replay import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
 from config.settings.slack import *  # noqa: E402,F403
 from config.settings.telemetry import *  # noqa: E402,F403

@@ -180,3 +180,58 @@ class NodeSerializer(serializers.ModelSerializer):
 class NodeWithScratchpadSerializer(NodeSerializer):
     class Meta(NodeSerializer.Meta):
         fields = [*NodeSerializer.Meta.fields, "scratchpad"]
+
+
+class ReplayInputSerializer(StrictInputSerializer):
+    policies = serializers.ChoiceField(
+        choices=["recorded", "current"],
+        default="recorded",
+        help_text="`recorded` (reproduction): evaluate the policy versions each decision "
+        "recorded; `current`: the agent's policies as they are now.",
+    )
+
+
+class DivergenceSerializer(serializers.Serializer):
+    turn_id = serializers.UUIDField()
+    turn_seq = serializers.IntegerField()
+    step_index = serializers.IntegerField(allow_null=True)
+    call_index = serializers.IntegerField(allow_null=True)
+    node_id = serializers.CharField(allow_blank=True, help_text="Empty for the turn's end.")
+    kind = serializers.CharField(help_text="model_call, tool_call, policy, observation or turn.")
+    code = serializers.CharField(
+        help_text="no_recorded_output, model_input_differs, model_step_differs, tool_differs, "
+        "tool_arguments_differ, tool_status_differs, observation_differs, "
+        "policy_decision_differs, turn_outcome_differs, final_answer_differs, "
+        "recorded_node_not_replayed, unrecorded_node."
+    )
+    field = serializers.CharField(allow_blank=True)
+    recorded = serializers.JSONField(allow_null=True)
+    replayed = serializers.JSONField(allow_null=True)
+    message = serializers.CharField()
+
+
+class TurnReplaySerializer(serializers.Serializer):
+    turn_id = serializers.UUIDField()
+    seq = serializers.IntegerField()
+    recorded_status = serializers.CharField()
+    recorded_outcome = serializers.CharField(allow_blank=True)
+    replayed_outcome = serializers.CharField(allow_blank=True)
+    nodes_compared = serializers.IntegerField()
+    reproduces = serializers.BooleanField()
+    note = serializers.CharField(allow_blank=True)
+
+
+class SkippedTurnSerializer(serializers.Serializer):
+    turn = serializers.UUIDField()
+    seq = serializers.IntegerField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class ReplayReportSerializer(serializers.Serializer):
+    session = serializers.UUIDField()
+    policies = serializers.ChoiceField(choices=["recorded", "current"])
+    reproduces = serializers.BooleanField()
+    turns = TurnReplaySerializer(many=True)
+    skipped = SkippedTurnSerializer(many=True)
+    divergence = DivergenceSerializer(allow_null=True)

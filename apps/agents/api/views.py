@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -12,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.agents import selectors, services
+from apps.agents import replay, selectors, services
 from apps.agents.api import serializers as s
 from apps.agents.models import Agent, AgentSession, Turn
 from apps.budgets.services.budgets import budgets_delete_for_agent
@@ -309,3 +310,38 @@ class TurnStepsApi(PaginatedListMixin, APIView):
         private = allows(identity, Permission.REASONING_READ)
         serializer = s.NodeWithScratchpadSerializer if private else s.NodeSerializer
         return paginated(request, self, selectors.node_list(turn=turn), serializer)
+
+
+class SessionReplayApi(APIView):
+    permission_classes = [IsTenantMember]
+    required_permissions = {"POST": Permission.SESSION_REPLAY}
+
+    @extend_schema(
+        request=s.ReplayInputSerializer,
+        responses={
+            200: s.ReplayReportSerializer,
+            **error_responses(
+                404,
+                409,
+                _404="No such `session`.",
+                _409="`replay_incomplete`: the recorded data is incomplete or damaged "
+                "(`details` name the turn and node).",
+            ),
+        },
+        summary="Replay a recorded session from its log, with no live calls",
+        description="Runs in the request, for sessions up to WARDEN_REPLAY_MAX_NODES recorded "
+        "nodes and WARDEN_REPLAY_MAX_TURNS turns (larger: 400 `replay_too_large`; use "
+        "`manage.py replay`). Nothing is written. `reproduces` says whether every turn "
+        "came out as recorded; `divergence` is the first place it did not.",
+    )
+    def post(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        data = s.ReplayInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = replay.session_replay(
+            session=session,
+            policies=data.validated_data["policies"],
+            max_nodes=settings.WARDEN_REPLAY_MAX_NODES,
+            max_turns=settings.WARDEN_REPLAY_MAX_TURNS,
+        )
+        return Response(s.ReplayReportSerializer(report.as_dict()).data)

@@ -77,6 +77,7 @@ from .transcript import (
     jsonable,
     malformed_reply,
     reported_or_estimated_usage,
+    request_digest,
     step_from_record,
 )
 
@@ -444,6 +445,8 @@ class _Turn:
                 "reserved_tokens": reservation.tokens,
                 "reserved_cost": reservation.cost,
                 "obligations": sorted(reservation.obligations),
+                # What the model was asked, for replay to compare (the prompt is not kept).
+                "request_digest": request_digest(request),
             },
             latency_ms=latency_ms,
             created_at=self.clock.now(),
