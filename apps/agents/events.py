@@ -11,6 +11,7 @@ from typing import Any, Literal, TypedDict
 
 from apps.agents.models import AgentSession, SessionEvent, Turn
 from apps.core.events import publish_now, publish_on_commit
+from apps.core.redaction import redact_payload
 from apps.tenants.authz import Permission, allows
 from apps.tenants.identity import Identity
 
@@ -100,9 +101,16 @@ def new_event(
     *, session: AgentSession, event: str, data: dict[str, Any], turn: Turn | None = None
 ) -> SessionEvent:
     """An unsaved durable event: every writer (POST /turns, the loop's batched writes, tool
-    jobs, approvals) builds its rows here, so what each stored event carries is decided once."""
+    jobs, approvals) builds its rows here, so what each stored event carries is decided once.
+
+    The payload is redacted with the tenant's settings (PII, credentials, custom patterns)
+    before it is stored or published: nothing unredacted reaches the log or its subscribers."""
     return SessionEvent(
-        tenant_id=session.tenant_id, session=session, turn=turn, type=event, payload=data
+        tenant_id=session.tenant_id,
+        session=session,
+        turn=turn,
+        type=event,
+        payload=redact_payload(data, session.tenant_id),
     )
 
 

@@ -120,6 +120,12 @@ class AgentDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _redaction(request: Request) -> dict[str, object]:
+    """Serializer context: tool arguments, results and turn texts unredacted for admins only."""
+    identity = request_identity(request)
+    return s.redaction_context(unredacted=allows(identity, Permission.TENANT_ADMINISTER))
+
+
 def _session(request: Request, session_id: uuid.UUID) -> AgentSession:
     identity = request_identity(request)
     return get_or_404(
@@ -236,7 +242,13 @@ class TurnListApi(PaginatedListMixin, APIView):
     @extend_schema(responses=s.TurnSerializer(many=True), summary="List a session's turns")
     def get(self, request: Request, session_id: uuid.UUID) -> Response:
         session = _session(request, session_id)
-        return paginated(request, self, selectors.turn_list(session=session), s.TurnSerializer)
+        return paginated(
+            request,
+            self,
+            selectors.turn_list(session=session),
+            s.TurnSerializer,
+            _redaction(request),
+        )
 
     @extend_schema(
         request=s.TurnCreateSerializer,
@@ -266,7 +278,10 @@ class TurnListApi(PaginatedListMixin, APIView):
             requested_by=authenticated_user(request),
             allow_model_upgrade=data.validated_data["allow_model_upgrade"],
         )
-        return Response(s.TurnSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            s.TurnSerializer(turn, context=_redaction(request)).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class TurnDetailApi(APIView):
@@ -275,7 +290,7 @@ class TurnDetailApi(APIView):
 
     @extend_schema(responses=s.TurnSerializer, summary="Get a turn")
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
-        return Response(s.TurnSerializer(_turn(request, turn_id)).data)
+        return Response(s.TurnSerializer(_turn(request, turn_id), context=_redaction(request)).data)
 
 
 class TurnCancelApi(APIView):
@@ -292,7 +307,7 @@ class TurnCancelApi(APIView):
     )
     def post(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = services.turn_cancel(turn=_turn(request, turn_id))
-        return Response(s.TurnSerializer(turn).data)
+        return Response(s.TurnSerializer(turn, context=_redaction(request)).data)
 
 
 class TurnStepsApi(PaginatedListMixin, APIView):
@@ -302,10 +317,14 @@ class TurnStepsApi(PaginatedListMixin, APIView):
     @extend_schema(
         responses=s.NodeWithScratchpadSerializer(many=True),
         summary="The turn's action graph (scratchpad for operators only)",
+        description="Tool arguments and results (`inputs`, `outputs`) are redacted for roles "
+        "below admin; the scratchpad is redacted for everyone who sees it.",
     )
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = _turn(request, turn_id)
         identity = request_identity(request)
         private = allows(identity, Permission.REASONING_READ)
         serializer = s.NodeWithScratchpadSerializer if private else s.NodeSerializer
-        return paginated(request, self, selectors.node_list(turn=turn), serializer)
+        return paginated(
+            request, self, selectors.node_list(turn=turn), serializer, _redaction(request)
+        )
