@@ -450,7 +450,8 @@ class Redactor:
             elif kind.claims:
                 claimed.append((start, end))
 
-    def text(self, text: str) -> str:
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """What to redact in `text`: disjoint `(start, end, kind)`, in order."""
         spans: list[tuple[int, int, str]] = []
         claimed: list[tuple[int, int]] = []
         if len(text) >= _MIN_BUILTIN_LEN:
@@ -475,22 +476,24 @@ class Redactor:
                         spans.append((match.start(), match.end(), name))
             except TimeoutError:
                 # Fail closed: a string we could not finish scanning is not let through.
-                return marker("custom")
+                return [(0, len(text), "custom")]
+        if len(spans) < 2:
+            return spans
+        spans.sort(key=lambda s: (s[0], -s[1]))
+        merged = [spans[0]]
+        for start, end, name in spans[1:]:
+            last_start, last_end, last_name = merged[-1]
+            if start < last_end:  # overlaps what is already redacted: widen it
+                merged[-1] = (last_start, max(end, last_end), last_name)
+            else:
+                merged.append((start, end, name))
+        return merged
+
+    def text(self, text: str) -> str:
+        spans = self.spans(text)
         if not spans:
             return text
-        spans.sort(key=lambda s: (s[0], -s[1]))
-        out: list[str] = []
-        pos = 0
-        for start, end, name in spans:
-            if start < pos:  # overlaps what is already redacted: widen it
-                if end > pos:
-                    pos = end
-                continue
-            out.append(text[pos:start])
-            out.append(marker(name))
-            pos = end
-        out.append(text[pos:])
-        return "".join(out)
+        return _apply(text, spans, 0, len(text))
 
     def payload(self, value: Any) -> Any:
         """A copy of a JSON-like value with every string (keys included) redacted."""
@@ -504,6 +507,64 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.payload(v) for v in value]
         return value
+
+
+def _apply(text: str, spans: list[tuple[int, int, str]], begin: int, end: int) -> str:
+    """`text[begin:end]` with the parts under `spans` replaced by markers."""
+    out: list[str] = []
+    pos = begin
+    for start, stop, name in spans:
+        if stop <= begin or start >= end:
+            continue
+        out.append(text[pos : max(start, begin)])
+        out.append(marker(name))
+        pos = min(stop, end)
+    out.append(text[pos:end])
+    return "".join(out)
+
+
+class StreamRedactor:
+    """Redacts a text that arrives in pieces (a model's token deltas), so what is published
+    piece by piece never holds what the whole text would have had redacted.
+
+    `feed` returns what may go out now; `flush` the rest at the end. It holds back the last
+    `hold` characters, never cuts inside a run of non-space characters (an e-mail, a key or a
+    JWT is one run however long it grows), and never inside a match (a phone number or an IBAN
+    written with spaces, a PEM block). The last `context` characters already sent stay in view
+    so a match that began there (`Bearer` sent, its token not yet) is still redacted.
+    """
+
+    def __init__(self, redactor: Redactor, *, hold: int = 96, context: int = 32) -> None:
+        self.redactor = redactor
+        self.hold, self.context = hold, context
+        self._text = ""  # raw: some already sent (the context), then what is held
+        self._sent = 0  # how much of `_text` has gone out
+
+    def feed(self, delta: str) -> str:
+        self._text += delta
+        if len(self._text) - self._sent <= 2 * self.hold:
+            return ""  # batch: fewer, larger messages, and fewer scans
+        cut = len(self._text) - self.hold
+        while cut > self._sent and not self._text[cut - 1].isspace():
+            cut -= 1
+        spans = self.redactor.spans(self._text)
+        moved = True
+        while moved:
+            moved = False
+            for start, end, _ in spans:
+                if start < cut < end:
+                    cut, moved = start, True
+        if cut <= self._sent:
+            return ""
+        out = _apply(self._text, spans, self._sent, cut)
+        keep = max(0, cut - self.context)
+        self._text, self._sent = self._text[keep:], cut - keep
+        return out
+
+    def flush(self) -> str:
+        out = _apply(self._text, self.redactor.spans(self._text), self._sent, len(self._text))
+        self._text, self._sent = "", 0
+        return out
 
 
 @lru_cache(maxsize=256)
