@@ -351,6 +351,11 @@ def validate_custom_pattern(pattern: str) -> regex.Pattern[str]:
         raise InvalidPattern(
             f"Not a valid regular expression: {exc}.", code="pattern_invalid"
         ) from None
+    if _nested_quantifier(pattern):
+        raise InvalidPattern(
+            "The pattern nests quantifiers (like `(a+)+`), which can backtrack catastrophically.",
+            code="pattern_catastrophic",
+        )
     if compiled.groups:
         raise InvalidPattern(
             "Use non-capturing groups `(?:…)`: capturing groups and backreferences are not "
@@ -366,11 +371,6 @@ def validate_custom_pattern(pattern: str) -> regex.Pattern[str]:
         raise InvalidPattern(
             "The pattern matches the empty string, so it would match everywhere.",
             code="pattern_matches_empty",
-        )
-    if _nested_quantifier(pattern):
-        raise InvalidPattern(
-            "The pattern nests quantifiers (like `(a+)+`), which can backtrack catastrophically.",
-            code="pattern_catastrophic",
         )
     for probe in _PROBES:
         try:
