@@ -121,7 +121,9 @@ class MembershipJoinedSerializer(serializers.ModelSerializer):
 
 
 class CustomPatternSerializer(StrictInputSerializer):
-    name = serializers.CharField(max_length=32, help_text="Shown as `[REDACTED:<name>]`.")
+    name = serializers.RegexField(
+        redaction.CUSTOM_NAME.pattern, max_length=32, help_text="Shown as `[REDACTED:<name>]`."
+    )
     pattern = serializers.CharField(
         max_length=redaction.CUSTOM_PATTERN_MAX_LEN,
         trim_whitespace=False,
