@@ -102,6 +102,14 @@ def _nino_valid(text: str) -> bool:
     return text.replace(" ", "")[:2].upper() not in _NINO_BAD_PREFIXES
 
 
+def _iban_valid(text: str) -> bool:
+    # ISO 7064 mod 97-10 first (a few µs); stdnum's full check (country length and BBAN
+    # format, ~40 µs) only for what passes it.
+    compact = text.replace(" ", "")
+    digits = "".join(str(int(ch, 36)) for ch in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1 and std_iban.is_valid(compact)
+
+
 def _jwt_valid(text: str) -> bool:
     header = text.split(".", 1)[0]
     try:
@@ -199,7 +207,7 @@ _BUILTIN: tuple[_Kind, ...] = (
     _Kind(
         "iban",
         re.compile(_B + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?" + _E),
-        std_iban.is_valid,
+        _iban_valid,
         claims=True,
         numeric=True,
     ),
