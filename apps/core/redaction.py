@@ -146,6 +146,10 @@ _E = r"(?![A-Za-z0-9])"  # ... or right after
 # runs only: most text (and most of a turn's event payloads) has none, or a date or two.
 _NUMERIC_RUN = re.compile(r"[A-Z0-9+(][A-Z0-9+() ./-]{6,}")
 _NUMERIC_GATE = re.compile(r"\d(?:[ ./()-]{0,2}\d){5}")
+# Identifiers in lower-case hex (UUIDs, SHA digests, commit ids) hold digit runs that can pass
+# Luhn or a national-id checksum by chance (~0.2 % of UUIDs did): nothing inside one is PII.
+_HEX_ID = re.compile(r"(?<![0-9A-Za-z_])[0-9a-f][0-9a-f-]{14,}[0-9a-f](?![0-9A-Za-z_])")
+_HEX_LETTER = re.compile(r"[a-f]")
 
 _API_KEY_TRIGGERS = tuple(
     "sk- k_live_ k_test_ ghp_ gho_ ghu_ ghs_ ghr_ github_pat_ xox xapp- AKIA ASIA AIza glpat- hf_ "
@@ -468,10 +472,16 @@ class Redactor:
                     continue
                 self._scan(kind, text, 0, len(text), spans, claimed)
             if self._numeric_kinds:
+                hex_checked = False
                 for run in _NUMERIC_RUN.finditer(text):
                     start, end = run.span()
                     if _NUMERIC_GATE.search(text, start, end) is None:
                         continue
+                    if not hex_checked:
+                        hex_checked = True
+                        claimed.extend(
+                            m.span() for m in _HEX_ID.finditer(text) if _HEX_LETTER.search(m[0])
+                        )
                     # One character more, so the patterns' look-aheads see what follows.
                     end = min(end + 1, len(text))
                     for kind in self._numeric_kinds:
