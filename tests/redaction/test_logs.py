@@ -1,16 +1,21 @@
 """Log lines are redacted by a filter on the project's handler: the message with its
-arguments, the exception text and `extra=` values, in the JSON the handler writes."""
+arguments, the exception text and `extra=` values, in the JSON the handler writes; and in a
+Celery worker, whose own handlers replace the project's."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from apps.core.logging import RedactFilter
+from tests.conftest import ROOT
 
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
@@ -60,3 +65,32 @@ def test_messages_arguments_extras_and_tracebacks_are_redacted(project_log: io.S
     assert "ValueError: provider refused key [REDACTED:api_key]" in second["exc_info"]
     assert second["headers"] == {"Authorization": "[REDACTED:bearer_token]"}
     assert third["message"] == "order 4111 1111 1111 1112 shipped"
+
+
+WORKER_LOGGING = """
+import logging
+import django
+
+django.setup()
+from config.celery import app
+
+app.log.setup_logging_subsystem(loglevel="INFO")  # as `celery worker` does: root hijacked
+logging.getLogger("warden.agents").warning("turn failed for %s", "jane.doe@example.com")
+logging.getLogger("celery.task").warning("card 4111 1111 1111 1111 declined")
+"""
+
+
+def test_a_workers_own_log_handlers_redact_too() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.offline"}
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_LOGGING],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "turn failed for [REDACTED:email]" in done.stderr
+    assert "card [REDACTED:card] declined" in done.stderr
+    assert EMAIL not in done.stderr and CARD not in done.stderr
