@@ -552,7 +552,9 @@ class StreamRedactor:
     so a match that began there (`Bearer` sent, its token not yet) is still redacted.
     """
 
-    def __init__(self, redactor: Redactor, *, hold: int = 96, context: int = 32) -> None:
+    # 64: more than the longest match that spans spaces (an IBAN written in groups is at most
+    # 42 characters); longer matches are single runs or PEM blocks, held whole anyway.
+    def __init__(self, redactor: Redactor, *, hold: int = 64, context: int = 32) -> None:
         self.redactor = redactor
         self.hold, self.context = hold, context
         self._text = ""  # raw: some already sent (the context), then what is held
@@ -560,8 +562,8 @@ class StreamRedactor:
 
     def feed(self, delta: str) -> str:
         self._text += delta
-        if len(self._text) - self._sent <= 2 * self.hold:
-            return ""  # batch: fewer, larger messages, and fewer scans
+        if len(self._text) - self._sent <= self.hold:
+            return ""
         cut = len(self._text) - self.hold
         while cut > self._sent and not self._text[cut - 1].isspace():
             cut -= 1
