@@ -23,6 +23,7 @@ from apps.agents.runtime.ports import (
     ToolResult,
 )
 from apps.core import batch
+from apps.core.redaction import StreamRedactor, redactor_for
 from apps.core.telemetry import current_trace_id
 from apps.llm.models import Sensitivity
 from apps.llm.providers.base import Tier
@@ -307,9 +308,12 @@ class RouterModelPort:
         if self.state is not None:
             tier = self.state.tier_for(attempt)
         turn = self.turn
+        # Token deltas are the raw scratchpad: redacted as a stream, never a delta at a time.
+        stream = StreamRedactor(redactor_for(turn.tenant_id))
 
         def on_token(text: str) -> None:
-            token_publish(session_id=turn.session_id, turn_id=turn.id, text=text)
+            if out := stream.feed(text):
+                token_publish(session_id=turn.session_id, turn_id=turn.id, text=out)
 
         try:
             return self.router.complete(
@@ -330,6 +334,9 @@ class RouterModelPort:
                 on_token=on_token if self.stream else None,
                 allowed=self.allowed,
             )
+        finally:
+            if out := stream.flush():
+                token_publish(session_id=turn.session_id, turn_id=turn.id, text=out)
 
 
 # --------------------------------------------------------------------------- tools

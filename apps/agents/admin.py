@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from apps.agents import services
 from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
 from apps.core.exceptions import WardenError
+from apps.core.redaction import redact_payload
 from apps.tenants.admin_scoping import TenantScopedAdmin
 
 
@@ -143,7 +144,8 @@ class TurnAdmin(TenantScopedAdmin):
                     ", ".join(n.parents),
                     _pretty(n.inputs),
                     _pretty(n.outputs),
-                    _pretty(n.scratchpad),
+                    # The private scratchpad never leaves the platform unredacted.
+                    _pretty(redact_payload(n.scratchpad, n.tenant_id)),
                 )
                 for n in nodes
             ),

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 from rest_framework import serializers
 
 from apps.agents.models import ActionNode, Agent, AgentSession, Environment, RiskTier, Turn
 from apps.core.api.serializers import MAX_TOKENS, PG_INT_MAX, StrictInputSerializer
+from apps.core.redaction import redact_payload
 from apps.llm.models import Sensitivity, Tier
 
 
@@ -111,7 +114,31 @@ class SessionStateOutSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
 
 
-class TurnSerializer(serializers.ModelSerializer):
+class RedactedSerializer(serializers.ModelSerializer):
+    """Scrubs `redacted_fields` (apps.core.redaction, the row's tenant settings) unless the
+    context says `unredacted` — which views set for tenant admins only, so a serializer used
+    without that context redacts. `private_fields` (the model's scratchpad) are scrubbed for
+    everyone: the private scratchpad never leaves the platform unredacted."""
+
+    redacted_fields: tuple[str, ...] = ()
+    private_fields: tuple[str, ...] = ()
+
+    def to_representation(self, instance: Any) -> Any:
+        data = super().to_representation(instance)
+        unredacted = self.context.get("unredacted", False)
+        for name in self.private_fields + (() if unredacted else self.redacted_fields):
+            if name in data:
+                data[name] = redact_payload(data[name], instance.tenant_id)
+        return data
+
+
+def redaction_context(*, unredacted: bool) -> dict[str, Any]:
+    return {"unredacted": unredacted}
+
+
+class TurnSerializer(RedactedSerializer):
+    redacted_fields = ("user_message", "final_answer", "detail")
+
     session = serializers.UUIDField(source="session_id", read_only=True)
     links = serializers.SerializerMethodField()
 
@@ -151,8 +178,13 @@ class TurnCreateSerializer(StrictInputSerializer):
     allow_model_upgrade = serializers.BooleanField(required=False, default=False)
 
 
-class NodeSerializer(serializers.ModelSerializer):
-    """An action-graph node. `scratchpad` (the model's private reasoning) only for operators."""
+class NodeSerializer(RedactedSerializer):
+    """An action-graph node. `scratchpad` (the model's private reasoning) only for operators,
+    and redacted for them too; inputs and outputs (tool arguments, results) redacted below admin.
+    """
+
+    redacted_fields = ("inputs", "outputs")
+    private_fields = ("scratchpad",)
 
     class Meta:
         model = ActionNode

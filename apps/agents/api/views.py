@@ -26,6 +26,7 @@ from apps.core.api.views import (
     paginated,
 )
 from apps.core.exceptions import Conflict, InvalidInput
+from apps.core.redaction import redact_payload
 from apps.llm.models import ModelEndpoint
 from apps.tenants.authz import Permission, allows
 from apps.tenants.permissions import (
@@ -119,6 +120,12 @@ class AgentDetailApi(APIView):
                 code="agent_in_use",
             ) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _redaction(request: Request) -> dict[str, object]:
+    """Serializer context: tool arguments, results and turn texts unredacted for admins only."""
+    identity = request_identity(request)
+    return s.redaction_context(unredacted=allows(identity, Permission.TENANT_ADMINISTER))
 
 
 def _session(request: Request, session_id: uuid.UUID) -> AgentSession:
@@ -237,7 +244,13 @@ class TurnListApi(PaginatedListMixin, APIView):
     @extend_schema(responses=s.TurnSerializer(many=True), summary="List a session's turns")
     def get(self, request: Request, session_id: uuid.UUID) -> Response:
         session = _session(request, session_id)
-        return paginated(request, self, selectors.turn_list(session=session), s.TurnSerializer)
+        return paginated(
+            request,
+            self,
+            selectors.turn_list(session=session),
+            s.TurnSerializer,
+            _redaction(request),
+        )
 
     @extend_schema(
         request=s.TurnCreateSerializer,
@@ -267,7 +280,10 @@ class TurnListApi(PaginatedListMixin, APIView):
             requested_by=authenticated_user(request),
             allow_model_upgrade=data.validated_data["allow_model_upgrade"],
         )
-        return Response(s.TurnSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            s.TurnSerializer(turn, context=_redaction(request)).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class TurnDetailApi(APIView):
@@ -276,7 +292,7 @@ class TurnDetailApi(APIView):
 
     @extend_schema(responses=s.TurnSerializer, summary="Get a turn")
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
-        return Response(s.TurnSerializer(_turn(request, turn_id)).data)
+        return Response(s.TurnSerializer(_turn(request, turn_id), context=_redaction(request)).data)
 
 
 class TurnCancelApi(APIView):
@@ -293,7 +309,7 @@ class TurnCancelApi(APIView):
     )
     def post(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = services.turn_cancel(turn=_turn(request, turn_id))
-        return Response(s.TurnSerializer(turn).data)
+        return Response(s.TurnSerializer(turn, context=_redaction(request)).data)
 
 
 class TurnStepsApi(PaginatedListMixin, APIView):
@@ -303,13 +319,17 @@ class TurnStepsApi(PaginatedListMixin, APIView):
     @extend_schema(
         responses=s.NodeWithScratchpadSerializer(many=True),
         summary="The turn's action graph (scratchpad for operators only)",
+        description="Tool arguments and results (`inputs`, `outputs`) are redacted for roles "
+        "below admin; the scratchpad is redacted for everyone who sees it.",
     )
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = _turn(request, turn_id)
         identity = request_identity(request)
         private = allows(identity, Permission.REASONING_READ)
         serializer = s.NodeWithScratchpadSerializer if private else s.NodeSerializer
-        return paginated(request, self, selectors.node_list(turn=turn), serializer)
+        return paginated(
+            request, self, selectors.node_list(turn=turn), serializer, _redaction(request)
+        )
 
 
 class SessionReplayApi(APIView):
@@ -344,4 +364,11 @@ class SessionReplayApi(APIView):
             max_nodes=settings.WARDEN_REPLAY_MAX_NODES,
             max_turns=settings.WARDEN_REPLAY_MAX_TURNS,
         )
-        return Response(s.ReplayReportSerializer(report.as_dict()).data)
+        body = report.as_dict()
+        if body.get("divergence") and not allows(
+            request_identity(request), Permission.TENANT_ADMINISTER
+        ):
+            # Recorded vs replayed values quote tool arguments and results: redacted below
+            # admin, like the steps they come from.
+            body["divergence"] = redact_payload(body["divergence"], session.tenant_id)
+        return Response(s.ReplayReportSerializer(body).data)
