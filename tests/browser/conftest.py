@@ -175,8 +175,8 @@ def sign_in(page: Any, username: str, password: str = PASSWORD) -> None:
     page.wait_for_url(re.compile(r"/chat/(?!login)"))
 
 
-def screenshot(page: Any, name: str) -> Path:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

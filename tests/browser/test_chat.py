@@ -115,8 +115,11 @@ def test_chat_with_the_demo_agent_streams_its_steps(
     expect(page.locator("#meter-session-text")).to_contain_text(
         re.compile(r"^[1-9]\d* of 3200 tokens")
     )
+    cards.nth(0).locator("summary").click()  # closed again: the picture shows both kinds
     cards.nth(1).locator("summary").click()
-    path = screenshot(page, "chat")
+    page.set_viewport_size({"width": 1100, "height": 1000})
+    page.evaluate("window.scrollTo(0, 0)")
+    path = screenshot(page, "chat", full_page=False)
     if os.environ.get("WARDEN_README_SCREENSHOTS") == "1":
         shutil.copyfile(path, ROOT / "docs" / "img" / "chat.png")
 
