@@ -73,8 +73,14 @@ def _identity(request: HttpRequest) -> Identity | None:
     if identity is None and slug:
         identity = identity_for_user(_user(request), None)
     if identity is not None:
-        request.session[TENANT_KEY] = identity.tenant.slug
+        _remember_tenant(request, identity)
     return identity
+
+
+def _remember_tenant(request: HttpRequest, identity: Identity) -> None:
+    # Written only when it changes: a session write re-sends the cookie on every response.
+    if request.session.get(TENANT_KEY) != identity.tenant.slug:
+        request.session[TENANT_KEY] = identity.tenant.slug
 
 
 def _session_for(request: HttpRequest, session_id: uuid.UUID) -> tuple[Identity, AgentSession]:
@@ -88,7 +94,7 @@ def _session_for(request: HttpRequest, session_id: uuid.UUID) -> tuple[Identity,
             session = selectors.session_get(identity=identity, session_id=session_id)
         except AgentSession.DoesNotExist:
             continue
-        request.session[TENANT_KEY] = identity.tenant.slug
+        _remember_tenant(request, identity)
         return identity, session
     raise Http404("No such session.")
 
