@@ -163,6 +163,10 @@ def session_page(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
             "websocket": f"/ws/sessions/{session.id}/",
             "canSend": allows(identity, Permission.TURN_START),
             "canDecide": allows(identity, Permission.APPROVAL_DECIDE),
+            # Four eyes (apps/approvals): whoever asked for a turn may reject its call but
+            # not approve it, unless the deployment allows it; the page offers what works.
+            "username": _user(request).get_username(),
+            "selfApprove": bool(settings.WARDEN_APPROVAL_ALLOW_SELF),
             "meterUrl": reverse("chat:session-meter", kwargs={"session_id": session.id}),
             "loginUrl": reverse(LOGIN_URL),
             "pagePath": request.path,

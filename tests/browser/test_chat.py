@@ -185,6 +185,11 @@ def test_reconnects_after_a_server_restart_mid_turn_without_duplicates_or_gaps(
     assert turn.status == "waiting"
     item = turn_item(page, turn)
     expect(item.locator(".badge")).to_have_text("waiting for approval")
+    # Alice asked for this turn: she may reject its call, not approve it (four eyes).
+    own = item.get_by_role("group", name="Approval for word_count")
+    expect(own.get_by_role("button", name="Reject")).to_be_visible()
+    expect(own.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(own).to_contain_text("another approver must approve it")
 
     # The web server goes away mid-turn; the page says so and keeps trying.
     server.stop()

@@ -181,6 +181,9 @@ async function loadApprovalButtons(turnId, data, box) {
     pending = (body.results || []).find((a) => a.call_key === data.node_id);
   }
   if (!pending || box.decided) return;
+  const detail = await api(`/api/v1/approvals/${pending.id}`, { method: "GET" });
+  if (!detail.response.ok || detail.body.status !== "pending" || box.decided) return;
+  const own = detail.body.requested_by === cfg.username && !cfg.selfApprove;
   const inputId = `rationale-${pending.id}`;
   const rationale = el("input", { id: inputId, name: "rationale", maxlength: "2000", placeholder: "Why? (required to reject)" });
   const approve = el("button", { type: "button", text: "Approve" });
@@ -199,8 +202,9 @@ async function loadApprovalButtons(turnId, data, box) {
   approve.addEventListener("click", () => decide("approve"));
   reject.addEventListener("click", () => decide("reject"));
   box.approval.actions = el("div", { class: "actions" },
-    el("label", { for: inputId, text: "Rationale" }), rationale, approve, reject);
+    el("label", { for: inputId, text: "Rationale" }), rationale, own ? null : approve, reject);
   box.approval.append(box.approval.actions, status);
+  if (own) status.textContent = "You asked for this turn, so another approver must approve it; you may reject it.";
 }
 
 function approvalDecided(turnId, data) {
