@@ -17,6 +17,7 @@ import pytest
 from apps.agents.demo import seed_demo_agents, seed_demo_policies
 from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, Turn
 from apps.approvals.models import ApprovalRequest, ApprovalStatus
+from apps.budgets.models import Budget
 from tests.agents.conftest import make_session, wait_for_turn
 from tests.browser.conftest import LOUD, ROOT, RestartableServer, screenshot, sign_in
 from tests.conftest import WorkerProcess, World, client_for
@@ -224,6 +225,26 @@ def test_reconnects_after_a_server_restart_mid_turn_without_duplicates_or_gaps(
     for node in ActionNode.objects.filter(turn=turn, kind="tool_call"):
         expect(item.locator(f'[data-node="{node.node_id}"]')).to_have_count(1)
     screenshot(page, "reconnected")
+
+
+def test_a_turn_stopped_by_its_budget_says_so_and_what_to_do(
+    world: World, celery_worker: WorkerProcess, server: RestartableServer, new_page: Any
+) -> None:
+    agent = demo_agent(world, approval=False)
+    # The demo's session budget, cut below one model call's hold.
+    Budget.objects.filter(tenant=world.tenant_a, agent_id=agent.id).update(max_tokens=100)
+    session = make_session(agent, world.alice)
+    page = new_page(server.url)
+    sign_in(page, "alice")
+    open_session(page, session)
+    turn = wait_for_turn(send(page, "too expensive"), statuses=("completed", "failed"))
+    assert (turn.status, turn.outcome) == ("failed", "budget_exceeded")
+    item = turn_item(page, turn)
+    expect(item.locator(".badge")).to_have_text("failed")
+    expect(item.get_by_role("alert")).to_contain_text("budget")
+    expect(item.get_by_role("alert")).to_contain_text("Start a new session")
+    expect(page.locator("#meter-session-text")).to_contain_text("of 100 tokens")
+    screenshot(page, "budget-exceeded")
 
 
 def test_another_tenants_session_is_not_found(

@@ -27,7 +27,7 @@ let awaitingAck = null;
 
 // What to do next, per error code (REST, websocket `error` events and failed turns).
 const ADVICE = {
-  budget_exceeded: "The budget has no room left. Start a new session, or ask a tenant admin to raise the budget; daily budgets reset at midnight UTC.",
+  budget_exceeded: "The budget has no room left for this. Start a new session, or ask a tenant admin to raise the budget; daily budgets reset at midnight UTC.",
   budget_unavailable: "Budgets can't be checked right now. Try again in a minute.",
   rate_limited: "Too many requests right now. Wait a moment, then send again.",
   throttled: "Too many requests right now. Wait a moment, then send again.",
@@ -317,7 +317,8 @@ function handle(msg) {
       setStatus(turn, "failed");
       turn.live.textContent = "";
       const code = data.reason || data.status;
-      turn.problem.textContent = `${data.detail || code}. ${advice(code)}`;
+      const resets = data.budget?.resets_at ? ` It resets at ${new Date(data.budget.resets_at).toLocaleString()}.` : "";
+      turn.problem.textContent = `${data.detail || code}. ${advice(code)}${resets}`;
       refreshMeter();
       break;
     }
