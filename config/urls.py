@@ -25,6 +25,7 @@ urlpatterns = [
     path("metrics", core_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("chat/", include("apps.chat.urls")),
     path("integrations/slack/interactions/", slack_interactions, name="slack-interactions"),
 ]
 

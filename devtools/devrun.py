@@ -182,6 +182,7 @@ def main() -> int:
             _log(f"started {name} (pid {children[-1].pid})")
         base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"  # noqa: S104
         _log("")
+        _log(f"chat      {base}/chat/")
         _log(f"console   {base}/admin/")
         _log(f"API docs  {base}/api/v1/docs/")
         _log(f"ready     {base}/readyz")
