@@ -114,6 +114,9 @@ def main() -> int:
     if not env.get("DJANGO_SECRET_KEY") and not env.get("DJANGO_SECRET_KEY_FILE"):
         ensure_secret_key(var)
     env.setdefault("WARDEN_LOG_FORMAT", "console")
+    # A first local run has one console account: let it approve the demo agent's risky step
+    # itself (the chat's Approve button). Deployments keep the four-eyes default (false).
+    env.setdefault("WARDEN_APPROVAL_ALLOW_SELF", "true")
     need_db, need_redis = not env.get("DATABASE_URL"), not env.get("REDIS_URL")
     started_embedded = need_db or need_redis
     children: list[subprocess.Popen[bytes]] = []
