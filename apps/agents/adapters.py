@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps.agents import jobs as tool_jobs
 from apps.agents.events import event_published, new_event, token_publish
 from apps.agents.models import ActionNode, AgentSession, SessionEvent, Turn
+from apps.agents.runtime.compression import SUMMARY_PURPOSE
 from apps.agents.runtime.ports import (
     GateDecision,
     StepContext,
@@ -302,6 +303,12 @@ class RouterModelPort:
         tier: Tier = escalate(self.tier) if attempt >= 2 else self.tier
         if self.state is not None:
             tier = self.state.tier_for(attempt)
+        # A summary of old history (context compression) is the small tier's job, and not
+        # streamed: it is no part of the answer.
+        summary = request.metadata.get("purpose") == SUMMARY_PURPOSE
+        if summary:
+            tier = "small"
+        stream = self.stream and not summary
         turn = self.turn
 
         def on_token(text: str) -> None:
@@ -312,7 +319,7 @@ class RouterModelPort:
                 request,
                 tier=tier,
                 sensitivity=self.sensitivity,
-                on_token=on_token if self.stream else None,
+                on_token=on_token if stream else None,
                 allowed=self.allowed,
             )
         except NoEndpointAvailable:
@@ -323,7 +330,7 @@ class RouterModelPort:
                 request,
                 tier=self.tier,
                 sensitivity=self.sensitivity,
-                on_token=on_token if self.stream else None,
+                on_token=on_token if stream else None,
                 allowed=self.allowed,
             )
 

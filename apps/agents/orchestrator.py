@@ -45,6 +45,7 @@ from apps.agents.approval_flow import (
     turn_resume_on_decision,
 )
 from apps.agents.budgeting import LedgerBudget, TurnBudgetState, builtin_caps
+from apps.agents.compression import context_memory
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     ActionNode,
@@ -224,7 +225,15 @@ def _run_locked(turn: Turn) -> str:
                 turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
             ),
             system_prompt=agent.system_prompt,
-            history=history_for(turn) if turn.seq > 1 else [],
+            # Earlier turns: the newest summary and the turns after it, summarised again
+            # when the prompt nears the model's window or the turn's input budget.
+            memory=context_memory(
+                turn=turn,
+                router=router,
+                allowed=allowed,
+                tier=agent.model_tier,
+                sensitivity=session.data_sensitivity,
+            ),
             budget=budget,
             events=events,
             checkpoints=checkpoints,
