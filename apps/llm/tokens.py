@@ -17,8 +17,9 @@ Which counter an endpoint gets, first match wins:
    never thought roomier than it is. It is the same bound the budgets hold for a prompt
    (apps/agents/runtime/transcript.py `input_token_bound`).
 
-A chat's count adds OpenAI's framing figures — 3 tokens a message, 1 for a name, 3 to prime
-the reply — to the content's tokens (tool calls and tool specs counted as their JSON).
+A chat's count is OpenAI's recipe (the cookbook's `num_tokens_from_messages`): 3 tokens a
+message, plus its role, content and name (and 1 for a name), plus 3 to prime the reply; tool
+calls and tool specs are counted as their JSON (the recipe has no exact figure for those).
 
 Framework-free, like the providers: the agents' pure runtime counts with it.
 """
@@ -168,7 +169,7 @@ def counter_for(endpoint: Any) -> TokenCounter:
 
 def count_message(counter: TokenCounter, message: Message) -> int:
     """One message's tokens, framing included."""
-    total = PER_MESSAGE + counter.count(message.content)
+    total = PER_MESSAGE + counter.count(message.role) + counter.count(message.content)
     if message.name:
         total += PER_NAME + counter.count(message.name)
     for call in message.tool_calls:
