@@ -10,9 +10,12 @@ Which counter an endpoint gets, first match wins:
    `gpt-3.5*` → cl100k_base): the provider's own BPE tables, from the `bpe-openai` wheel,
    which bundles them. tiktoken is not used: it downloads its tables at run time, which an
    offline deployment can't.
-4. Anything else (Anthropic, whose tokenizer is not published; the local GGUF model and other
-   llama.cpp / vLLM models, whose tokenizers are not on PyPI offline): the estimate, one token
-   per 3 bytes of UTF-8, rounded up. Common BPE tokenizers average about 4 characters a token
+4. The local model (llama.cpp's server, `kind="local"`): the server's own tokenizer, over its
+   `POST /tokenize` — exact for the GGUF it serves. Unreachable or failing: the estimate for
+   that text, and the counter says it is no longer exact.
+5. Anything else (Anthropic, whose tokenizer is not published; other llama.cpp / vLLM models
+   behind the OpenAI protocol, whose tokenizers are not on PyPI offline): the estimate, one
+   token per 3 bytes of UTF-8, rounded up. Common BPE tokenizers average about 4 characters a token
    on English text, so the estimate errs high by about a third — a safety margin: a window is
    never thought roomier than it is. It is the same bound the budgets hold for a prompt
    (apps/agents/runtime/transcript.py `input_token_bound`).
@@ -28,11 +31,20 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+import httpx
+
+from apps.core.egress import STRICT, EgressPolicy
+from apps.core.egress.httpx_guard import guarded_client
 from apps.llm.types import Message, ToolSpec
+
+logger = logging.getLogger("warden.llm")
 
 ESTIMATE = "estimate"
 SCRIPTED = "scripted"
@@ -118,6 +130,53 @@ def _encoding(name: str) -> Any:
     return bpe_openai.get_encoding(name)
 
 
+class LlamaServerCounter:
+    """llama.cpp's server tokenizes with the model it serves: `POST <root>/tokenize
+    {"content": …}` → `{"tokens": […]}`. Counts are cached per text (roles and repeated
+    history cost one request each per process); connections go through the endpoint's egress
+    policy, like its completions. A failure counts that text with the estimate, logs once per
+    counter, and `exact` turns False."""
+
+    name = "llama.cpp"
+    CACHE = 4096
+    TIMEOUT_S = 2.0
+
+    def __init__(self, base_url: str, *, egress: EgressPolicy = STRICT) -> None:
+        root = base_url.rstrip("/")
+        self.url = (root[: -len("/v1")] if root.endswith("/v1") else root) + "/tokenize"
+        self.exact = True
+        self._egress = egress
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def count(self, text: str) -> int:
+        with self._lock:
+            if text in self._cache:
+                self._cache.move_to_end(text)
+                return self._cache[text]
+        try:
+            with guarded_client(self._egress, timeout=self.TIMEOUT_S) as client:
+                reply = client.post(self.url, json={"content": text, "add_special": False})
+            reply.raise_for_status()
+            tokens = reply.json()["tokens"]
+            if not isinstance(tokens, list):
+                raise ValueError("tokens is not a list")
+            found = len(tokens)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            if self.exact:
+                logger.warning(
+                    "llama.cpp tokenizer unavailable; estimating",
+                    extra={"url": self.url, "error": type(exc).__name__},
+                )
+            self.exact = False
+            return EstimateCounter().count(text)
+        with self._lock:
+            self._cache[text] = found
+            while len(self._cache) > self.CACHE:
+                self._cache.popitem(last=False)
+        return found
+
+
 def openai_encoding(model: str) -> str | None:
     """The BPE encoding of an OpenAI model name, or None if it isn't one we know."""
     lowered = model.lower().rsplit("/", 1)[-1]  # "openai/gpt-4o" as some gateways name it
@@ -158,13 +217,13 @@ def counter_for_model(
 
 
 def counter_for(endpoint: Any) -> TokenCounter:
-    """The counter for an `EndpointConfig` (anything with `kind`, `model`, `options`); the
-    estimate for None."""
+    """The counter for an `EndpointConfig`; the estimate for None."""
     if endpoint is None:
         return EstimateCounter()
-    return counter_for_model(
-        kind=str(endpoint.kind), model=str(endpoint.model), options=endpoint.options
-    )
+    chosen = endpoint.options.get("tokenizer")
+    if endpoint.kind == "local" and endpoint.base_url and not chosen:
+        return LlamaServerCounter(endpoint.base_url, egress=endpoint.egress)
+    return counter_for_model(kind=endpoint.kind, model=endpoint.model, options=endpoint.options)
 
 
 def count_message(counter: TokenCounter, message: Message) -> int:

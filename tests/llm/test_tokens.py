@@ -3,6 +3,12 @@ documented estimate — one interface (apps/llm/tokens.py)."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
 import pytest
 
 from apps.llm.providers.base import EndpointConfig
@@ -15,6 +21,7 @@ from apps.llm.tokens import (
     counter_named,
 )
 from apps.llm.types import Message, ModelRequest
+from tests.llm.servers import LOOPBACK
 
 # The OpenAI cookbook's example ("How to count tokens with tiktoken"): the API reported 129
 # prompt tokens for it on gpt-3.5-turbo / gpt-4 (cl100k_base), and 124 on gpt-4o (o200k_base).
@@ -124,3 +131,91 @@ def test_the_scripted_model_counts_as_it_reports_usage() -> None:
 
 def test_no_endpoint_is_estimated() -> None:
     assert isinstance(counter_for(None), EstimateCounter)
+
+
+class TokenizeServer:
+    """llama.cpp's `POST /tokenize` on loopback, with a word-level "model": one token per
+    whitespace-separated word. Records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.asked.append((self.path, body))
+                if self.path != "/tokenize":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                data = json.dumps({"tokens": list(range(len(body["content"].split())))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def tokenize_server() -> Iterator[TokenizeServer]:
+    server = TokenizeServer()
+    yield server
+    server.stop()
+
+
+def test_the_local_model_counts_with_its_own_tokenizer(tokenize_server: TokenizeServer) -> None:
+    local = EndpointConfig(
+        name="local",
+        kind="local",
+        model="smollm2",
+        base_url=tokenize_server.base_url,
+        egress=LOOPBACK,
+    )
+    counter = counter_for(local)
+    assert (counter.name, counter.exact) == ("llama.cpp", True)
+    assert counter.count("one two three four") == 4
+    assert counter.count("one two three four") == 4  # cached: asked once
+    assert tokenize_server.asked == [
+        ("/tokenize", {"content": "one two three four", "add_special": False})
+    ]
+
+
+def test_an_unreachable_tokenizer_falls_back_to_the_estimate(
+    tokenize_server: TokenizeServer,
+) -> None:
+    counter = counter_for(
+        EndpointConfig(
+            name="local",
+            kind="local",
+            model="smollm2",
+            base_url=tokenize_server.base_url,
+            egress=LOOPBACK,
+        )
+    )
+    tokenize_server.stop()
+    assert counter.count("one two three four") == EstimateCounter().count("one two three four")
+    assert counter.exact is False
+
+
+def test_the_tokenizer_is_reached_only_where_egress_allows(
+    tokenize_server: TokenizeServer,
+) -> None:
+    # An endpoint under the strict policy (public addresses only) can't be pointed at loopback
+    # to probe it: nothing is sent, and the count is the estimate.
+    counter = counter_for(
+        EndpointConfig(name="local", kind="local", model="m", base_url=tokenize_server.base_url)
+    )
+    assert counter.count("one two") == EstimateCounter().count("one two")
+    assert tokenize_server.asked == [] and counter.exact is False
