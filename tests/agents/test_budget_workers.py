@@ -42,9 +42,10 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 PRICE = Decimal("1000")  # per million tokens, each way: a hold of ~1100 tokens is ~1.1
 # A call holds its prompt's bound plus 1024 output tokens: at least this much money.
 ONE_HOLD_FLOOR = Decimal(1024) * PRICE / 1_000_000
-# How long the model endpoint may take; with no grace (the workers' environment below), a hold
-# is past its deadline this long after its reserve.
-CALL_TIMEOUT_S = 5.0
+# How long the model endpoint may take in the crash test; with no grace (the workers'
+# environment there), a hold is past its deadline this long after its reserve. The call is held
+# at the model until the worker is killed, which must come sooner.
+CALL_TIMEOUT_S = 8.0
 
 
 class Workers:
@@ -94,7 +95,9 @@ def until(predicate: Callable[[], bool], what: str, timeout: float = 45.0) -> No
         time.sleep(0.1)
 
 
-def priced_agent(tenant: Tenant, server: StepModelServer, *, slug: str) -> Agent:
+def priced_agent(
+    tenant: Tenant, server: StepModelServer, *, slug: str, timeout_s: float = CALL_TIMEOUT_S
+) -> Agent:
     endpoint = endpoint_save(
         tenant=tenant,
         name=f"priced-{slug}",
@@ -102,7 +105,7 @@ def priced_agent(tenant: Tenant, server: StepModelServer, *, slug: str) -> Agent
         model="step-model",
         base_url=server.url,
         tier="small",
-        timeout_s=CALL_TIMEOUT_S,
+        timeout_s=timeout_s,
         price_input_per_mtok=PRICE,
         price_output_per_mtok=PRICE,
     )
@@ -230,7 +233,8 @@ def test_two_workers_share_one_tenant_rate_window(
     world: World, workers: Workers, server: StepModelServer
 ) -> None:
     TenantBudgetSettings.objects.create(tenant=world.tenant_a, rpm_per_tenant=RPM)
-    agent = priced_agent(world.tenant_a, server, slug="limited")
+    # The calls wait at the model while the second worker starts: no timeout may cut them.
+    agent = priced_agent(world.tenant_a, server, slug="limited", timeout_s=120.0)
     sessions = [make_session(agent) for _ in range(TURNS + 1)]
     client = client_for(world.tenant_a, scopes=["write"])
 
