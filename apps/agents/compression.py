@@ -15,6 +15,7 @@ from apps.agents.runtime.compression import ContextMemory
 from apps.agents.runtime.ports import ContextSummary, Exchange
 from apps.llm.router import ModelRouter
 from apps.llm.tokens import counter_for
+from apps.llm.types import ModelRequest
 
 DEFAULT_CONTEXT_WINDOW = 8192
 
@@ -75,31 +76,44 @@ def context_memory(
 ) -> ContextMemory:
     """The turn's history as the loop keeps it within limits: the newest summary, the
     completed turns after it, and the limits of the endpoint the router would try first."""
-    summary = latest_summary(
-        tenant_id=turn.tenant_id, session_id=turn.session_id, before_seq=turn.seq
+    first_turn = turn.seq == 1  # no history: no query
+    summary = (
+        None
+        if first_turn
+        else latest_summary(
+            tenant_id=turn.tenant_id, session_id=turn.session_id, before_seq=turn.seq
+        )
     )
     after = summary.through_seq if summary is not None else 0
-    exchanges = tuple(
-        Exchange(seq=seq, turn_id=str(turn_id), user=user, answer=answer)
-        for seq, turn_id, user, answer in Turn.objects.filter(
-            tenant_id=turn.tenant_id,
-            session_id=turn.session_id,
-            seq__gt=after,
-            seq__lt=turn.seq,
-            status=TurnStatus.COMPLETED,
+    earlier = (
+        ()
+        if first_turn
+        else tuple(
+            Exchange(seq=seq, turn_id=str(turn_id), user=user, answer=answer)
+            for seq, turn_id, user, answer in Turn.objects.filter(
+                tenant_id=turn.tenant_id,
+                session_id=turn.session_id,
+                seq__gt=after,
+                seq__lt=turn.seq,
+                status=TurnStatus.COMPLETED,
+            )
+            .order_by("seq")
+            .values_list("seq", "id", "user_message", "final_answer")
         )
-        .order_by("seq")
-        .values_list("seq", "id", "user_message", "final_answer")
     )
-    endpoint = router.first_choice(
+    # The endpoint the router tries first, by its rules alone (no breaker read: a turn that
+    # fails over to another endpoint is measured against the first one's window).
+    candidates = router.candidates(
+        ModelRequest(messages=()),
         tier=tier,  # type: ignore[arg-type]
         sensitivity=sensitivity,
         allowed=allowed,
         min_context=turn.min_context_tokens,
     )
+    endpoint = candidates[0] if candidates else None
     enabled = bool(settings.WARDEN_CONTEXT_COMPRESSION)
     return ContextMemory(
-        exchanges=exchanges,
+        exchanges=earlier,
         summary=summary,
         store=DbSummaryStore(turn),
         counter=counter_for(endpoint),

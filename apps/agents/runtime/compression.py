@@ -173,8 +173,10 @@ class ContextCompressor:
                 return build(summary, exchanges, "")  # the store had it: already in `summary`
             return build(summary, exchanges[len(fold) :], self._omitted(fold))
         messages = build(summary, exchanges, "")
+        if not fold:  # nothing old enough to summarise: not worth counting
+            return messages
         before = pressure(memory, messages, tools, max_output_tokens=max_output_tokens)
-        if before.fraction < memory.trigger or not fold:
+        if before.fraction < memory.trigger:
             return messages
         made = self._summarise(summary, fold, before)
         if made is None:
