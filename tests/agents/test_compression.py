@@ -146,3 +146,21 @@ def test_a_failing_summariser_degrades_and_the_turn_still_answers(world: World) 
     assert step.input_tokens == sum(ScriptedCounter().count(text) for text in prompt)
     node = ActionNode.objects.get(turn=turn, node_id=f"{turn.id}:summary")
     assert node.status == "failed" and "unavailable" in node.outputs["error"]
+
+
+def test_the_console_shows_a_sessions_summaries_to_its_tenant_only(
+    world: World, alice_client: Any, charlie_client: Any
+) -> None:
+    session = make_session(agent_with_window(world.tenant_a))
+    for seq in range(1, 9):
+        say(session, seq)
+        if SessionSummary.objects.filter(session=session).exists():
+            break
+    [summary] = SessionSummary.objects.filter(session=session)
+    page = f"/admin/agents/agentsession/{session.id}/change/"
+    shown = alice_client.get(page)
+    assert shown.status_code == 200
+    assert summary.text[:40] in shown.content.decode()
+    other = charlie_client.get(page)  # another tenant's owner
+    assert other.status_code in (302, 404)
+    assert summary.text[:40] not in other.content.decode()
