@@ -63,7 +63,6 @@ from apps.core import batch
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
-from apps.llm.types import Message
 
 logger = logging.getLogger("warden.agents")
 
@@ -80,18 +79,6 @@ def session_lock(session_id: uuid.UUID) -> contextlib.AbstractContextManager[boo
 def _sessions_unlocked(session_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """The sessions among these whose lock nobody holds now (taken and released at once)."""
     return advisory_unlocked(LockNamespace.SESSION, session_ids)
-
-
-def history_for(turn: Turn) -> list[Message]:
-    """The conversation before this turn: earlier user messages and final answers."""
-    messages: list[Message] = []
-    earlier = Turn.objects.filter(
-        session_id=turn.session_id, seq__lt=turn.seq, status=TurnStatus.COMPLETED
-    ).order_by("seq")
-    for prior in earlier:
-        messages.append(Message(role="user", content=prior.user_message))
-        messages.append(Message(role="assistant", content=prior.final_answer))
-    return messages
 
 
 _STATUS = {
