@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps.agents import jobs as tool_jobs
 from apps.agents.events import event_published, new_event, token_publish
 from apps.agents.models import ActionNode, AgentSession, SessionEvent, Turn
+from apps.agents.runtime.compression import SUMMARY_PURPOSE
 from apps.agents.runtime.ports import (
     GateDecision,
     StepContext,
@@ -307,12 +308,18 @@ class RouterModelPort:
         tier: Tier = escalate(self.tier) if attempt >= 2 else self.tier
         if self.state is not None:
             tier = self.state.tier_for(attempt)
+        # A summary of old history (context compression) is the small tier's job, and not
+        # streamed: it is no part of the answer.
+        summary = request.metadata.get("purpose") == SUMMARY_PURPOSE
+        if summary:
+            tier = "small"
+        streaming = self.stream and not summary
         turn = self.turn
         # Token deltas are the raw scratchpad: redacted as a stream, never a delta at a time.
-        stream = StreamRedactor(redactor_for(turn.tenant_id))
+        redacted = StreamRedactor(redactor_for(turn.tenant_id))
 
         def on_token(text: str) -> None:
-            if out := stream.feed(text):
+            if out := redacted.feed(text):
                 token_publish(session_id=turn.session_id, turn_id=turn.id, text=out)
 
         try:
@@ -320,7 +327,7 @@ class RouterModelPort:
                 request,
                 tier=tier,
                 sensitivity=self.sensitivity,
-                on_token=on_token if self.stream else None,
+                on_token=on_token if streaming else None,
                 allowed=self.allowed,
             )
         except NoEndpointAvailable:
@@ -331,11 +338,11 @@ class RouterModelPort:
                 request,
                 tier=self.tier,
                 sensitivity=self.sensitivity,
-                on_token=on_token if self.stream else None,
+                on_token=on_token if streaming else None,
                 allowed=self.allowed,
             )
         finally:
-            if out := stream.flush():
+            if out := redacted.flush():
                 token_publish(session_id=turn.session_id, turn_id=turn.id, text=out)
 
 

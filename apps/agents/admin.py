@@ -11,10 +11,18 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from apps.agents import services
-from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
+from apps.agents.models import (
+    ActionNode,
+    Agent,
+    AgentSession,
+    SessionEvent,
+    SessionSummary,
+    ToolJob,
+    Turn,
+)
 from apps.core.exceptions import WardenError
 from apps.core.redaction import redact_payload
-from apps.tenants.admin_scoping import TenantScopedAdmin
+from apps.tenants.admin_scoping import TenantScopedAdmin, administered_tenant_ids
 
 
 @admin.register(Agent)
@@ -53,6 +61,35 @@ class TurnInline(admin.TabularInline):
         return False
 
 
+class SessionSummaryInline(admin.TabularInline):
+    """The summaries context compression made: which turns each stands in for."""
+
+    model = SessionSummary
+    fk_name = "session"
+    extra = 0
+    can_delete = False
+    fields = ("from_seq", "through_seq", "text", "tokens_before", "tokens_after", "counter")
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Whoever administers the session's tenant (memberships, not model permissions);
+        # without a session (the inline's queryset), whoever administers any tenant: the
+        # session's page itself is tenant-scoped.
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        if user.is_superuser:
+            return True
+        tenants = administered_tenant_ids(request)
+        return obj.tenant_id in tenants if obj is not None else bool(tenants)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(AgentSession)
 class AgentSessionAdmin(TenantScopedAdmin):
     list_display = [
@@ -68,7 +105,7 @@ class AgentSessionAdmin(TenantScopedAdmin):
     ]
     list_filter = ["tenant", "status", "environment", "agent"]
     readonly_fields = ["tokens_used", "next_seq"]
-    inlines = [TurnInline]
+    inlines = [TurnInline, SessionSummaryInline]
     actions = ["close_sessions"]
 
     @admin.action(description="Close selected sessions (cancel queued turns)")

@@ -278,3 +278,37 @@ class ToolJob(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.tool_name} job ({self.status})"
+
+
+class SessionSummary(TenantOwned):
+    """A summary of a session's turns `from_seq`..`through_seq`, made by the small tier when a
+    prompt neared its model's window or its turn's input budget (context compression,
+    apps/agents/runtime/compression.py). Later prompts show the newest one instead of the
+    turns it covers; it is never recomputed. Tokens as the made-by turn's counter counted.
+    """
+
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="summaries")
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="+")
+    from_seq = models.PositiveIntegerField()
+    through_seq = models.PositiveIntegerField()
+    text = models.TextField()
+    tokens_before = models.PositiveIntegerField()
+    tokens_after = models.PositiveIntegerField()
+    counter = models.CharField(max_length=32, blank=True)
+    turn_ids = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name_plural = "session summaries"
+        ordering = ["session", "-through_seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "through_seq"], name="uniq_summary_session_through"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(from_seq__lte=models.F("through_seq")),
+                name="summary_from_before_through",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"summary of turns {self.from_seq}-{self.through_seq}"

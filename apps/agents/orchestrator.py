@@ -45,6 +45,7 @@ from apps.agents.approval_flow import (
     turn_resume_on_decision,
 )
 from apps.agents.budgeting import LedgerBudget, TurnBudgetState, builtin_caps
+from apps.agents.compression import context_memory
 from apps.agents.metrics import metrics_flush
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
@@ -65,7 +66,6 @@ from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.core.telemetry import metric_add
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
-from apps.llm.types import Message
 
 logger = logging.getLogger("warden.agents")
 
@@ -82,18 +82,6 @@ def session_lock(session_id: uuid.UUID) -> contextlib.AbstractContextManager[boo
 def _sessions_unlocked(session_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """The sessions among these whose lock nobody holds now (taken and released at once)."""
     return advisory_unlocked(LockNamespace.SESSION, session_ids)
-
-
-def history_for(turn: Turn) -> list[Message]:
-    """The conversation before this turn: earlier user messages and final answers."""
-    messages: list[Message] = []
-    earlier = Turn.objects.filter(
-        session_id=turn.session_id, seq__lt=turn.seq, status=TurnStatus.COMPLETED
-    ).order_by("seq")
-    for prior in earlier:
-        messages.append(Message(role="user", content=prior.user_message))
-        messages.append(Message(role="assistant", content=prior.final_answer))
-    return messages
 
 
 _STATUS = {
@@ -240,7 +228,15 @@ def _run(turn: Turn) -> str:
                 turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
             ),
             system_prompt=agent.system_prompt,
-            history=history_for(turn) if turn.seq > 1 else [],
+            # Earlier turns: the newest summary and the turns after it, summarised again
+            # when the prompt nears the model's window or the turn's input budget.
+            memory=context_memory(
+                turn=turn,
+                router=router,
+                allowed=allowed,
+                tier=agent.model_tier,
+                sensitivity=session.data_sensitivity,
+            ),
             budget=budget,
             events=events,
             checkpoints=checkpoints,

@@ -10,6 +10,7 @@ from typing import Any, Literal, NoReturn
 
 from apps.agents.jobs import WAITING_OUTCOME as WAITING_TOOL
 from apps.agents.models import ActionNode, Turn, TurnStatus
+from apps.agents.runtime.compression import SUMMARY_PURPOSE
 from apps.agents.runtime.ports import (
     StepContext,
     StepRecord,
@@ -157,6 +158,11 @@ class Recording:
         for node in nodes:
             if not isinstance(node.inputs, dict) or not isinstance(node.outputs, dict):
                 self.incomplete(f"node {node.node_id} has damaged inputs or outputs", node.node_id)
+            if node.inputs.get("purpose") == SUMMARY_PURPOSE:
+                # The turn's context summary: replay starts from the summary it kept (as a
+                # resumed run does, apps/agents/compression.replay_memory), not a new call.
+                self.reached.add(node.node_id)
+                continue
             if node.status not in _KNOWN_STATUSES.get(node.kind, frozenset()):
                 self.incomplete(
                     f"node {node.node_id} has an unknown kind or status ({node.kind}, "

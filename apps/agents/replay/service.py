@@ -11,8 +11,9 @@ from django.db import connection, transaction
 
 from apps.agents.adapters import Toolbox
 from apps.agents.approval_flow import WAITING_OUTCOME as WAITING_APPROVAL
+from apps.agents.compression import replay_memory
 from apps.agents.models import ActionNode, AgentSession, SessionEvent, Turn, TurnStatus
-from apps.agents.orchestrator import history_for, loop_config_for, turn_attributes
+from apps.agents.orchestrator import loop_config_for, turn_attributes
 from apps.agents.replay.ports import (
     ComparingStore,
     ReplayBudget,
@@ -202,7 +203,7 @@ def _replay_turn(
                 model=ReplayModel(recording),
                 tools=tools,
                 system_prompt=agent.system_prompt,
-                history=history_for(turn) if turn.seq > 1 else [],
+                memory=replay_memory(turn),
                 policy=ReplayGate(recording, policies),
                 budget=ReplayBudget(recording),
                 events=ListEventSink(),

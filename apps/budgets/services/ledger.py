@@ -23,6 +23,7 @@ from uuid import UUID
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Ceil, Coalesce
@@ -49,6 +50,7 @@ from apps.budgets.ledger.types import (
 )
 from apps.budgets.models import Budget, Scope, TenantBudgetSettings, UsageKind, UsageRecord
 from apps.core.redis_pool import SharedConnectionPool
+from apps.tenants.models import Tenant
 
 logger = logging.getLogger("warden.budgets")
 
@@ -565,6 +567,17 @@ def _expired_row(
     )
 
 
+def _still_there(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A hold's meta as its ledger row can reference it: None when its tenant is gone; without
+    its user when the user is (the row's foreign keys would refuse it)."""
+    if not Tenant.objects.filter(id=meta["tenant_id"]).exists():
+        return None
+    user_id = meta.get("user_id")
+    if user_id not in (None, "") and not get_user_model().objects.filter(id=user_id).exists():
+        return {**meta, "user_id": None}
+    return meta
+
+
 def reservations_reconcile(*, now_s: float | None = None, limit: int = 500) -> int:
     """Charge the holds whose deadline has passed (their worker died between reserve and
     settle): one `expired_reservation` row each, at the hold, and the hold moved from
@@ -579,12 +592,22 @@ def reservations_reconcile(*, now_s: float | None = None, limit: int = 500) -> i
         for reservation_id in led.due(now_s, limit):
             hold = led.hold(reservation_id)
             if hold is not None and hold.state == "open" and hold.meta.get("tenant_id"):
-                sql, params = _insert_sql(
-                    _expired_row(reservation_id, hold.tokens, hold.micros, hold.meta),
-                    on_conflict="nothing",
-                )
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
+                meta = _still_there(hold.meta)
+                if meta is None:
+                    # The hold's tenant was deleted since: nobody is left to charge. Expire it
+                    # all the same, or it would stay first in line, failing, and stop every
+                    # later hold from being reconciled.
+                    logger.warning(
+                        "expired hold of a deleted tenant dropped",
+                        extra={"reservation": reservation_id},
+                    )
+                else:
+                    sql, params = _insert_sql(
+                        _expired_row(reservation_id, hold.tokens, hold.micros, meta),
+                        on_conflict="nothing",
+                    )
+                    with connection.cursor() as cursor:
+                        cursor.execute(sql, params)
             if led.expire(reservation_id, hold) is not None:
                 charged += 1
                 led.stats_incr("expired")
