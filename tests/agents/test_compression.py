@@ -10,6 +10,7 @@ import pytest
 
 from apps.agents import orchestrator, services
 from apps.agents.models import ActionNode, Agent, SessionEvent, SessionSummary, Turn, TurnStatus
+from apps.agents.replay import session_replay
 from apps.agents.runtime.compression import OMITTED_TURNS, SUMMARY_HEADING
 from apps.budgets.models import UsageRecord
 from apps.llm.services import endpoint_save
@@ -164,3 +165,19 @@ def test_the_console_shows_a_sessions_summaries_to_its_tenant_only(
     other = charlie_client.get(page)  # another tenant's owner
     assert other.status_code in (302, 404)
     assert summary.text[:40] not in other.content.decode()
+
+
+def test_a_compressed_session_replays_from_the_summaries_it_kept(world: World) -> None:
+    """Replay starts each turn from the history it ran with: the turn that summarised is
+    replayed from its kept summary (no summary call of its own), and the turns before it
+    are not handed a summary a later turn made."""
+    session = make_session(agent_with_window(world.tenant_a))
+    seq = 0
+    while not SessionSummary.objects.filter(session=session).exists():
+        seq += 1
+        assert seq <= 8, "the session was never summarised"
+        say(session, seq)
+    say(session, seq + 1)  # a turn after the summary, which it shows
+    report = session_replay(session=session, policies="recorded")
+    assert report.reproduces, report.as_dict()
+    assert len(report.turns) == seq + 1

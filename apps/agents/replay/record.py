@@ -161,7 +161,7 @@ class Recording:
             if node.inputs.get("purpose") == SUMMARY_PURPOSE:
                 # The turn's context summary: replay starts from the summary it kept (as a
                 # resumed run does, apps/agents/compression.replay_memory), not a new call.
-                self.reached.add(node.node_id)
+                del self.records[node.node_id]
                 continue
             if node.status not in _KNOWN_STATUSES.get(node.kind, frozenset()):
                 self.incomplete(
