@@ -21,8 +21,8 @@ The canonical text (hashed as UTF-8) is ten lines joined by "\\n":
 
 Only `type` could hold a newline, and it sits between lines of fixed count: the text is
 unambiguous. The payload is PostgreSQL's own rendering of the stored jsonb (deterministic:
-keys sorted, one space after ":" and ","); the export ships that text with each event, so an
-archiver recomputes `sha256(canonical)` without re-rendering JSON.
+keys shortest first then bytewise, one space after ":" and ","); the export ships that text
+with each event, so an archiver recomputes `sha256(canonical)` without re-rendering JSON.
 """
 
 from __future__ import annotations
