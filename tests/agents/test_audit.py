@@ -184,6 +184,14 @@ def test_an_event_written_and_deleted_in_one_transaction_leaves_no_link(world: W
     assert SessionChainHead.objects.get(session=session).last_seq == before
     assert verify(session)[0] == 0
 
+    # A new session's first event and the session itself, gone in the transaction that
+    # wrote them: the commit must not try to give the deleted session a chain head.
+    with transaction.atomic():
+        fresh = make_session(session.agent)
+        event_record(session=fresh, event="custom.first", data={})
+        fresh.delete()
+    assert not SessionChainHead.objects.filter(session_id=fresh.id).exists()
+
 
 # ------------------------------------------------------------------------------ tampering
 

@@ -48,22 +48,32 @@ DECLARE
     prev text;
     digest text;
 BEGIN
-    -- Deleted again before its transaction committed (its session went with it): no link.
-    PERFORM 1 FROM agents_sessionevent WHERE id = NEW.id;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
     -- Lock the head (creating it for a session's first event): one writer per session.
-    INSERT INTO agents_sessionchainhead AS h (session_id, last_seq, last_hash)
-    VALUES (NEW.session_id, 0, repeat('0', 64))
-    ON CONFLICT (session_id) DO UPDATE SET last_seq = h.last_seq
-    RETURNING h.last_seq, h.last_hash INTO seq, prev;
+    SELECT h.last_seq, h.last_hash INTO seq, prev FROM agents_sessionchainhead h
+    WHERE h.session_id = NEW.session_id FOR UPDATE;
+    IF NOT FOUND THEN
+        -- No head: the session's first event, or the session was deleted in this
+        -- transaction (its head went with it) — then so was the event: nothing to seal.
+        PERFORM 1 FROM agents_sessionevent WHERE id = NEW.id;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO agents_sessionchainhead (session_id, last_seq, last_hash)
+        VALUES (NEW.session_id, 0, repeat('0', 64)) ON CONFLICT (session_id) DO NOTHING;
+        SELECT h.last_seq, h.last_hash INTO seq, prev FROM agents_sessionchainhead h
+        WHERE h.session_id = NEW.session_id FOR UPDATE;
+    END IF;
     seq := seq + 1;
     digest := agents_event_hash(agents_event_canonical(
         prev, NEW.tenant_id, NEW.session_id, seq, NEW.id, NEW.turn_id, NEW.created_at,
         NEW.type, NEW.payload));
     UPDATE agents_sessionevent SET chain_seq = seq, prev_hash = prev, hash = digest
     WHERE id = NEW.id;
+    IF NOT FOUND THEN
+        -- Deleted again before its transaction committed (its session went with it): no
+        -- link, and the head stays as it was.
+        RETURN NULL;
+    END IF;
     UPDATE agents_sessionchainhead SET last_seq = seq, last_hash = digest
     WHERE session_id = NEW.session_id;
     RETURN NULL;
