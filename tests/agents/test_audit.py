@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from io import StringIO
@@ -22,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from rest_framework.test import APIClient
 
 from apps.agents import audit, orchestrator, services
-from apps.agents.events import event_record
+from apps.agents.events import event_record, new_event
 from apps.agents.models import (
     AgentSession,
     EventLogAppendOnly,
@@ -30,6 +31,7 @@ from apps.agents.models import (
     SessionEvent,
     Turn,
 )
+from apps.core import batch
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World, client_for
 
@@ -435,3 +437,60 @@ def test_export_of_a_session_without_events(world: World) -> None:
     assert body["head"] == {"seq": 0, "hash": audit.GENESIS}
     assert verify(session)[0] == 0
     assert Turn.objects.filter(session=session).count() == 0
+
+
+# ------------------------------------------------------------------------------ locking
+
+
+def test_a_finishing_turn_and_a_new_message_never_deadlock_on_the_chain(world: World) -> None:
+    # The two lock orders the writers have: a turn's batch writes its events and then updates
+    # the session row; POST /turns locks the session row and then writes its event. Here the
+    # batch is made to wait on the session row after its event INSERT, while the POST path
+    # holds that row and writes its own event. Sealing at commit takes the chain head last,
+    # so both commit; a head taken at INSERT time would be a deadlock (one would fail).
+    session = run_turns(world, n=1)
+    batch_pid: list[int] = []
+    failures: list[BaseException] = []
+
+    def finishing_turn() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                batch_pid[:] = [cursor.fetchone()[0]]
+            batch.execute(
+                [
+                    batch.insert(new_event(session=session, event="turn.completed", data={})),
+                    batch.update(AgentSession.objects.filter(id=session.id), title="done"),
+                ]
+            )
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        AgentSession.objects.select_for_update().get(id=session.id)
+        thread = threading.Thread(target=finishing_turn)
+        thread.start()
+        # Until the batch waits on the session row this transaction holds.
+        with connection.cursor() as cursor:
+            for _ in range(600):
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) "
+                    "AND wait_event_type = 'Lock'",
+                    [batch_pid],
+                )
+                if cursor.fetchone()[0]:
+                    break
+                threading.Event().wait(0.05)
+            else:
+                raise AssertionError("the batch never waited on the session row")
+        event_record(session=session, event="turn.accepted", data={"seq": 2})
+    thread.join(30)
+    assert not failures, failures
+    assert verify(session)[0] == 0
+    # The POST path committed first: its event comes first in the chain, though its id is
+    # the later one.
+    last = chain(session)[-2:]
+    assert [e.type for e in last] == ["turn.accepted", "turn.completed"]
+    assert last[0].id > last[1].id
