@@ -117,6 +117,11 @@ class TurnAdmin(TenantScopedAdmin):
         "timeline",
     ]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A turn's events would go with it, leaving a gap in its session's audit chain that
+        # `audit verify` reports as tampering; a session is deleted whole, chain and all.
+        return False
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
