@@ -304,6 +304,8 @@ def session_audit_page(*, session: AgentSession, after_seq: int = 0, limit: int 
     head = chain_head(session=session)
     walker = ChainWalker(session.id, seq=after_seq)
     damage: Damage | None = None
+    if after_seq > (head[0] if head else 0):  # past the end: nothing, and nothing wrong
+        return Page(session.id, head, [], [], None, None)
     if after_seq:
         anchor = chain_links(session=session, after_seq=after_seq - 1).filter(chain_seq=after_seq)
         found = [_link(row) for row in anchor[:1]]

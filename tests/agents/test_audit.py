@@ -392,6 +392,8 @@ def test_export_reports_damage_instead_of_failing(world: World) -> None:
     body = export(client, session, after_seq=7, limit=3).json()
     assert body["damage"]["problem"] == "missing" and body["damage"]["seq"] == 9
     assert export(client, session, after_seq=9).json()["damage"]["problem"] == "missing"
+    past = export(client, session, after_seq=len(events) + 5).json()
+    assert past["events"] == [] and past["damage"] is None and past["next_after_seq"] is None
 
 
 def test_export_is_for_the_tenants_admins_only(world: World, alice_client: APIClient) -> None:
