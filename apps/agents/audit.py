@@ -190,10 +190,12 @@ class ChainWalker:
     """Follows a chain link by link and names the first thing wrong with it.
 
     `step` takes the links in the order the chain stores them (by `chain_seq`, then id).
-    Damage is classified where it shows: a row whose content no longer matches its hash is
-    `altered`; a seq that skips is `missing`; a row whose seq repeats, whose id runs
-    backwards, or whose `prev_hash` is not its predecessor's hash (an event taken out and
-    the rest renumbered, or two rows swapped) is `reordered`.
+    Damage is classified where it shows: a seq that skips is `missing`; a row whose seq
+    repeats, or whose `prev_hash` is not its predecessor's hash (two rows swapped, an event
+    taken out and the rest renumbered) is `reordered`; a row whose content no longer matches
+    its hash is `altered`. Ids are not checked for order: chain order is commit order, and
+    two concurrent writers may commit in the other order than their ids. The id is hashed,
+    so a changed id shows as `altered`.
     """
 
     def __init__(self, session_id: uuid.UUID, *, seq: int = 0, hash: str = GENESIS) -> None:
