@@ -134,6 +134,7 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     "session-state": (_session, [("get", None), ("put", {"state": {"a": 1}})]),
     "session-turns": (_session, [("get", None), ("post", {"message": "hi"})]),
     "session-events": (_session, [("get", None)]),
+    "session-audit": (_session, [("get", None)]),
     "turn-detail": (_turn, [("get", None)]),
     "turn-cancel": (_turn, [("post", None)]),
     "turn-steps": (_turn, [("get", None)]),

@@ -155,6 +155,11 @@ class TurnAdmin(TenantScopedAdmin):
         "timeline",
     ]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A turn's events would go with it, leaving a gap in its session's audit chain that
+        # `audit verify` reports as tampering; a session is deleted whole, chain and all.
+        return False
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -207,13 +212,25 @@ class TurnAdmin(TenantScopedAdmin):
 class SessionEventAdmin(TenantScopedAdmin):
     list_display = ["id", "type", "session", "turn", "created_at"]
     list_filter = ["tenant", "type"]
-    readonly_fields = ["session", "turn", "type", "payload", "created_at"]
+    readonly_fields = [
+        "session",
+        "turn",
+        "type",
+        "payload",
+        "created_at",
+        "chain_seq",
+        "prev_hash",
+        "hash",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # append-only: a gap in a kept session's chain is what `audit verify` flags
 
 
 @admin.register(ToolJob)

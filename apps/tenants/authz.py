@@ -32,6 +32,7 @@ class Permission(StrEnum):
     BUDGET_READ = "budget.read"  # budgets, what they have spent, and the tenant's usage
     BUDGET_WRITE = "budget.write"  # create, change or delete a budget
     SESSION_REPLAY = "session.replay"  # re-run a recorded session from its log (no live calls)
+    AUDIT_READ = "audit.read"  # export a session's hash-chained event log, unredacted
 
 
 _VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
@@ -54,9 +55,11 @@ _OPERATOR = _PARTICIPANT | {
     Permission.BUDGET_READ,
 }
 # Policies and budgets decide what every agent of the tenant may do: changing them is an
-# admin's call.
+# admin's call. The audit export is every stored event as it was sealed (private reasoning
+# included), for archiving: an admin's too.
 _ADMIN = _OPERATOR | {
     Permission.TENANT_ADMINISTER,
+    Permission.AUDIT_READ,
     Permission.POLICY_WRITE,
     Permission.BUDGET_WRITE,
     Permission.APPROVAL_DECIDE,

@@ -267,3 +267,58 @@ class ReplayReportSerializer(serializers.Serializer):
     turns = TurnReplaySerializer(many=True)
     skipped = SkippedTurnSerializer(many=True)
     divergence = DivergenceSerializer(allow_null=True)
+
+
+class AuditQuerySerializer(serializers.Serializer):
+    after_seq = serializers.IntegerField(
+        min_value=0,
+        max_value=2**63 - 1,
+        required=False,
+        default=0,
+        help_text="Continue after this chain seq (the page's `next_after_seq`); 0: from the start.",
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=500, required=False, default=100, help_text="Events per page."
+    )
+
+
+class AuditHeadSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(help_text="The chain's last seq (0 before its first event).")
+    hash = serializers.CharField(help_text="The last event's hash (64 zeros before the first).")
+
+
+class AuditDamageSerializer(serializers.Serializer):
+    problem = serializers.ChoiceField(choices=["altered", "missing", "reordered", "unsealed"])
+    seq = serializers.IntegerField(allow_null=True)
+    event_id = serializers.IntegerField(allow_null=True)
+    detail = serializers.CharField()
+
+
+class AuditEventSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    id = serializers.IntegerField(help_text="The event id (also its SSE id).")
+    type = serializers.CharField()
+    turn = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    payload = serializers.JSONField()
+    prev_hash = serializers.CharField()
+    hash = serializers.CharField()
+    canonical = serializers.CharField(
+        help_text="The exact text whose SHA-256 (of its UTF-8 bytes) is `hash`."
+    )
+    intact = serializers.BooleanField(help_text="`hash` recomputes from `canonical`.")
+    linked = serializers.BooleanField(
+        help_text="`prev_hash` is the hash of the event before it (false when unknown)."
+    )
+
+
+class AuditPageSerializer(serializers.Serializer):
+    session = serializers.UUIDField()
+    head = AuditHeadSerializer()
+    events = AuditEventSerializer(many=True)
+    next_after_seq = serializers.IntegerField(
+        allow_null=True, help_text="Pass as `after_seq` for the next page; null on the last."
+    )
+    damage = AuditDamageSerializer(
+        allow_null=True, help_text="The first damage seen on this page; null when none."
+    )

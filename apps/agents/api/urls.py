@@ -14,6 +14,7 @@ urlpatterns = [
     path(
         "sessions/<uuid:session_id>/replay", views.SessionReplayApi.as_view(), name="session-replay"
     ),
+    path("sessions/<uuid:session_id>/audit", views.SessionAuditApi.as_view(), name="session-audit"),
     path("turns/<uuid:turn_id>", views.TurnDetailApi.as_view(), name="turn-detail"),
     path("turns/<uuid:turn_id>/cancel", views.TurnCancelApi.as_view(), name="turn-cancel"),
     path("turns/<uuid:turn_id>/steps", views.TurnStepsApi.as_view(), name="turn-steps"),

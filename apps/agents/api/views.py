@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.agents import replay, selectors, services
+from apps.agents import audit, replay, selectors, services
 from apps.agents.api import serializers as s
 from apps.agents.models import Agent, AgentSession, Turn
 from apps.budgets.services.budgets import budgets_delete_for_agent
@@ -372,3 +372,60 @@ class SessionReplayApi(APIView):
             # admin, like the steps they come from.
             body["divergence"] = redact_payload(body["divergence"], session.tenant_id)
         return Response(s.ReplayReportSerializer(body).data)
+
+
+class SessionAuditApi(APIView):
+    permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.AUDIT_READ}
+
+    @extend_schema(
+        parameters=[s.AuditQuerySerializer],
+        responses=s.AuditPageSerializer,
+        summary="The session's hash-chained event log, for archiving (admins)",
+        description="Events in chain order with their hashes and the canonical text each "
+        "hash is the SHA-256 of (README: Audit log). Damage is reported in `damage` and per "
+        "event (`intact`, `linked`), never as an error.",
+    )
+    def get(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        query = s.AuditQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = audit.session_audit_page(
+            session=session,
+            after_seq=query.validated_data["after_seq"],
+            limit=query.validated_data["limit"],
+        )
+        head_seq, head_hash = page.head or (0, audit.GENESIS)
+        return Response(
+            {
+                "session": page.session_id,
+                "head": {"seq": head_seq, "hash": head_hash},
+                "events": [
+                    {
+                        "seq": link.seq,
+                        "id": link.id,
+                        "type": link.type,
+                        "turn": link.turn_id,
+                        "created_at": link.created_at,
+                        "payload": link.payload,
+                        "prev_hash": link.prev_hash,
+                        "hash": link.hash,
+                        "canonical": link.canonical,
+                        "intact": link.intact,
+                        "linked": linked,
+                    }
+                    for link, linked in zip(page.links, page.linked, strict=True)
+                ],
+                "next_after_seq": page.next_after_seq,
+                "damage": (
+                    {
+                        "problem": page.damage.problem,
+                        "seq": page.damage.seq,
+                        "event_id": page.damage.event_id,
+                        "detail": page.damage.detail,
+                    }
+                    if page.damage
+                    else None
+                ),
+            }
+        )

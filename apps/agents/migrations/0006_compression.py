@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0004_budgets'),
+        ('agents', '0005_audit_chain'),
         ('tenants', '0002_invitations_apikey_hash_index'),
     ]
 
