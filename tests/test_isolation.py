@@ -135,6 +135,7 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     "session-turns": (_session, [("get", None), ("post", {"message": "hi"})]),
     "session-events": (_session, [("get", None)]),
     "session-audit": (_session, [("get", None)]),
+    "session-replay": (_session, [("post", {})]),
     "turn-detail": (_turn, [("get", None)]),
     "turn-cancel": (_turn, [("post", None)]),
     "turn-steps": (_turn, [("get", None)]),
@@ -154,6 +155,7 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     ),
     "policy-version-list": (_policy, [("get", None)]),
     "policy-evaluate": (_policy, [("post", {"input": {}})]),
+    "policy-what-if": (_policy, [("post", {"since": "2026-01-01T00:00:00Z"})]),
     "budget-detail": (
         _budget,
         [("get", None), ("patch", {"max_tokens": 1}), ("delete", None)],

@@ -298,8 +298,8 @@ def test_a_deleted_head_or_forged_row_is_named(
     session, events = sealed
     tamper(
         "INSERT INTO agents_sessionevent (tenant_id, session_id, type, payload, created_at, "
-        "updated_at, prev_hash, hash) SELECT tenant_id, session_id, 'forged', '{}', now(), "
-        "now(), '', '' FROM agents_sessionevent WHERE id = %s",
+        "updated_at, prev_hash, hash, trace_id) SELECT tenant_id, session_id, 'forged', '{}', "
+        "now(), now(), '', '', '' FROM agents_sessionevent WHERE id = %s",
         events[0].id,
     )
     status, _, err = verify(session)
