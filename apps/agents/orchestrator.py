@@ -118,9 +118,15 @@ def turn_execute(*, turn_id: uuid.UUID | str) -> str:
             return "already_finished"
         if turn.status == TurnStatus.WAITING:
             return "waiting"
-        if turn.blocked:  # type: ignore[attr-defined]
-            return "blocked_by_earlier_turn"
-        result = _run_locked(turn)
+        blocked = bool(turn.blocked)  # type: ignore[attr-defined]
+        if not blocked:
+            result = _run_locked(turn)
+    if blocked:
+        # The earlier turn's own task may have found the lock held by this one (it returned
+        # session_busy, trusting the holder to dispatch next): dispatch it again, or it would
+        # wait for the recovery sweep. A duplicate task finds it running or finished.
+        turn_dispatch_next(session_id=turn.session_id)
+        return "blocked_by_earlier_turn"
     turn_dispatch_next(session_id=turn.session_id)
     return result
 
