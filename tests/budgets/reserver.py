@@ -7,8 +7,9 @@ PLAN_JSON: {"name", "threads", "per_thread", "caps": [[key, max_tokens, max_micr
 "windows": [[key, kind, limit]], "tokens", "micros", "mode"}. Modes: `hold` (reserve, keep
 the holds), `cycle` (reserve → settle with `actual` tokens/micros), `chain` (a turn's calls:
 each reserve settles the thread's previous call in the same step, the last is settled on its
-own; a refused reserve ends the chain), `hang` (reserve once, print, then wait to be killed). Every process waits on a Redis barrier (`PREFIX:go`) so they
-reserve at the same time.
+own; a refused reserve ends the chain), `hang` (reserve once, print, then wait to be
+killed). Every process waits on a Redis barrier (`PREFIX:go`) so they reserve at the same
+time.
 """
 
 from __future__ import annotations
