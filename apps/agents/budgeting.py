@@ -416,7 +416,8 @@ class LedgerBudget:
                 micros=prior.micros,
             )
         except BudgetUnavailable:
-            # The ledger row has the truth; the reconciler charges the hold meanwhile.
+            # The ledger row has the truth; past the hold's deadline the reconciler settles
+            # it at that row (reservations_reconcile).
             logger.warning(
                 "settle left to the reconciler", extra={"reservation": prior.reservation_id}
             )
