@@ -285,6 +285,8 @@ def _run(turn: Turn) -> str:
             events=[("turn.failed", {"turn_id": str(turn.id), "reason": "internal_error"})],
         )
         return "failed"
+    finally:
+        budget.close()  # the last call's Redis settle (it waits for a next reserve otherwise)
     if outcome.status == "waiting_approval":
         return _park_for_approval(turn, outcome, events.deferred, writes)
     _record_outcome(turn, outcome, events.deferred, writes)
