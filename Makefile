@@ -10,7 +10,7 @@ LLM_STAMP := $(VENV)/.installed-llm
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: run test install install-llm lint format typecheck check lock stop clean ci
+.PHONY: run test install install-llm install-browser lint format typecheck check lock stop clean ci
 
 # Two locks: requirements.lock is production (the only one deploy/Dockerfile installs),
 # requirements-dev.lock adds the dev/test tools (pytest, ruff, mypy, the embedded PostgreSQL
@@ -41,8 +41,18 @@ install-llm: $(LLM_STAMP)
 run: $(STAMP)
 	$(BIN)/python -m devtools.devrun
 
-test: $(STAMP)
+test: $(STAMP) install-browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/browser) drive Debian's Chromium. In CI (CI=true), as root with
+# apt, it is installed here; anywhere else, or if that fails, those tests are skipped, loudly.
+install-browser:
+	@if [ -x /usr/bin/chromium ] || [ -n "$$WARDEN_CHROMIUM" ]; then exit 0; fi; \
+	if [ "$$CI" = "true" ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "[warden] installing chromium for the browser tests ..."; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+			>/dev/null) || echo "[warden] could not install chromium: browser tests will be skipped"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

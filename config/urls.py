@@ -27,6 +27,7 @@ urlpatterns = [
     path("admin/console/", include("apps.console.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("chat/", include("apps.chat.urls")),
     path("integrations/slack/interactions/", slack_interactions, name="slack-interactions"),
 ]
 

@@ -114,6 +114,9 @@ def main() -> int:
     if not env.get("DJANGO_SECRET_KEY") and not env.get("DJANGO_SECRET_KEY_FILE"):
         ensure_secret_key(var)
     env.setdefault("WARDEN_LOG_FORMAT", "console")
+    # A first local run has one console account: let it approve the demo agent's risky step
+    # itself (the chat's Approve button). Deployments keep the four-eyes default (false).
+    env.setdefault("WARDEN_APPROVAL_ALLOW_SELF", "true")
     need_db, need_redis = not env.get("DATABASE_URL"), not env.get("REDIS_URL")
     started_embedded = need_db or need_redis
     children: list[subprocess.Popen[bytes]] = []
@@ -182,6 +185,7 @@ def main() -> int:
             _log(f"started {name} (pid {children[-1].pid})")
         base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"  # noqa: S104
         _log("")
+        _log(f"chat      {base}/chat/")
         _log(f"console   {base}/admin/")
         _log(f"API docs  {base}/api/v1/docs/")
         _log(f"ready     {base}/readyz")

@@ -134,6 +134,8 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     "session-state": (_session, [("get", None), ("put", {"state": {"a": 1}})]),
     "session-turns": (_session, [("get", None), ("post", {"message": "hi"})]),
     "session-events": (_session, [("get", None)]),
+    "session-audit": (_session, [("get", None)]),
+    "session-replay": (_session, [("post", {})]),
     "turn-detail": (_turn, [("get", None)]),
     "turn-cancel": (_turn, [("post", None)]),
     "turn-steps": (_turn, [("get", None)]),
@@ -153,6 +155,7 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
     ),
     "policy-version-list": (_policy, [("get", None)]),
     "policy-evaluate": (_policy, [("post", {"input": {}})]),
+    "policy-what-if": (_policy, [("post", {"since": "2026-01-01T00:00:00Z"})]),
     "budget-detail": (
         _budget,
         [("get", None), ("patch", {"max_tokens": 1}), ("delete", None)],

@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps.agents import jobs as tool_jobs
 from apps.agents.events import event_published, new_event, token_publish
 from apps.agents.models import ActionNode, AgentSession, SessionEvent, Turn
+from apps.agents.runtime.compression import SUMMARY_PURPOSE
 from apps.agents.runtime.ports import (
     GateDecision,
     StepContext,
@@ -23,6 +24,7 @@ from apps.agents.runtime.ports import (
     ToolResult,
 )
 from apps.core import batch
+from apps.core.redaction import StreamRedactor, redactor_for
 from apps.core.telemetry import current_trace_id
 from apps.llm.models import Sensitivity
 from apps.llm.providers.base import Tier
@@ -306,17 +308,26 @@ class RouterModelPort:
         tier: Tier = escalate(self.tier) if attempt >= 2 else self.tier
         if self.state is not None:
             tier = self.state.tier_for(attempt)
+        # A summary of old history (context compression) is the small tier's job, and not
+        # streamed: it is no part of the answer.
+        summary = request.metadata.get("purpose") == SUMMARY_PURPOSE
+        if summary:
+            tier = "small"
+        streaming = self.stream and not summary
         turn = self.turn
+        # Token deltas are the raw scratchpad: redacted as a stream, never a delta at a time.
+        redacted = StreamRedactor(redactor_for(turn.tenant_id))
 
         def on_token(text: str) -> None:
-            token_publish(session_id=turn.session_id, turn_id=turn.id, text=text)
+            if out := redacted.feed(text):
+                token_publish(session_id=turn.session_id, turn_id=turn.id, text=out)
 
         try:
             return self.router.complete(
                 request,
                 tier=tier,
                 sensitivity=self.sensitivity,
-                on_token=on_token if self.stream else None,
+                on_token=on_token if streaming else None,
                 allowed=self.allowed,
             )
         except NoEndpointAvailable:
@@ -327,9 +338,12 @@ class RouterModelPort:
                 request,
                 tier=self.tier,
                 sensitivity=self.sensitivity,
-                on_token=on_token if self.stream else None,
+                on_token=on_token if streaming else None,
                 allowed=self.allowed,
             )
+        finally:
+            if out := redacted.flush():
+                token_publish(session_id=turn.session_id, turn_id=turn.id, text=out)
 
 
 # --------------------------------------------------------------------------- tools

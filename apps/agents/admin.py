@@ -13,9 +13,18 @@ from django.utils.html import format_html, format_html_join
 from unfold.admin import TabularInline
 
 from apps.agents import services
-from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
+from apps.agents.models import (
+    ActionNode,
+    Agent,
+    AgentSession,
+    SessionEvent,
+    SessionSummary,
+    ToolJob,
+    Turn,
+)
 from apps.core.exceptions import WardenError
-from apps.tenants.admin_scoping import TenantScopedAdmin
+from apps.core.redaction import redact_payload
+from apps.tenants.admin_scoping import TenantScopedAdmin, administered_tenant_ids
 
 
 @admin.register(Agent)
@@ -54,6 +63,35 @@ class TurnInline(TabularInline):
         return False
 
 
+class SessionSummaryInline(TabularInline):
+    """The summaries context compression made: which turns each stands in for."""
+
+    model = SessionSummary
+    fk_name = "session"
+    extra = 0
+    can_delete = False
+    fields = ("from_seq", "through_seq", "text", "tokens_before", "tokens_after", "counter")
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Whoever administers the session's tenant (memberships, not model permissions);
+        # without a session (the inline's queryset), whoever administers any tenant: the
+        # session's page itself is tenant-scoped.
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        if user.is_superuser:
+            return True
+        tenants = administered_tenant_ids(request)
+        return obj.tenant_id in tenants if obj is not None else bool(tenants)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(AgentSession)
 class AgentSessionAdmin(TenantScopedAdmin):
     list_display = [
@@ -70,7 +108,7 @@ class AgentSessionAdmin(TenantScopedAdmin):
     ]
     list_filter = ["tenant", "status", "environment", "agent"]
     readonly_fields = ["tokens_used", "next_seq"]
-    inlines = [TurnInline]
+    inlines = [TurnInline, SessionSummaryInline]
     actions = ["close_sessions"]
 
     @admin.display(description="timeline")
@@ -126,6 +164,11 @@ class TurnAdmin(TenantScopedAdmin):
         "timeline",
     ]
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A turn's events would go with it, leaving a gap in its session's audit chain that
+        # `audit verify` reports as tampering; a session is deleted whole, chain and all.
+        return False
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -152,7 +195,8 @@ class TurnAdmin(TenantScopedAdmin):
                     ", ".join(n.parents),
                     _pretty(n.inputs),
                     _pretty(n.outputs),
-                    _pretty(n.scratchpad),
+                    # The private scratchpad never leaves the platform unredacted.
+                    _pretty(redact_payload(n.scratchpad, n.tenant_id)),
                 )
                 for n in nodes
             ),
@@ -177,13 +221,25 @@ class TurnAdmin(TenantScopedAdmin):
 class SessionEventAdmin(TenantScopedAdmin):
     list_display = ["id", "type", "session", "turn", "created_at"]
     list_filter = ["tenant", "type"]
-    readonly_fields = ["session", "turn", "type", "payload", "created_at"]
+    readonly_fields = [
+        "session",
+        "turn",
+        "type",
+        "payload",
+        "created_at",
+        "chain_seq",
+        "prev_hash",
+        "hash",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # append-only: a gap in a kept session's chain is what `audit verify` flags
 
 
 @admin.register(ToolJob)

@@ -6,6 +6,11 @@ the hard ones refused 503 with Retry-After), the budgets' headroom and the rate 
 Redis step, holding nothing: a cap already spent is 409 `budget_exceeded`, a full window 429
 `rate_limited`), and whether the prompt fits the model (400 `prompt_too_long`, or with
 `allow_model_upgrade` a larger-context endpoint only).
+
+The last reads the tenant's endpoints through a router kept per process for
+WARDEN_BUDGET_CONFIG_CACHE_SECONDS, as the budgets themselves are: an endpoint edit reaches
+admission within that, and `POST /turns` reads no endpoint rows for a busy tenant. The worker
+builds its router from the rows at every turn start, so no call is ever routed on this copy.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from apps.agents.exceptions import (
 from apps.agents.models import AgentSession, Turn, TurnStatus
 from apps.budgets.backpressure import Backlog, State, Thresholds, classify
 from apps.budgets.services import ledger as budget_ledger
+from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
 from apps.llm.types import EndpointUnpriced, ModelRequest
 
@@ -141,9 +147,27 @@ def _prompt_tokens(session: AgentSession, message: str) -> int:
     )
 
 
+_routers: dict[str, tuple[float, ModelRouter]] = {}
+
+
+def _router(tenant_id: Any) -> ModelRouter:
+    """The tenant's router, re-read at most every WARDEN_BUDGET_CONFIG_CACHE_SECONDS (module
+    docstring)."""
+    ttl = float(settings.WARDEN_BUDGET_CONFIG_CACHE_SECONDS)
+    if ttl <= 0:
+        return router_for_tenant(tenant_id=tenant_id)
+    key, now = str(tenant_id), time.monotonic()
+    hit = _routers.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    router = router_for_tenant(tenant_id=tenant_id)
+    _routers[key] = (now + ttl, router)
+    return router
+
+
 def _context(session: AgentSession, message: str, *, allow_model_upgrade: bool) -> int:
     agent = session.agent
-    router = router_for_tenant(tenant_id=session.tenant_id)
+    router = _router(session.tenant_id)
     need = _prompt_tokens(session, message)
     if router.endpoints and not any(e.refused for e in router.endpoints):
         if need <= min(e.context_window for e in router.endpoints):

@@ -1,13 +1,20 @@
 """The loop's budget over the budgets ledger (apps/budgets/services/ledger.py).
 
 Before every model call the most the call can cost — its prompt's token bound plus its output
-allowance, at the highest prices among the endpoints the router may pick — is held in every
-cap that applies (tenant, agent, user, session, turn budgets and the agent's built-in caps),
-and counted in the rate windows, in one atomic step, or nothing is held and the call is not
-made. After it the hold is replaced by what the call used: one ledger row (`UsageRecord`)
-riding in the statement that adds the tokens to the turn and the session, then the Redis
-counters. A failed call settles zero. Model calls replayed from checkpoints are neither held
-nor settled again: their rows and counters are already there.
+allowance, at the highest prices among the endpoints the router may fail over to for this
+call (`ModelRouter.candidates`) — is held in every cap that applies (tenant, agent, user,
+session, turn budgets and the agent's built-in caps), and counted in the rate windows, in one
+atomic step, or nothing is held and the call is not made. After it the hold is replaced by
+what the call used: one ledger row (`UsageRecord`) riding in the statement that adds the
+tokens to the turn and the session, then the Redis counters. A failed call settles zero.
+Model calls replayed from checkpoints are neither held nor settled again: their rows and
+counters are already there.
+
+The Redis settle of a call waits for the turn's next reserve and goes in the same step
+(`PriorSettle`), or for `close()` at the end of the run: one round trip per call, not two.
+Meanwhile the counters show the call's hold, never less than what it used, so other turns
+see at least its spend; a call that used more than it held (an overrun) is settled at once.
+The turn's own figures (warnings, `input.budget`) move as the settle would move them.
 
 At 80 % of a cap the turn is warned once (`budget.warning`) and the cap's obligations switch
 on: `small_tier` (the model port asks for the small tier), `compress_context` and
@@ -19,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, cast
 
@@ -27,9 +34,11 @@ from django.conf import settings
 
 from apps.agents.adapters import TurnWrites
 from apps.agents.models import Agent, AgentSession, Turn
+from apps.agents.runtime.obligations import SMALL_TIER, TRIM_TOOLS
 from apps.agents.runtime.ports import BudgetExceeded, Reservation, Settlement, StepContext
 from apps.agents.runtime.transcript import input_token_bound
 from apps.budgets.exceptions import BudgetUnavailable
+from apps.budgets.ledger.redis_ledger import PriorSettle
 from apps.budgets.ledger.types import (
     WARN_FRACTION,
     BuiltinCap,
@@ -178,6 +187,10 @@ class LedgerBudget:
         self.caps, self.windows, self.state, self.writes = caps, windows, state, writes
         self._turn_in, self._turn_used, self._session_used = spent
         self._holds: dict[str, _Hold] = {}
+        # A call whose ledger row is committed and whose Redis settle waits for the next
+        # reserve (or `close`); at most one at a time.
+        self._pending: PriorSettle | None = None
+        self._closed = False
         self._first_run = first_run
         self._sleep = sleep
         self._user_id = turn.requested_by_id or session.user_id
@@ -206,11 +219,40 @@ class LedgerBudget:
 
     # ------------------------------------------------------------------ reserve
 
-    def _candidates(self) -> list[EndpointConfig]:
+    def _pool(self) -> list[EndpointConfig]:
         pool = list(self.router.endpoints)
         if self.allowed is not None:
             pool = [e for e in pool if e.name in self.allowed]
         return pool
+
+    def _candidates(self, request: ModelRequest | None) -> list[EndpointConfig]:
+        """Every endpoint this call may reach: the router's candidates for each tier the
+        model port may ask for (this attempt's, the agent's own when nothing is left in an
+        escalated tier, the small tier if a cap may switch `small_tier` on at this very
+        reserve), for the request as it may go (without tools, if `trim_tools` may trim
+        them: fewer tools, more endpoints). Without a request: every allowed endpoint."""
+        if request is None:
+            return self._pool()
+        possible = set(self.state.obligations)
+        for cap in self.caps:
+            possible |= cap.obligations
+        if TRIM_TOOLS in possible and request.tools:
+            request = replace(request, tools=())
+        attempt = int(request.metadata.get("attempt", 0))
+        tiers: list[Tier] = [self.state.tier_for(attempt), cast(Tier, self.agent.model_tier)]
+        if SMALL_TIER in possible:
+            tiers.append("small")
+        found: dict[str, EndpointConfig] = {}
+        for tier in dict.fromkeys(tiers):
+            for endpoint in self.router.candidates(
+                request,
+                tier=tier,
+                sensitivity=self.session.data_sensitivity,
+                allowed=self.allowed,
+            ):
+                found.setdefault(endpoint.name, endpoint)
+        # Nothing eligible: the call fails before reaching any endpoint; hold as before.
+        return list(found.values()) or self._pool()
 
     def _emit(self, event_type: str, payload: dict[str, Any]) -> None:
         self.writes.event(event_type, {"turn_id": str(self.turn.id), **payload})
@@ -237,7 +279,7 @@ class LedgerBudget:
             )
         tokens = in_bound + out
         # The dearest endpoint the router may fail over to prices the hold (a free one: 0).
-        candidates = self._candidates()
+        candidates = self._candidates(request)
         price_in = max((e.price_input_per_mtok for e in candidates), default=Decimal(0))
         price_out = max((e.price_output_per_mtok for e in candidates), default=Decimal(0))
         cost = (in_bound * price_in + out * price_out) / MTOK
@@ -271,9 +313,12 @@ class LedgerBudget:
                     micros=micros,
                     deadline_s=deadline,
                     meta=meta,
+                    settle=self._pending,
                 )
             except BudgetUnavailable as exc:
                 raise BudgetExceeded(str(exc), code="budget_unavailable") from None
+            # The script ran: the earlier call is settled, whatever the reserve answered.
+            self._pending = None
             if result.kind in ("ok", "dup"):
                 break
             if result.kind == "over" and result.cap is not None:
@@ -337,21 +382,15 @@ class LedgerBudget:
             )
 
         def settle_hold(_: batch.Result | None = None) -> None:
-            try:
-                states = budget_ledger.settle(
-                    reservation_id=reservation.id,
-                    caps=self.caps,
-                    windows=self.windows,
-                    tokens=used,
-                    micros=micros,
-                )
-            except BudgetUnavailable:
-                # The ledger row has the truth; the reconciler charges the hold meanwhile.
-                logger.warning(
-                    "settle left to the reconciler", extra={"reservation": reservation.id}
-                )
-            else:
-                self._update(states)
+            prior = PriorSettle(reservation.id, used, micros)
+            if overrun or self._closed:
+                # An overrun goes to Redis at once: other turns must see the truth.
+                self._settle_now(prior)
+                return
+            if self._pending is not None:
+                self._settle_now(self._pending)
+            self._pending = prior
+            self._update(self._projected(hold, used, micros))
 
         if used:
             # The ledger row (and the turn's and session's counters) waits for the call's node
@@ -364,6 +403,46 @@ class LedgerBudget:
         else:
             settle_hold()
         return Settlement(cost=f"{cost:.6f}", overrun=overrun, estimated=usage.estimated)
+
+    def _settle_now(self, prior: PriorSettle) -> None:
+        if self._pending == prior:
+            self._pending = None
+        try:
+            states = budget_ledger.settle(
+                reservation_id=prior.reservation_id,
+                caps=self.caps,
+                windows=self.windows,
+                tokens=prior.tokens,
+                micros=prior.micros,
+            )
+        except BudgetUnavailable:
+            # The ledger row has the truth; past the hold's deadline the reconciler settles
+            # it at that row (reservations_reconcile).
+            logger.warning(
+                "settle left to the reconciler", extra={"reservation": prior.reservation_id}
+            )
+        else:
+            self._update(states)
+
+    def _projected(self, hold: _Hold, used: int, micros: int) -> dict[str, CounterState]:
+        """The counters as this settle will leave them (as last read; the next reserve reads
+        them afresh)."""
+        projected: dict[str, CounterState] = {}
+        for key, s in self.state.states.items():
+            projected[key] = CounterState(
+                s.spent_tokens + used,
+                s.spent_micros + micros,
+                max(0, s.reserved_tokens - hold.tokens),
+                max(0, s.reserved_micros - hold.micros),
+            )
+        return projected
+
+    def close(self) -> None:
+        """The run is over: settle what waits for a next reserve, and settle at once from
+        now on (a row still queued is settled when it commits)."""
+        self._closed = True
+        if self._pending is not None:
+            self._settle_now(self._pending)
 
     def _statement(
         self,

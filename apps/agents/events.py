@@ -11,6 +11,7 @@ from typing import Any, Literal, TypedDict
 
 from apps.agents.models import AgentSession, SessionEvent, Turn
 from apps.core.events import publish_now, publish_on_commit
+from apps.core.redaction import redact_payload
 from apps.core.telemetry import current_trace_id
 from apps.tenants.authz import Permission, allows
 from apps.tenants.identity import Identity
@@ -104,13 +105,15 @@ def new_event(
     jobs, approvals) builds its rows here, so what each stored event carries is decided once.
 
     It carries the trace id of the span it is made in (a queued event: the span it was
-    queued in, not the one that writes it)."""
+    queued in, not the one that writes it). The payload is redacted with the tenant's settings
+    (PII, credentials, custom patterns) before it is stored or published: nothing unredacted
+    reaches the log or its subscribers."""
     return SessionEvent(
         tenant_id=session.tenant_id,
         session=session,
         turn=turn,
         type=event,
-        payload=data,
+        payload=redact_payload(data, session.tenant_id),
         trace_id=current_trace_id(),
     )
 

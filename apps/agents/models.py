@@ -3,6 +3,8 @@ long-running tool calls."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -210,11 +212,19 @@ class ActionNode(TenantOwned):
         return f"{self.kind} {self.node_id} ({self.status})"
 
 
+class EventLogAppendOnly(RuntimeError):
+    """A stored session event was about to be changed or deleted: the log is append-only."""
+
+
 class SessionEvent(TenantOwned):
-    """A durable event of a session, in order. Its `seq` is the SSE event id.
+    """A durable event of a session, in order. Its `id` is the SSE event id.
 
     Model tokens are streamed live but not stored here: the final answer in
     `turn.completed` carries the same text, so a reconnecting client misses nothing.
+
+    Append-only and hash-chained per session (apps/agents/audit.py): the database seals each
+    row as its transaction commits (`chain_seq`, `prev_hash`, `hash`; migration 0005), and
+    refuses to UPDATE a sealed row. They are unset (None, "") only inside the writing transaction.
     """
 
     id = models.BigAutoField(primary_key=True)  # type: ignore[assignment]  # ordered, for SSE
@@ -226,13 +236,50 @@ class SessionEvent(TenantOwned):
     payload = models.JSONField(default=dict)
     # The OpenTelemetry trace the event was made in (32 hex digits, "" outside any trace).
     trace_id = models.CharField(max_length=32, blank=True, default="")
+    chain_seq = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    hash = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["session", "id"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "chain_seq"], name="uniq_event_session_chain_seq"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} #{self.id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise EventLogAppendOnly(f"event {self.id} is stored; events are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise EventLogAppendOnly(f"event {self.id} is stored; events are never deleted")
+
+
+class SessionChainHead(models.Model):
+    """The last link of a session's event chain: its seq and hash, kept by the database.
+
+    The sealing trigger locks this row to number and chain a session's events one writer
+    at a time; `audit verify` compares the chain's last event with it, which is how a
+    deleted tail shows. It goes with its session (the whole chain goes then: archive first).
+    """
+
+    session = models.OneToOneField(
+        AgentSession, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    last_seq = models.PositiveBigIntegerField()
+    last_hash = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = "agents_sessionchainhead"
+
+    def __str__(self) -> str:
+        return f"chain head {self.last_seq} of {self.session_id}"
 
 
 class ToolJobStatus(models.TextChoices):
@@ -278,3 +325,37 @@ class ToolJob(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.tool_name} job ({self.status})"
+
+
+class SessionSummary(TenantOwned):
+    """A summary of a session's turns `from_seq`..`through_seq`, made by the small tier when a
+    prompt neared its model's window or its turn's input budget (context compression,
+    apps/agents/runtime/compression.py). Later prompts show the newest one instead of the
+    turns it covers; it is never recomputed. Tokens as the made-by turn's counter counted.
+    """
+
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="summaries")
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="+")
+    from_seq = models.PositiveIntegerField()
+    through_seq = models.PositiveIntegerField()
+    text = models.TextField()
+    tokens_before = models.PositiveIntegerField()
+    tokens_after = models.PositiveIntegerField()
+    counter = models.CharField(max_length=32, blank=True)
+    turn_ids = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name_plural = "session summaries"
+        ordering = ["session", "-through_seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "through_seq"], name="uniq_summary_session_through"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(from_seq__lte=models.F("through_seq")),
+                name="summary_from_before_through",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"summary of turns {self.from_seq}-{self.through_seq}"

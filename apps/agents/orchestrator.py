@@ -45,10 +45,12 @@ from apps.agents.approval_flow import (
     turn_resume_on_decision,
 )
 from apps.agents.budgeting import LedgerBudget, TurnBudgetState, builtin_caps
+from apps.agents.compression import context_memory
 from apps.agents.metrics import metrics_flush
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     ActionNode,
+    Agent,
     AgentSession,
     Turn,
     TurnStatus,
@@ -64,7 +66,6 @@ from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.core.telemetry import metric_add
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
-from apps.llm.types import Message
 
 logger = logging.getLogger("warden.agents")
 
@@ -81,18 +82,6 @@ def session_lock(session_id: uuid.UUID) -> contextlib.AbstractContextManager[boo
 def _sessions_unlocked(session_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """The sessions among these whose lock nobody holds now (taken and released at once)."""
     return advisory_unlocked(LockNamespace.SESSION, session_ids)
-
-
-def history_for(turn: Turn) -> list[Message]:
-    """The conversation before this turn: earlier user messages and final answers."""
-    messages: list[Message] = []
-    earlier = Turn.objects.filter(
-        session_id=turn.session_id, seq__lt=turn.seq, status=TurnStatus.COMPLETED
-    ).order_by("seq")
-    for prior in earlier:
-        messages.append(Message(role="user", content=prior.user_message))
-        messages.append(Message(role="assistant", content=prior.final_answer))
-    return messages
 
 
 _STATUS = {
@@ -129,9 +118,15 @@ def turn_execute(*, turn_id: uuid.UUID | str) -> str:
             return "already_finished"
         if turn.status == TurnStatus.WAITING:
             return "waiting"
-        if turn.blocked:  # type: ignore[attr-defined]
-            return "blocked_by_earlier_turn"
-        result = _run_locked(turn)
+        blocked = bool(turn.blocked)  # type: ignore[attr-defined]
+        if not blocked:
+            result = _run_locked(turn)
+    if blocked:
+        # The earlier turn's own task may have found the lock held by this one (it returned
+        # session_busy, trusting the holder to dispatch next): dispatch it again, or it would
+        # wait for the recovery sweep. A duplicate task finds it running or finished.
+        turn_dispatch_next(session_id=turn.session_id)
+        return "blocked_by_earlier_turn"
     turn_dispatch_next(session_id=turn.session_id)
     return result
 
@@ -220,16 +215,7 @@ def _run(turn: Turn) -> str:
         first_run=first_run,
     )
     budget.start()
-    config = LoopConfig(
-        max_steps=agent.max_steps,
-        max_reprompts=settings.WARDEN_MAX_REPROMPTS,
-        max_output_tokens=min(1024, agent.max_output_tokens_per_turn),
-        min_output_tokens=min(128, agent.max_output_tokens_per_turn),
-        json_steps=_json_steps(router, turn, allowed),
-        trim_tools_to=settings.WARDEN_BUDGET_TRIM_TOOLS,
-        compressed_observation_chars=settings.WARDEN_BUDGET_COMPRESSED_OBSERVATION_CHARS,
-        compressed_history_exchanges=settings.WARDEN_BUDGET_KEEP_HISTORY_TURNS,
-    )
+    config = loop_config_for(agent, json_steps=_json_steps(router, turn, allowed))
     try:
         outcome = run_turn(
             turn_id=str(turn.id),
@@ -248,21 +234,22 @@ def _run(turn: Turn) -> str:
                 turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
             ),
             system_prompt=agent.system_prompt,
-            history=history_for(turn) if turn.seq > 1 else [],
+            # Earlier turns: the newest summary and the turns after it, summarised again
+            # when the prompt nears the model's window or the turn's input budget.
+            memory=context_memory(
+                turn=turn,
+                router=router,
+                allowed=allowed,
+                tier=agent.model_tier,
+                sensitivity=session.data_sensitivity,
+            ),
             budget=budget,
             events=events,
             checkpoints=checkpoints,
             # A decision on the call this turn is parked on (None: none parked or undecided).
             approval=approval_decision_for(turn),
             config=config,
-            attributes={
-                "tenant": str(turn.tenant_id),
-                "session": str(session.id),
-                "agent": agent.slug,
-                "environment": session.environment,
-                "risk_tier": session.risk_tier,
-                "data_sensitivity": session.data_sensitivity,
-            },
+            attributes=turn_attributes(turn),
         )
     except TurnCancelled:
         _finish(
@@ -298,10 +285,39 @@ def _run(turn: Turn) -> str:
             events=[("turn.failed", {"turn_id": str(turn.id), "reason": "internal_error"})],
         )
         return "failed"
+    finally:
+        budget.close()  # the last call's Redis settle (it waits for a next reserve otherwise)
     if outcome.status == "waiting_approval":
         return _park_for_approval(turn, outcome, events.deferred, writes)
     _record_outcome(turn, outcome, events.deferred, writes)
     return outcome.status
+
+
+def loop_config_for(agent: Agent, *, json_steps: bool) -> LoopConfig:
+    """The loop's settings for a turn of `agent` (a replay builds the same)."""
+    return LoopConfig(
+        max_steps=agent.max_steps,
+        max_reprompts=settings.WARDEN_MAX_REPROMPTS,
+        max_output_tokens=min(1024, agent.max_output_tokens_per_turn),
+        min_output_tokens=min(128, agent.max_output_tokens_per_turn),
+        json_steps=json_steps,
+        trim_tools_to=settings.WARDEN_BUDGET_TRIM_TOOLS,
+        compressed_observation_chars=settings.WARDEN_BUDGET_COMPRESSED_OBSERVATION_CHARS,
+        compressed_history_exchanges=settings.WARDEN_BUDGET_KEEP_HISTORY_TURNS,
+    )
+
+
+def turn_attributes(turn: Turn) -> dict[str, Any]:
+    """What every port call of the turn is told about where it runs (`StepContext`)."""
+    session = turn.session
+    return {
+        "tenant": str(turn.tenant_id),
+        "session": str(session.id),
+        "agent": session.agent.slug,
+        "environment": session.environment,
+        "risk_tier": session.risk_tier,
+        "data_sensitivity": session.data_sensitivity,
+    }
 
 
 def _park_for_approval(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
+from apps.core.exceptions import InvalidInput
+from apps.policies.whatif import DecisionQuery, RecordedDecision
 from apps.tenants.identity import Identity
 from apps.tenants.models import Tenant
 
@@ -76,3 +79,86 @@ def agent_choices_for(tenant_ids: Iterable[uuid.UUID]) -> list[tuple[uuid.UUID, 
     """(id, label) of these tenants' agents, for the console's budget form."""
     rows = Agent.objects.filter(tenant_id__in=list(tenant_ids)).select_related("tenant")
     return [(agent.id, f"{agent.name} ({agent.tenant.slug})") for agent in rows.order_by("name")]
+
+
+# --------------------------------------------------------------------------- recorded decisions
+
+
+def _cursor(node: ActionNode) -> str:
+    return f"{node.created_at.isoformat()}|{node.id}"
+
+
+def _after(cursor: str) -> Q:
+    """The decisions after `cursor` (as `_cursor` wrote it); a cursor that is not one is a 400."""
+    stamp, _, node_id = cursor.partition("|")
+    try:
+        moment = datetime.fromisoformat(stamp)
+        after_id = uuid.UUID(node_id)
+    except ValueError:
+        raise InvalidInput("That is not a cursor this API gave.", code="invalid_cursor") from None
+    return Q(created_at__gt=moment) | Q(created_at=moment, id__gt=after_id)
+
+
+def recorded_policy_decisions(query: DecisionQuery) -> list[RecordedDecision]:
+    """The tenant's recorded gate decisions (`policy` nodes) in the query's window, oldest
+    first, each with its call's real arguments put back from the call's own node."""
+    nodes = ActionNode.objects.filter(tenant_id=query.tenant_id, kind="policy")
+    if query.session_ids is not None:
+        nodes = nodes.filter(turn__session_id__in=list(query.session_ids))
+    if query.since is not None:
+        nodes = nodes.filter(created_at__gte=query.since)
+    if query.after:
+        nodes = nodes.filter(_after(query.after))
+    page = list(
+        nodes.select_related("turn__session__agent").order_by("created_at", "id")[: query.limit]
+    )
+    wanted = {(n.turn_id, n.node_id.removesuffix(":policy")) for n in page}
+    calls = {
+        (c.turn_id, c.node_id): c.inputs
+        for c in ActionNode.objects.filter(
+            tenant_id=query.tenant_id,
+            kind="tool_call",
+            turn_id__in={turn_id for turn_id, _ in wanted},
+            node_id__in={node_id for _, node_id in wanted},
+        ).only("turn_id", "node_id", "inputs")
+    }
+    decisions = []
+    for node in page:
+        call_node = node.node_id.removesuffix(":policy")
+        recorded = node.inputs.get("input") if isinstance(node.inputs, dict) else None
+        recorded = recorded if isinstance(recorded, dict) else {}
+        outputs = node.outputs if isinstance(node.outputs, dict) else {}
+        call = calls.get((node.turn_id, call_node)) or {}
+        input_doc = {k: v for k, v in recorded.items() if k != "arguments_digest"}
+        restored = isinstance(call.get("arguments"), dict)
+        if input_doc and restored:
+            input_doc["arguments"] = call["arguments"]
+        decisions.append(
+            RecordedDecision(
+                session_id=str(node.turn.session_id),
+                turn_id=str(node.turn_id),
+                turn_seq=node.turn.seq,
+                node_id=call_node,
+                step_index=node.step_index,
+                call_index=node.call_index,
+                agent_slug=node.turn.session.agent.slug,
+                tool=str(node.inputs.get("tool", "")),
+                input_doc=input_doc,
+                arguments_summary=recorded.get("arguments"),
+                arguments_restored=restored,
+                outcome=str(outputs.get("outcome", "")),
+                reasons=[str(r) for r in outputs.get("reasons", [])],
+                policies=[p for p in outputs.get("policies", []) if isinstance(p, dict)],
+                recorded_at=node.created_at,
+                cursor=_cursor(node),
+            )
+        )
+    return decisions
+
+
+def session_ids_in_tenant(tenant_id: uuid.UUID, session_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    return set(
+        AgentSession.objects.filter(tenant_id=tenant_id, id__in=list(session_ids)).values_list(
+            "id", flat=True
+        )
+    )

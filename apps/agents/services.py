@@ -124,6 +124,16 @@ def session_create(
     )
 
 
+def session_rename(*, session: AgentSession, title: str) -> AgentSession:
+    """Give a session a new title (the chat's session list shows it); blank clears it."""
+    title = title.strip()
+    if len(title) > 200:
+        raise InvalidInput("A title has at most 200 characters.", code="title_too_long")
+    session.title = title
+    session.save(update_fields=["title", "updated_at"])
+    return session
+
+
 def session_state_set(
     *, session: AgentSession, state: dict[str, Any], ttl_seconds: int | None = None
 ) -> AgentSession:

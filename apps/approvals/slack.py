@@ -8,13 +8,14 @@ runs inside the interaction request, because its trigger_id is valid for 3 secon
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from slack_sdk import WebClient
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from apps.approvals.arguments import summary_text
+from apps.core.redaction import redact_payload, redact_text
 
 if TYPE_CHECKING:
     from apps.approvals.models import ApprovalRequest
@@ -65,6 +66,12 @@ def _tokens(context: dict[str, Any]) -> str:
 
 
 def card_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
+    """The Block Kit card, scrubbed with the tenant's redaction: arguments, reasons, names and
+    rationale may all carry PII or credentials, and Slack is outside the platform."""
+    return cast(list[dict[str, Any]], redact_payload(_card_blocks(approval), approval.tenant_id))
+
+
+def _card_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
     context = approval.context or {}
     elapsed_s = int(context.get("elapsed_ms", 0)) / 1000
     fields = [
@@ -145,8 +152,10 @@ def outcome_text(approval: ApprovalRequest) -> str:
 def fallback_text(approval: ApprovalRequest) -> str:
     agent = (approval.context or {}).get("agent", "an agent")
     if approval.is_pending:
-        return f"Approval needed: {approval.tool_name} for {agent}"
-    return f"{approval.tool_name} for {agent}: {approval.status}"
+        text = f"Approval needed: {approval.tool_name} for {agent}"
+    else:
+        text = f"{approval.tool_name} for {agent}: {approval.status}"
+    return redact_text(text, approval.tenant_id)
 
 
 def post_card(approval: ApprovalRequest, *, channel: str) -> tuple[str, str]:
@@ -166,6 +175,10 @@ def update_card(approval: ApprovalRequest) -> None:
 
 
 def reject_modal(approval: ApprovalRequest) -> dict[str, Any]:
+    return cast(dict[str, Any], redact_payload(_reject_modal(approval), approval.tenant_id))
+
+
+def _reject_modal(approval: ApprovalRequest) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": REJECT_CALLBACK,
@@ -202,4 +215,4 @@ def open_reject_modal(approval: ApprovalRequest, *, trigger_id: str) -> None:
 
 def tell(*, channel: str, user: str, text: str) -> None:
     """An ephemeral note only `user` sees, in `channel`."""
-    client().chat_postEphemeral(channel=channel, user=user, text=text)
+    client().chat_postEphemeral(channel=channel, user=user, text=redact_text(text))

@@ -25,6 +25,7 @@ class BudgetCollector(Collector):
         yield CounterMetricFamily("warden_budget_refusals", "", labels=["scope"])
         yield CounterMetricFamily("warden_model_rate_limited", "", labels=["scope"])
         yield CounterMetricFamily("warden_budget_reservations_expired", "")
+        yield CounterMetricFamily("warden_budget_reservations_settled_late", "")
         yield CounterMetricFamily("warden_budget_overruns", "")
 
     def collect(self) -> Iterator[Metric]:
@@ -60,6 +61,12 @@ class BudgetCollector(Collector):
             "warden_budget_reservations_expired",
             "Holds of calls whose worker died before settling, charged by the reconciler.",
             value=stats.get("expired", 0),
+        )
+        yield CounterMetricFamily(
+            "warden_budget_reservations_settled_late",
+            "Holds past their deadline whose call's ledger row was committed, settled at it by "
+            "the reconciler (the worker died after the commit, before the Redis settle).",
+            value=stats.get("settled_late", 0),
         )
         yield CounterMetricFamily(
             "warden_budget_overruns",

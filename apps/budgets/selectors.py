@@ -132,3 +132,44 @@ def burndown_points(
         spent += Decimal(cost) if money else Decimal(input_tokens + output_tokens)
         points.append((created_at, cap - spent))
     return points, start, end, unit
+
+
+def usage_totals(
+    *,
+    tenant: Tenant,
+    session_id: uuid.UUID | None = None,
+    user_id: int | None = None,
+    since: datetime | None = None,
+) -> tuple[int, Decimal]:
+    """(tokens, cost) the ledger has for one session or one user (since a moment): what a
+    person's own budget meter shows."""
+    rows = UsageRecord.objects.filter(tenant=tenant)
+    if session_id is not None:
+        rows = rows.filter(session_id=session_id)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    totals = rows.aggregate(
+        tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0),
+        cost=Coalesce(Sum("cost"), Decimal(0)),
+    )
+    return int(totals["tokens"]), Decimal(totals["cost"])
+
+
+def budget_caps_for(
+    *, tenant: Tenant, agent_id: uuid.UUID, user_id: int | None
+) -> dict[str, Budget | None]:
+    """The active budgets a person's meter compares against: the session budget of this agent
+    (or of every agent) and the user's daily budget; None where there is none."""
+    active = Budget.objects.filter(tenant=tenant, is_active=True)
+    session = (
+        active.filter(scope=Scope.SESSION, period=Period.SESSION)
+        .filter(Q(agent_id=agent_id) | Q(agent_id__isnull=True))
+        .order_by(F("agent_id").asc(nulls_last=True))
+        .first()
+    )
+    day = None
+    if user_id is not None:
+        day = active.filter(scope=Scope.USER, period=Period.DAY, user_id=user_id).first()
+    return {"session": session, "day": day}

@@ -4,15 +4,22 @@ and a source that does not compile is refused with the compiler's line and colum
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from unfold.admin import TabularInline
 
 from apps.core.exceptions import WardenError
-from apps.policies import services
+from apps.policies import services, whatif
 from apps.policies.models import Policy, PolicyVersion
 from apps.tenants.admin_scoping import TenantScopedAdmin
 
@@ -61,6 +68,42 @@ class PolicyVersionInline(TabularInline):
         return False
 
 
+class WhatIfForm(forms.Form):
+    """The window and the version of a what-if, as the console asks for them."""
+
+    version = forms.TypedChoiceField(coerce=int, help_text="Default: the newest not enforced.")
+    since = forms.DateTimeField(
+        required=False, help_text="Recorded tool calls since (default: the last 7 days)."
+    )
+    sessions = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Or these session ids only (one per line); overrides the time.",
+    )
+
+    def __init__(self, *args: Any, policy: Policy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        versions = PolicyVersion.objects.filter(tenant_id=policy.tenant_id, policy=policy).order_by(
+            "-number"
+        )
+        version_field = self.fields["version"]
+        assert isinstance(version_field, forms.TypedChoiceField)
+        version_field.choices = [
+            (v.number, f"v{v.number} ({v.get_mode_display()})") for v in versions
+        ]
+        default = whatif.what_if_version(policy=policy, number=None) if versions else None
+        if default is not None:
+            self.fields["version"].initial = default.number
+
+    def clean_sessions(self) -> list[uuid.UUID] | None:
+        raw = self.cleaned_data.get("sessions") or ""
+        lines = [line.strip() for line in raw.split() if line.strip()]
+        try:
+            return [uuid.UUID(line) for line in lines] or None
+        except ValueError:
+            raise forms.ValidationError("One session id (a UUID) per line.") from None
+
+
 @admin.register(Policy)
 class PolicyAdmin(TenantScopedAdmin):
     form = PolicyForm
@@ -68,6 +111,66 @@ class PolicyAdmin(TenantScopedAdmin):
     list_filter = ["tenant", "mode"]
     search_fields = ["name", "description", "agent_slug", "tool_name"]
     inlines = [PolicyVersionInline]
+    readonly_fields = ["what_if"]
+    actions = ["run_what_if"]
+
+    @admin.display(description="what-if")
+    def what_if(self, obj: Policy) -> str:
+        if not obj.pk:
+            return "-"
+        url = reverse("admin:policies_policy_what_if", args=[obj.pk])
+        return format_html(
+            '<a class="button" href="{}">What would this policy have decided?</a>', url
+        )
+
+    @admin.action(description="Run a what-if on recorded tool calls")
+    def run_what_if(self, request: HttpRequest, queryset: QuerySet[Policy]) -> Any:
+        if queryset.count() != 1:
+            messages.error(request, "Choose exactly one policy for a what-if.")
+            return None
+        policy = queryset.get()
+        return HttpResponseRedirect(reverse("admin:policies_policy_what_if", args=[policy.pk]))
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<uuid:policy_id>/what-if/",
+                self.admin_site.admin_view(self.what_if_view),
+                name="policies_policy_what_if",
+            ),
+            *super().get_urls(),
+        ]
+
+    def what_if_view(self, request: HttpRequest, policy_id: Any) -> HttpResponse:
+        """The what-if for a chosen window: the same service as the API, the report below."""
+        policy = self.get_queryset(request).filter(id=policy_id).first()
+        if policy is None or not self.has_view_permission(request, policy):
+            raise Http404("No such policy.")
+        form = WhatIfForm(request.POST or None, policy=policy)
+        report: dict[str, Any] | None = None
+        if request.method == "POST" and form.is_valid():
+            sessions = form.cleaned_data["sessions"]
+            since = None
+            if sessions is None:
+                since = form.cleaned_data["since"] or timezone.now() - timedelta(days=7)
+            try:
+                report = whatif.policy_what_if(
+                    policy=policy,
+                    version_number=form.cleaned_data["version"],
+                    session_ids=sessions,
+                    since=since,
+                ).as_dict()
+            except WardenError as exc:
+                messages.error(request, f"{exc.code}: {exc.message}")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"What-if: {policy.name}",
+            "policy": policy,
+            "form": form,
+            "report": report,
+        }
+        return TemplateResponse(request, "admin/policies/policy/what_if.html", context)
 
     @admin.display(description="version")
     def version(self, obj: Policy) -> int | None:

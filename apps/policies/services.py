@@ -256,13 +256,20 @@ def policy_default_ensure(*, tenant: Tenant) -> Policy | None:
 # --------------------------------------------------------------------------- decisions
 
 
-def _evaluate(
-    policy: Policy, version: PolicyVersion, input_doc: Mapping[str, Any]
-) -> dict[str, Any]:
-    """One policy on one input; never raises: an engine failure is a deny that says so."""
-    label = f"policy {policy.name!r} v{version.number}"
+@dataclass(frozen=True)
+class VersionRun:
+    """One version evaluated on one input: its result (a deny when it failed) and why."""
+
+    result: PolicyResult
+    error: str | None  # None, "timeout" or "engine_error"
+    value: Any
+    defined: bool
+    engine: str
+
+
+def version_run(*, version: PolicyVersion, input_doc: Mapping[str, Any], label: str) -> VersionRun:
+    """Evaluate one version; never raises: an engine failure is a deny that says so."""
     engine = policy_engine()
-    started = time.perf_counter()
     error: str | None = None
     value: Any = None
     defined = False
@@ -279,11 +286,23 @@ def _evaluate(
             f"{label}: the policy engine failed ({exc}): denied (fail closed)"
         )
     except Exception as exc:  # a bug must not wave a call through either
-        logger.exception("policy evaluation crashed", extra={"policy_id": str(policy.id)})
+        logger.exception("policy evaluation crashed", extra={"policy_version_id": str(version.id)})
         error = "engine_error"
         result = PolicyResult.denied(
             f"{label}: the policy engine failed ({type(exc).__name__}): denied (fail closed)"
         )
+    return VersionRun(result=result, error=error, value=value, defined=defined, engine=engine.name)
+
+
+def _evaluate(
+    policy: Policy, version: PolicyVersion, input_doc: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One policy on one input; never raises: an engine failure is a deny that says so."""
+    started = time.perf_counter()
+    run = version_run(
+        version=version, input_doc=input_doc, label=f"policy {policy.name!r} v{version.number}"
+    )
+    result, error, value, defined = run.result, run.error, run.value, run.defined
     elapsed_us = round((time.perf_counter() - started) * 1_000_000)
     return {
         "policy_id": str(policy.id),
@@ -292,7 +311,7 @@ def _evaluate(
         "version_id": str(version.id),
         "digest": version.digest,
         "mode": policy.mode,
-        "engine": engine.name,
+        "engine": run.engine,
         "outcome": result.outcome,
         "result": result.as_dict(),
         "error": error,

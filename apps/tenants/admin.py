@@ -12,11 +12,20 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.core import redaction
 from apps.core.api.views import authenticated_user
 from apps.core.exceptions import WardenError
 from apps.tenants import services
 from apps.tenants.admin_scoping import TenantScopedAdmin, administered_tenant_ids
-from apps.tenants.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant
+from apps.tenants.models import (
+    ApiKey,
+    ApiKeyScope,
+    Invitation,
+    Membership,
+    RedactionSettings,
+    Role,
+    Tenant,
+)
 
 
 @admin.register(Tenant)
@@ -283,3 +292,64 @@ class ApiKeyAdmin(TenantScopedAdmin):
         for key in queryset:
             services.api_key_revoke(key=key)
         messages.success(request, f"Revoked {queryset.count()} key(s).")
+
+
+class RedactionSettingsForm(forms.ModelForm):
+    kinds = forms.MultipleChoiceField(
+        choices=[(k, k) for k in redaction.PII_KINDS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="PII kinds scrubbed. Credentials (API keys, bearer tokens, JWTs, private "
+        "keys) are always scrubbed.",
+    )
+    custom_patterns = forms.JSONField(
+        required=False,
+        initial=list,
+        help_text='A list of {"name": "employee_id", "pattern": "EMP-\\\\d{6}"}: shown as '
+        "[REDACTED:employee_id]. No capturing groups; runaway patterns are refused.",
+    )
+
+    class Meta:
+        model = RedactionSettings
+        fields = ["tenant", "enabled", "kinds", "custom_patterns"]
+
+    def clean_custom_patterns(self) -> list[dict[str, str]]:
+        value = self.cleaned_data.get("custom_patterns") or []
+        if not isinstance(value, list) or not all(
+            isinstance(p, dict)
+            and set(p) == {"name", "pattern"}
+            and all(isinstance(v, str) for v in p.values())
+            for p in value
+        ):
+            raise forms.ValidationError('A list of {"name": …, "pattern": …} objects.')
+        try:
+            redaction.validate_custom_patterns(
+                redaction.CustomPattern(p["name"], p["pattern"]) for p in value
+            )
+        except redaction.InvalidPattern as exc:
+            raise forms.ValidationError(str(exc), code=exc.code) from None
+        return value
+
+
+@admin.register(RedactionSettings)
+class RedactionSettingsAdmin(TenantScopedAdmin):
+    form = RedactionSettingsForm
+    list_display = ["tenant", "enabled", "kinds", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["tenant"] if obj is not None else []
+
+    def save_model(
+        self, request: HttpRequest, obj: RedactionSettings, form: Any, change: bool
+    ) -> None:
+        try:
+            row = services.redaction_settings_update(
+                tenant=obj.tenant,
+                enabled=form.cleaned_data["enabled"],
+                kinds=form.cleaned_data["kinds"],
+                custom_patterns=form.cleaned_data["custom_patterns"],
+            )
+        except WardenError as exc:
+            messages.error(request, exc.message)
+            return
+        obj.pk = row.pk

@@ -31,6 +31,8 @@ class Permission(StrEnum):
     POLICY_WRITE = "policy.write"  # create, change or delete a policy (a new version each save)
     BUDGET_READ = "budget.read"  # budgets, what they have spent, and the tenant's usage
     BUDGET_WRITE = "budget.write"  # create, change or delete a budget
+    SESSION_REPLAY = "session.replay"  # re-run a recorded session from its log (no live calls)
+    AUDIT_READ = "audit.read"  # export a session's hash-chained event log, unredacted
 
 
 _VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
@@ -43,16 +45,21 @@ _PARTICIPANT = _VIEWER | {
 # Approvers decide parked tool calls and nothing more; operators configure agents and tools
 # but do not decide (whoever writes the policy should not also wave its calls through).
 _APPROVER = _PARTICIPANT | {Permission.APPROVAL_DECIDE}
+# Replay shows what the model and the tools said (divergences quote them) and costs policy
+# evaluations: for those who may read reasoning and configure agents.
 _OPERATOR = _PARTICIPANT | {
     Permission.REASONING_READ,
+    Permission.SESSION_REPLAY,
     Permission.TENANT_CONFIGURE,
     Permission.POLICY_READ,
     Permission.BUDGET_READ,
 }
 # Policies and budgets decide what every agent of the tenant may do: changing them is an
-# admin's call.
+# admin's call. The audit export is every stored event as it was sealed (private reasoning
+# included), for archiving: an admin's too.
 _ADMIN = _OPERATOR | {
     Permission.TENANT_ADMINISTER,
+    Permission.AUDIT_READ,
     Permission.POLICY_WRITE,
     Permission.BUDGET_WRITE,
     Permission.APPROVAL_DECIDE,

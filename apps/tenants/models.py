@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.redaction import PII_KINDS
+
 
 class Role(models.TextChoices):
     OWNER = "owner", "Owner"
@@ -164,3 +166,31 @@ class Invitation(TenantOwned):
         if self.expires_at <= timezone.now():
             return "expired"
         return "pending"
+
+
+def default_redaction_kinds() -> list[str]:
+    return list(PII_KINDS)
+
+
+class RedactionSettings(TenantOwned):
+    """What a tenant scrubs before data leaves the platform (apps/core/redaction.py).
+
+    `kinds` are the built-in PII kinds it keeps on (all by default); credentials (API keys,
+    bearer tokens, JWTs, private keys) are scrubbed whatever this says. `custom_patterns` are
+    the tenant's own `{"name", "pattern"}` regexes, checked on save against invalid and
+    runaway patterns. No row means the platform default: everything on, no custom patterns.
+    """
+
+    enabled = models.BooleanField(
+        default=True, help_text="Off: only credentials are scrubbed (not PII, not custom patterns)."
+    )
+    kinds = models.JSONField(default=default_redaction_kinds, blank=True)
+    custom_patterns = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name = "redaction settings"
+        verbose_name_plural = "redaction settings"
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="uniq_redaction_tenant")]
+
+    def __str__(self) -> str:
+        return f"Redaction settings of {self.tenant_id}"

@@ -7,8 +7,16 @@ import uuid
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
+from apps.core.redaction import DEFAULT_CONFIG, PII_KINDS, CustomPattern, RedactionConfig
 from apps.tenants.exceptions import TenantNotFound
-from apps.tenants.models import ADMIN_ROLES, ApiKey, Invitation, Membership, Tenant
+from apps.tenants.models import (
+    ADMIN_ROLES,
+    ApiKey,
+    Invitation,
+    Membership,
+    RedactionSettings,
+    Tenant,
+)
 
 
 def tenant_get_by_slug(*, slug: str) -> Tenant:
@@ -67,3 +75,25 @@ def invitation_get(*, tenant: Tenant, invitation_id: uuid.UUID) -> Invitation:
 
 def api_key_get_by_prefix(*, tenant: Tenant, prefix: str) -> ApiKey:
     return api_key_list(tenant=tenant).get(prefix=prefix)
+
+
+def redaction_settings_get(*, tenant: Tenant) -> RedactionSettings:
+    """The tenant's settings; an unsaved row with the defaults when it has none."""
+    found = RedactionSettings.objects.filter(tenant=tenant).first()
+    return found or RedactionSettings(tenant=tenant)
+
+
+def redaction_config_for(tenant_id: str) -> RedactionConfig:
+    """The engine's view of a tenant's settings (registered as apps.core.redaction's loader)."""
+    row = RedactionSettings.objects.filter(tenant_id=tenant_id).first()
+    if row is None:
+        return DEFAULT_CONFIG
+    return redaction_config(row)
+
+
+def redaction_config(row: RedactionSettings) -> RedactionConfig:
+    return RedactionConfig(
+        enabled=row.enabled,
+        kinds=frozenset(k for k in row.kinds if k in PII_KINDS),
+        custom=tuple(CustomPattern(p["name"], p["pattern"]) for p in row.custom_patterns),
+    )

@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core import redaction
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.tenants.exceptions import (
     AuthError,
@@ -20,7 +21,15 @@ from apps.tenants.exceptions import (
     LastOwner,
     OwnerRequired,
 )
-from apps.tenants.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant
+from apps.tenants.models import (
+    ApiKey,
+    ApiKeyScope,
+    Invitation,
+    Membership,
+    RedactionSettings,
+    Role,
+    Tenant,
+)
 
 API_KEY_PREFIX = "wdn"
 INVITATION_TOKEN_PREFIX = "wdi"  # noqa: S105 (a label, not a secret)
@@ -249,3 +258,46 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey:
         ApiKey.objects.filter(id=key.id).update(last_used_at=now)
         key.last_used_at = now
     return key
+
+
+def redaction_settings_update(
+    *,
+    tenant: Tenant,
+    enabled: bool | None = None,
+    kinds: Iterable[str] | None = None,
+    custom_patterns: Iterable[dict[str, str]] | None = None,
+) -> RedactionSettings:
+    """Change what the tenant scrubs. Refuses (`InvalidInput`, with the engine's code) unknown
+    kinds and custom patterns that are invalid, match everything or backtrack catastrophically.
+    The tenant's cached redactor in this process is dropped on commit; other processes pick the
+    change up within apps.core.redaction.CONFIG_TTL_SECONDS."""
+    patterns = None
+    if custom_patterns is not None:
+        patterns = [{"name": p["name"], "pattern": p["pattern"]} for p in custom_patterns]
+        try:
+            redaction.validate_custom_patterns(
+                redaction.CustomPattern(p["name"], p["pattern"]) for p in patterns
+            )
+        except redaction.InvalidPattern as exc:
+            raise InvalidInput(str(exc), code=exc.code) from None
+    if kinds is not None:
+        kinds = sorted(set(kinds))
+        unknown = [k for k in kinds if k not in redaction.PII_KINDS]
+        if unknown:
+            raise InvalidInput(
+                f"Unknown or not optional kinds: {', '.join(unknown)}. PII kinds are "
+                f"{', '.join(redaction.PII_KINDS)}; credentials are always scrubbed.",
+                code="unknown_redaction_kind",
+                details={"kinds": unknown},
+            )
+    with transaction.atomic():
+        row, _ = RedactionSettings.objects.select_for_update().get_or_create(tenant=tenant)
+        if enabled is not None:
+            row.enabled = enabled
+        if kinds is not None:
+            row.kinds = kinds
+        if patterns is not None:
+            row.custom_patterns = patterns
+        row.save()
+        transaction.on_commit(lambda: redaction.invalidate(tenant.id))
+    return row

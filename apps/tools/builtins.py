@@ -183,6 +183,7 @@ default_registry.register(
     idempotent=True,
     risk_tier="low",
     timeout_s=5.0,
+    in_process=True,
     replace=True,
 )
 default_registry.register(
@@ -200,5 +201,6 @@ default_registry.register(
     timeout_s=5.0,
     # Bounded above, and still run where its timeout can stop it: defence in depth.
     cpu_bound=True,
+    in_process=True,
     replace=True,
 )

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.policies",
     "apps.approvals",
     "apps.budgets",
+    "apps.chat",
     "apps.console",
 ]
 
@@ -112,7 +113,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Request bodies above this size are refused with 413 before they are read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("WARDEN_MAX_BODY_BYTES", 1_048_576)
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/admin/login/"  # the chat has its own (/chat/login/)
 
 from config.settings.access import *  # noqa: E402,F403
 from config.settings.api import *  # noqa: E402,F403
@@ -129,6 +130,7 @@ from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.policies import *  # noqa: E402,F403
+from config.settings.replay import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
 from config.settings.slack import *  # noqa: E402,F403
 from config.settings.telemetry import *  # noqa: E402,F403

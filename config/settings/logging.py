@@ -10,7 +10,11 @@ LOG_FORMAT = env_str("WARDEN_LOG_FORMAT", "json")  # json | console
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "apps.core.logging.RequestIdFilter"},
+        # PII and credentials never reach a log line (apps/core/redaction.py).
+        "redact": {"()": "apps.core.logging.RedactFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -23,7 +27,7 @@ LOGGING = {
         "stderr": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT if LOG_FORMAT in ("json", "console") else "json",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact"],
         }
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},

@@ -206,3 +206,46 @@ def test_backpressure_degrades_then_refuses_and_says_so(
     assert degraded.status == "completed"
     node = ActionNode.objects.get(turn=degraded, kind="model_call")
     assert node.inputs["obligations"] == ["small_tier", "trim_tools"]
+
+
+def test_admission_reads_endpoints_through_a_router_kept_per_tenant_for_the_config_ttl(
+    world: World,
+    alice_client: APIClient,
+    charlie_client: APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within WARDEN_BUDGET_CONFIG_CACHE_SECONDS a POST reads no endpoint rows; an endpoint
+    edit reaches admission once it has passed; each tenant gets its own endpoints."""
+    from django.db import connection
+
+    from apps.agents import admission
+
+    clock = [1000.0]
+    monkeypatch.setattr(admission.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(admission, "_routers", {})
+    reads: list[str] = []
+
+    def count(execute: object, sql: str, params: object, many: bool, context: object) -> object:
+        if "llm_modelendpoint" in sql and "allowed_endpoints" not in sql:  # the router's read
+            reads.append(sql)
+        return execute(sql, params, many, context)  # type: ignore[operator]
+
+    agent = small_context_agent(world)
+    with override_settings(WARDEN_BUDGET_CONFIG_CACHE_SECONDS=5), connection.execute_wrapper(count):
+        assert post(alice_client, agent).status_code == 400  # prompt_too_long
+        assert len(reads) == 1
+        endpoint_save(  # as the console and the API save it (updated_at moves)
+            tenant=world.tenant_a,
+            endpoint=ModelEndpoint.objects.get(tenant=world.tenant_a, name="scripted"),
+            context_window=100_000,
+        )
+        reads.clear()
+        response = post(alice_client, agent)
+        # Still the router admission read 5 s ago: the same refusal, no endpoint read.
+        assert response.status_code == 400 and response.json()["code"] == "prompt_too_long"
+        assert reads == []
+        # Another tenant is not answered from tenant A's router.
+        other = make_agent(world.tenant_b, ANSWER)
+        assert post(charlie_client, other).status_code == 202
+        clock[0] += 6
+        assert post(alice_client, agent).status_code == 202  # the edit has arrived

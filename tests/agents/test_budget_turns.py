@@ -285,3 +285,101 @@ def test_a_full_rate_window_fails_the_turn_rate_limited_when_waiting_is_not_allo
     assert failed["budget"]["scope"] == "tenant" and failed["budget"]["kind"] == "rpm"
     assert len(model_nodes(turn)) == 1  # the first call counted; the second never made
     nothing_held(world.tenant_a)
+
+
+def fallback_agent(tenant: Tenant, *, dear_sensitivities: list[str]) -> Agent:
+    """A cheap primary and a hundred times dearer second endpoint, both allowed; the dear
+    one takes the session's data (internal) only if `dear_sensitivities` says so."""
+    for name, price, sensitivities in (
+        ("cheap", Decimal("1"), ["public", "internal"]),
+        ("dear", Decimal("100"), dear_sensitivities),
+    ):
+        endpoint_save(
+            tenant=tenant,
+            name=name,
+            provider="scripted",
+            model=f"scripted-{name}",
+            tier="small",
+            allowed_sensitivities=sensitivities,
+            options={"script": SCRIPT},
+            price_input_per_mtok=price,
+            price_output_per_mtok=price,
+        )
+    agent = make_agent(
+        tenant, SCRIPT, tools=["calculator"], slug="fallback", max_steps=8, endpoint_name="cheap"
+    )
+    agent.allowed_endpoints.add(*ModelEndpoint.objects.filter(tenant=tenant, name="dear"))
+    return agent
+
+
+@pytest.mark.parametrize(
+    ("dear_sensitivities", "held_price"),
+    [
+        # The router never sends internal data to the dear endpoint: not a candidate, and
+        # the hold is priced at the cheap one, though the agent may use both.
+        (["public", "confidential"], Decimal("1")),
+        # The router may fail over to it: the hold covers its price.
+        (["public", "internal"], Decimal("100")),
+    ],
+)
+def test_a_call_is_held_at_the_dearest_endpoint_it_may_really_reach(
+    world: World, dear_sensitivities: list[str], held_price: Decimal
+) -> None:
+    turn = run(fallback_agent(world.tenant_a, dear_sensitivities=dear_sensitivities))
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+    rows = list(UsageRecord.objects.filter(turn_id=turn.id))
+    assert len(rows) == len(SCRIPT)
+    for row in rows:
+        assert row.endpoint_name == "cheap"
+        assert row.reserved_cost == row.reserved_tokens * held_price / 1_000_000
+        assert row.cost == (row.input_tokens + row.output_tokens) * Decimal(1) / 1_000_000
+    nothing_held(world.tenant_a)
+
+
+def test_a_calls_redis_settle_rides_in_the_next_reserve_and_the_last_one_at_the_end(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two calls the session counter still shows the earlier call's hold (never
+    less than it used); the next reserve settles it in the same step, and the run's end
+    settles the last call: the counters end at the ledger's sums, nothing held."""
+    agent = priced_agent(world.tenant_a)
+    seen: list[tuple[int, int]] = []
+    session = make_session(agent)
+    counter = counter_for(
+        prefix=budget_ledger.ledger().prefix,
+        tenant_id=str(world.tenant_a.id),
+        scope="session",
+        target=str(session.id),
+        period="session",
+        at=datetime.now(UTC),
+    )
+
+    from apps.tools.executors import builtin
+
+    real = builtin.BuiltinExecutor.execute
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # A tool runs between two model calls: what does Redis hold for the session now?
+        state = budget_ledger.ledger().states([counter])[counter.key]
+        assert state is not None
+        seen.append((state.spent_tokens, state.reserved_tokens))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(builtin.BuiltinExecutor, "execute", execute)
+    turn = services.turn_enqueue(session=session, message="go")
+    orchestrator.turn_execute(turn_id=turn.id)
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+    by_node = {r.node_id: r for r in UsageRecord.objects.filter(turn_id=turn.id)}
+    rows = [by_node[n.node_id] for n in model_nodes(turn)]
+    assert len(seen) == len(rows) - 1 == 5
+    for k, (spent, reserved) in enumerate(seen):
+        # Calls before k settled (the earlier ones by the reserves after them); call k's
+        # hold still stands in full, and it is never below what that call used.
+        assert spent == sum(r.input_tokens + r.output_tokens for r in rows[:k])
+        assert reserved == rows[k].reserved_tokens >= rows[k].input_tokens + rows[k].output_tokens
+    state = budget_ledger.ledger().states([counter])[counter.key]
+    total = sum(r.input_tokens + r.output_tokens for r in rows)
+    assert state is not None and (state.spent_tokens, state.reserved_tokens) == (total, 0)
+    assert budget_ledger.ledger_sums(counter)[0] == total
+    nothing_held(world.tenant_a)

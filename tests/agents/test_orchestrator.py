@@ -122,6 +122,24 @@ def test_later_turn_waits_for_earlier_one(world: World, two_tool_agent: Agent) -
     assert second.seq == first.seq + 1
 
 
+def test_a_blocked_turn_dispatches_the_earlier_one_that_found_the_lock_taken(
+    world: World, two_tool_agent: Agent, no_dispatch: list[str]
+) -> None:
+    """Two turns of an idle session dispatched together: the first one's task meets the lock
+    held by the second one's (which only finds it is blocked) and returns session_busy. The
+    second must dispatch the first again, or it waits for the recovery sweep."""
+    session = make_session(two_tool_agent)
+    first = services.turn_enqueue(session=session, message="one")
+    second = services.turn_enqueue(session=session, message="two")
+    no_dispatch.clear()
+    with orchestrator.session_lock(session.id) as held:
+        assert held  # the second turn's task, between taking the lock and finding it blocked
+        assert orchestrator.turn_execute(turn_id=first.id) == "session_busy"
+    assert no_dispatch == []
+    assert orchestrator.turn_execute(turn_id=second.id) == "blocked_by_earlier_turn"
+    assert no_dispatch == [str(first.id)]
+
+
 def test_session_lock_excludes_a_second_runner(world: World, two_tool_agent: Agent) -> None:
     session = make_session(two_tool_agent)
     turn = services.turn_enqueue(session=session, message="one")

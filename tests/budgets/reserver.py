@@ -5,9 +5,11 @@ processes of tests/budgets/test_ledger_processes.py). Prints one JSON line of re
 
 PLAN_JSON: {"name", "threads", "per_thread", "caps": [[key, max_tokens, max_micros]],
 "windows": [[key, kind, limit]], "tokens", "micros", "mode"}. Modes: `hold` (reserve, keep
-the holds), `cycle` (reserve → settle with `actual` tokens/micros), `hang` (reserve once,
-print, then wait to be killed). Every process waits on a Redis barrier (`PREFIX:go`) so they
-reserve at the same time.
+the holds), `cycle` (reserve → settle with `actual` tokens/micros), `chain` (a turn's calls:
+each reserve settles the thread's previous call in the same step, the last is settled on its
+own; a refused reserve ends the chain), `hang` (reserve once, print, then wait to be
+killed). Every process waits on a Redis barrier (`PREFIX:go`) so they reserve at the same
+time.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import redis
 
-from apps.budgets.ledger.redis_ledger import RedisLedger
+from apps.budgets.ledger.redis_ledger import PriorSettle, RedisLedger
 from apps.budgets.ledger.types import Cap, Counter, RateWindow
 
 
@@ -53,7 +55,13 @@ def main() -> None:
         with lock:
             results[kind] = results.get(kind, 0) + 1
 
+    def settled(actual_t: int, actual_c: int) -> None:
+        with lock:
+            settled_tokens[0] += actual_t
+            settled_micros[0] += actual_c
+
     def work(thread: int) -> None:
+        prior: PriorSettle | None = None
         for i in range(plan["per_thread"]):
             rid = f"{name}-{thread}-{i}"
             result = led.reserve(
@@ -64,8 +72,17 @@ def main() -> None:
                 micros=micros,
                 deadline_s=time.time() + plan.get("deadline_s", 600),
                 meta=plan.get("meta", {"name": name}),
+                settle=prior,
             )
             count(result.kind)
+            if prior is not None:
+                settled(prior.tokens, prior.micros)
+                prior = None
+            if plan["mode"] == "chain":
+                if result.kind != "ok":
+                    break
+                prior = PriorSettle(rid, *plan["actual"])
+                continue
             if result.kind == "ok" and plan["mode"] == "hang":
                 print(json.dumps({"held": rid}), flush=True)
                 threading.Event().wait()
@@ -74,9 +91,16 @@ def main() -> None:
                 led.settle(
                     reservation_id=rid, caps=caps, windows=windows, tokens=actual_t, micros=actual_c
                 )
-                with lock:
-                    settled_tokens[0] += actual_t
-                    settled_micros[0] += actual_c
+                settled(actual_t, actual_c)
+        if prior is not None:
+            led.settle(
+                reservation_id=prior.reservation_id,
+                caps=caps,
+                windows=windows,
+                tokens=prior.tokens,
+                micros=prior.micros,
+            )
+            settled(prior.tokens, prior.micros)
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(plan["threads"])]
     client.incr(f"{prefix}:ready")

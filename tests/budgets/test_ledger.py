@@ -20,6 +20,7 @@ from apps.budgets.ledger.types import (
     Cap,
     CounterState,
     UsageRow,
+    counter_for,
     to_micros,
 )
 from apps.budgets.models import Budget, Period, Scope, UsageRecord
@@ -335,3 +336,55 @@ def test_a_fresh_sessions_counter_starts_at_zero_without_reading_the_ledger(
         states = svc.admission_check(caps=caps, windows=[], fresh=(str(fresh_session),))
     used_key = next(c.counter.key for c in caps if c.counter.scope == "session")
     assert states[used_key].spent_tokens == 900 and len(sums) == 1
+
+
+def test_a_fresh_counter_loads_as_zero_in_the_checking_step_and_never_resets_a_loaded_one(
+    bare_ledger: RedisLedger,
+) -> None:
+    """The script zeroes a missing counter the caller marks fresh (one round trip instead of
+    load + check); a missing counter not marked fresh still asks to be loaded from the
+    ledger; and `fresh` on a counter already there changes nothing in it."""
+    at = datetime.now(UTC)
+    new, other = (
+        counter_for(
+            prefix=bare_ledger.prefix,
+            tenant_id="t1",
+            scope="session",
+            target=t,
+            period="session",
+            at=at,
+        )
+        for t in ("s-new", "s-other")
+    )
+    caps = [cap(new, tokens=1000)]
+    peeked = bare_ledger.peek(caps=caps, windows=[], fresh=[new.key])
+    assert (peeked.kind, peeked.states[new.key]) == ("ok", CounterState(0, 0, 0, 0))
+    assert bare_ledger.states([new])[new.key] == CounterState(0, 0, 0, 0)
+    assert 0 < bare_ledger.client.ttl(new.key) <= new.ttl_s
+
+    missing = bare_ledger.peek(caps=[cap(other, tokens=1000)], windows=[])
+    assert (missing.kind, missing.counter) == ("load", other)
+
+    held = bare_ledger.reserve(
+        reservation_id="r1",
+        caps=caps,
+        windows=[],
+        tokens=400,
+        micros=0,
+        deadline_s=time.time() + 60,
+        meta={},
+        fresh=[new.key],
+    )
+    assert held.kind == "ok"
+    again = bare_ledger.reserve(
+        reservation_id="r2",
+        caps=caps,
+        windows=[],
+        tokens=700,
+        micros=0,
+        deadline_s=time.time() + 60,
+        meta={},
+        fresh=[new.key],
+    )
+    assert again.kind == "over"  # the 400 held before still counts: nothing was reset
+    assert bare_ledger.states([new])[new.key] == CounterState(0, 0, 400, 0)

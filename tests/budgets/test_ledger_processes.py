@@ -89,3 +89,43 @@ def test_a_rate_limit_holds_across_two_processes(
     assert (ok, rate) == (10, 30)
     assert int(redis_client.hget(window[0], "used") or 0) == 10
     assert 0 < redis_client.pttl(window[0]) <= 60_000
+
+
+def test_settle_and_next_reserve_in_one_step_across_processes_never_overspend(
+    redis_client: redis.Redis, bare_ledger: RedisLedger, prefix: str
+) -> None:
+    """Turns as a worker runs them: each call's settle goes in its turn's next reserve
+    (SETTLE_RESERVE). 16 chains of 5 calls in two processes, each holding 100 tokens and
+    0.10 and using 60 and 0.04, race for 1000 tokens and 1.00. The spend never passes the
+    caps; a refused reserve still settles the call before it (nothing stays held); the rpm
+    window counts the calls that ran and the tpm window ends at what they used."""
+    tenant = loaded_counter(bare_ledger, "tenant", "t1")
+    agent = loaded_counter(bare_ledger, "agent", "a1")
+    caps = [[tenant.key, 1000, None], [agent.key, None, 1_000_000]]
+    # The tpm window second: the script finds it by its place among the windows.
+    windows = [[f"{prefix}:rate:t1:rpm", "rpm", 10_000], [f"{prefix}:rate:t1:tpm", "tpm", 10**9]]
+    plan = {
+        "caps": caps,
+        "windows": windows,
+        "mode": "chain",
+        "tokens": 100,
+        "micros": 100_000,
+        "actual": [60, 40_000],
+        "threads": 8,
+        "per_thread": 5,
+    }
+    reports = processes.run(redis_client, prefix, [_plan("p1", **plan), _plan("p2", **plan)])
+    ok = sum(r["results"].get("ok", 0) for r in reports)
+    over = sum(r["results"].get("over", 0) for r in reports)
+    settled_t = sum(r["settled_tokens"] for r in reports)
+    settled_c = sum(r["settled_micros"] for r in reports)
+    assert ok > 10  # settles made room: more calls ran than 1000 / 100 holds at once
+    assert over > 0  # and the caps still stopped the rest
+    assert (settled_t, settled_c) == (60 * ok, 40_000 * ok)
+    assert settled_t <= 1000 and settled_c <= 1_000_000
+    states = bare_ledger.states([tenant, agent])
+    assert states[tenant.key] == CounterState(settled_t, settled_c, 0, 0)
+    assert states[agent.key] == CounterState(settled_t, settled_c, 0, 0)
+    assert bare_ledger.open_count() == 0
+    assert int(redis_client.hget(windows[0][0], "used") or 0) == ok
+    assert int(redis_client.hget(windows[1][0], "used") or 0) == settled_t

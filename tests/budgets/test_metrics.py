@@ -39,6 +39,7 @@ def test_metrics_show_open_holds_refusals_and_rate_limits(prefix: str) -> None:
         meta={},
     )
     svc.stats_incr("overrun")
+    svc.stats_incr("settled_late")
 
     body = Client().get("/metrics").content.decode()
     assert "warden_budget_reservations_open 1.0" in body
@@ -47,3 +48,4 @@ def test_metrics_show_open_holds_refusals_and_rate_limits(prefix: str) -> None:
     assert 'warden_model_rate_limited_total{scope="tenant"} 1.0' in body
     assert "warden_budget_overruns_total 1.0" in body
     assert "warden_budget_reservations_expired_total 0.0" in body
+    assert "warden_budget_reservations_settled_late_total 1.0" in body

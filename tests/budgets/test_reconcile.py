@@ -185,3 +185,52 @@ def test_the_beat_task_reconciles(world: World, prefix: str) -> None:
     )
     assert tasks.reconcile.apply().get() == 1
     assert UsageRecord.objects.filter(kind="expired_reservation").count() == 1
+
+
+def test_a_due_hold_whose_call_has_its_ledger_row_is_settled_at_the_row_not_charged(
+    world: World, prefix: str
+) -> None:
+    """The worker committed the call's row, then died (or its Redis settle waits for the
+    turn's next call past the hold's deadline): the reconciler settles at the row's truth,
+    writes no second row, and a settle arriving afterwards changes nothing."""
+    caps, meta = _setup(world)
+    deadline = time.time() + 90
+    rid = "step-1.model@1"
+    assert (
+        svc.reserve(
+            reservation_id=rid,
+            caps=caps,
+            windows=[],
+            tokens=2500,
+            micros=to_micros(HOLD_COST),
+            deadline_s=deadline,
+            meta=meta,
+        ).kind
+        == "ok"
+    )
+    actual_cost = Decimal("0.0100")
+    svc.usage_record(
+        UsageRow(
+            tenant_id=meta["tenant_id"],
+            reservation_id=rid,
+            session_id=meta["session_id"],
+            turn_id=meta["turn_id"],
+            input_tokens=700,
+            output_tokens=300,
+            cost=actual_cost,
+            reserved_tokens=2500,
+            reserved_cost=HOLD_COST,
+        )
+    )
+    assert svc.reservations_reconcile(now_s=deadline + 1) == 0  # nothing charged
+    row = UsageRecord.objects.get()
+    assert (row.kind, row.input_tokens + row.output_tokens) == (UsageKind.CALL, 1000)
+    assert _session_state(caps) == CounterState(1000, 10_000, 0, 0)
+    assert svc.ledger().open_count() == 0
+    assert svc.ledger().stats().get("settled_late") == 1
+    assert "expired" not in svc.ledger().stats()
+    # The worker's own settle, late: already settled, nothing counted twice.
+    svc.settle(reservation_id=rid, caps=caps, windows=[], tokens=1000, micros=10_000)
+    assert _session_state(caps) == CounterState(1000, 10_000, 0, 0)
+    session = next(c.counter for c in caps if c.counter.scope == "session")
+    assert svc.ledger_sums(session)[:2] == (1000, 10_000)

@@ -278,6 +278,16 @@ _SEMANTIC_REFUSALS: dict[str, set[str]] = {
         "prompt_too_long",
     },
     f"PATCH {API}/tools/{{tool_id}}": {"invalid_tool"},
+    # A custom pattern the regex engine refuses, or one that could run away or match
+    # everything; a name a built-in kind or another pattern has.
+    f"PATCH {API}/tenant/redaction": {
+        "pattern_invalid",
+        "pattern_matches_empty",
+        "pattern_has_groups",
+        "pattern_global_flags",
+        "pattern_catastrophic",
+        "pattern_name_taken",
+    },
     # A `from`/`to` of the documented shape that is no real instant (month 13), or a window
     # that isn't one (backwards, empty, over 366 days).
     f"GET {API}/usage": {"invalid_range"},

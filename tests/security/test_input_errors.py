@@ -28,6 +28,7 @@ API_MISSES = [
     "/api/v1/sessions/not-a-uuid/turns",
     "/api/v1/sessions/not-a-uuid/events",
     "/api/v1/sessions/not-a-uuid/state",
+    "/api/v1/sessions/not-a-uuid/audit",
     "/api/v1/turns/123/steps",
     "/api/v1/model-endpoints/%00",
     "/api/v1/agents/00000000-0000-0000-0000-00000000000g",

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 from rest_framework import serializers
 
 from apps.agents.models import ActionNode, Agent, AgentSession, Environment, RiskTier, Turn
 from apps.core.api.serializers import MAX_TOKENS, PG_INT_MAX, StrictInputSerializer
+from apps.core.redaction import redact_payload
 from apps.llm.models import Sensitivity, Tier
 
 
@@ -111,7 +114,31 @@ class SessionStateOutSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
 
 
-class TurnSerializer(serializers.ModelSerializer):
+class RedactedSerializer(serializers.ModelSerializer):
+    """Scrubs `redacted_fields` (apps.core.redaction, the row's tenant settings) unless the
+    context says `unredacted` — which views set for tenant admins only, so a serializer used
+    without that context redacts. `private_fields` (the model's scratchpad) are scrubbed for
+    everyone: the private scratchpad never leaves the platform unredacted."""
+
+    redacted_fields: tuple[str, ...] = ()
+    private_fields: tuple[str, ...] = ()
+
+    def to_representation(self, instance: Any) -> Any:
+        data = super().to_representation(instance)
+        unredacted = self.context.get("unredacted", False)
+        for name in self.private_fields + (() if unredacted else self.redacted_fields):
+            if name in data:
+                data[name] = redact_payload(data[name], instance.tenant_id)
+        return data
+
+
+def redaction_context(*, unredacted: bool) -> dict[str, Any]:
+    return {"unredacted": unredacted}
+
+
+class TurnSerializer(RedactedSerializer):
+    redacted_fields = ("user_message", "final_answer", "detail")
+
     session = serializers.UUIDField(source="session_id", read_only=True)
     links = serializers.SerializerMethodField()
 
@@ -151,8 +178,13 @@ class TurnCreateSerializer(StrictInputSerializer):
     allow_model_upgrade = serializers.BooleanField(required=False, default=False)
 
 
-class NodeSerializer(serializers.ModelSerializer):
-    """An action-graph node. `scratchpad` (the model's private reasoning) only for operators."""
+class NodeSerializer(RedactedSerializer):
+    """An action-graph node. `scratchpad` (the model's private reasoning) only for operators,
+    and redacted for them too; inputs and outputs (tool arguments, results) redacted below admin.
+    """
+
+    redacted_fields = ("inputs", "outputs")
+    private_fields = ("scratchpad",)
 
     class Meta:
         model = ActionNode
@@ -180,3 +212,113 @@ class NodeSerializer(serializers.ModelSerializer):
 class NodeWithScratchpadSerializer(NodeSerializer):
     class Meta(NodeSerializer.Meta):
         fields = [*NodeSerializer.Meta.fields, "scratchpad"]
+
+
+class ReplayInputSerializer(StrictInputSerializer):
+    policies = serializers.ChoiceField(
+        choices=["recorded", "current"],
+        default="recorded",
+        help_text="`recorded` (reproduction): evaluate the policy versions each decision "
+        "recorded; `current`: the agent's policies as they are now.",
+    )
+
+
+class DivergenceSerializer(serializers.Serializer):
+    turn_id = serializers.UUIDField()
+    turn_seq = serializers.IntegerField()
+    step_index = serializers.IntegerField(allow_null=True)
+    call_index = serializers.IntegerField(allow_null=True)
+    node_id = serializers.CharField(allow_blank=True, help_text="Empty for the turn's end.")
+    kind = serializers.CharField(help_text="model_call, tool_call, policy, observation or turn.")
+    code = serializers.CharField(
+        help_text="no_recorded_output, model_input_differs, model_step_differs, tool_differs, "
+        "tool_arguments_differ, tool_status_differs, observation_differs, "
+        "policy_decision_differs, turn_outcome_differs, final_answer_differs, "
+        "recorded_node_not_replayed, unrecorded_node."
+    )
+    field = serializers.CharField(allow_blank=True)
+    recorded = serializers.JSONField(allow_null=True)
+    replayed = serializers.JSONField(allow_null=True)
+    message = serializers.CharField()
+
+
+class TurnReplaySerializer(serializers.Serializer):
+    turn_id = serializers.UUIDField()
+    seq = serializers.IntegerField()
+    recorded_status = serializers.CharField()
+    recorded_outcome = serializers.CharField(allow_blank=True)
+    replayed_outcome = serializers.CharField(allow_blank=True)
+    nodes_compared = serializers.IntegerField()
+    reproduces = serializers.BooleanField()
+    note = serializers.CharField(allow_blank=True)
+
+
+class SkippedTurnSerializer(serializers.Serializer):
+    turn = serializers.UUIDField()
+    seq = serializers.IntegerField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class ReplayReportSerializer(serializers.Serializer):
+    session = serializers.UUIDField()
+    policies = serializers.ChoiceField(choices=["recorded", "current"])
+    reproduces = serializers.BooleanField()
+    turns = TurnReplaySerializer(many=True)
+    skipped = SkippedTurnSerializer(many=True)
+    divergence = DivergenceSerializer(allow_null=True)
+
+
+class AuditQuerySerializer(serializers.Serializer):
+    after_seq = serializers.IntegerField(
+        min_value=0,
+        max_value=2**63 - 1,
+        required=False,
+        default=0,
+        help_text="Continue after this chain seq (the page's `next_after_seq`); 0: from the start.",
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=500, required=False, default=100, help_text="Events per page."
+    )
+
+
+class AuditHeadSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(help_text="The chain's last seq (0 before its first event).")
+    hash = serializers.CharField(help_text="The last event's hash (64 zeros before the first).")
+
+
+class AuditDamageSerializer(serializers.Serializer):
+    problem = serializers.ChoiceField(choices=["altered", "missing", "reordered", "unsealed"])
+    seq = serializers.IntegerField(allow_null=True)
+    event_id = serializers.IntegerField(allow_null=True)
+    detail = serializers.CharField()
+
+
+class AuditEventSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    id = serializers.IntegerField(help_text="The event id (also its SSE id).")
+    type = serializers.CharField()
+    turn = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    payload = serializers.JSONField()
+    prev_hash = serializers.CharField()
+    hash = serializers.CharField()
+    canonical = serializers.CharField(
+        help_text="The exact text whose SHA-256 (of its UTF-8 bytes) is `hash`."
+    )
+    intact = serializers.BooleanField(help_text="`hash` recomputes from `canonical`.")
+    linked = serializers.BooleanField(
+        help_text="`prev_hash` is the hash of the event before it (false when unknown)."
+    )
+
+
+class AuditPageSerializer(serializers.Serializer):
+    session = serializers.UUIDField()
+    head = AuditHeadSerializer()
+    events = AuditEventSerializer(many=True)
+    next_after_seq = serializers.IntegerField(
+        allow_null=True, help_text="Pass as `after_seq` for the next page; null on the last."
+    )
+    damage = AuditDamageSerializer(
+        allow_null=True, help_text="The first damage seen on this page; null when none."
+    )

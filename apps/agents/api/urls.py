@@ -11,6 +11,10 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/state", views.SessionStateApi.as_view(), name="session-state"),
     path("sessions/<uuid:session_id>/turns", views.TurnListApi.as_view(), name="session-turns"),
     path("sessions/<uuid:session_id>/events", sse.session_events, name="session-events"),
+    path(
+        "sessions/<uuid:session_id>/replay", views.SessionReplayApi.as_view(), name="session-replay"
+    ),
+    path("sessions/<uuid:session_id>/audit", views.SessionAuditApi.as_view(), name="session-audit"),
     path("turns/<uuid:turn_id>", views.TurnDetailApi.as_view(), name="turn-detail"),
     path("turns/<uuid:turn_id>/cancel", views.TurnCancelApi.as_view(), name="turn-cancel"),
     path("turns/<uuid:turn_id>/steps", views.TurnStepsApi.as_view(), name="turn-steps"),

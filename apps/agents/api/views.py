@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -12,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.agents import selectors, services
+from apps.agents import audit, replay, selectors, services
 from apps.agents.api import serializers as s
 from apps.agents.models import Agent, AgentSession, Turn
 from apps.budgets.services.budgets import budgets_delete_for_agent
@@ -25,6 +26,7 @@ from apps.core.api.views import (
     paginated,
 )
 from apps.core.exceptions import Conflict, InvalidInput
+from apps.core.redaction import redact_payload
 from apps.llm.models import ModelEndpoint
 from apps.tenants.authz import Permission, allows
 from apps.tenants.permissions import (
@@ -118,6 +120,12 @@ class AgentDetailApi(APIView):
                 code="agent_in_use",
             ) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _redaction(request: Request) -> dict[str, object]:
+    """Serializer context: tool arguments, results and turn texts unredacted for admins only."""
+    identity = request_identity(request)
+    return s.redaction_context(unredacted=allows(identity, Permission.TENANT_ADMINISTER))
 
 
 def _session(request: Request, session_id: uuid.UUID) -> AgentSession:
@@ -236,7 +244,13 @@ class TurnListApi(PaginatedListMixin, APIView):
     @extend_schema(responses=s.TurnSerializer(many=True), summary="List a session's turns")
     def get(self, request: Request, session_id: uuid.UUID) -> Response:
         session = _session(request, session_id)
-        return paginated(request, self, selectors.turn_list(session=session), s.TurnSerializer)
+        return paginated(
+            request,
+            self,
+            selectors.turn_list(session=session),
+            s.TurnSerializer,
+            _redaction(request),
+        )
 
     @extend_schema(
         request=s.TurnCreateSerializer,
@@ -266,7 +280,10 @@ class TurnListApi(PaginatedListMixin, APIView):
             requested_by=authenticated_user(request),
             allow_model_upgrade=data.validated_data["allow_model_upgrade"],
         )
-        return Response(s.TurnSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            s.TurnSerializer(turn, context=_redaction(request)).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class TurnDetailApi(APIView):
@@ -275,7 +292,7 @@ class TurnDetailApi(APIView):
 
     @extend_schema(responses=s.TurnSerializer, summary="Get a turn")
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
-        return Response(s.TurnSerializer(_turn(request, turn_id)).data)
+        return Response(s.TurnSerializer(_turn(request, turn_id), context=_redaction(request)).data)
 
 
 class TurnCancelApi(APIView):
@@ -292,7 +309,7 @@ class TurnCancelApi(APIView):
     )
     def post(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = services.turn_cancel(turn=_turn(request, turn_id))
-        return Response(s.TurnSerializer(turn).data)
+        return Response(s.TurnSerializer(turn, context=_redaction(request)).data)
 
 
 class TurnStepsApi(PaginatedListMixin, APIView):
@@ -302,10 +319,113 @@ class TurnStepsApi(PaginatedListMixin, APIView):
     @extend_schema(
         responses=s.NodeWithScratchpadSerializer(many=True),
         summary="The turn's action graph (scratchpad for operators only)",
+        description="Tool arguments and results (`inputs`, `outputs`) are redacted for roles "
+        "below admin; the scratchpad is redacted for everyone who sees it.",
     )
     def get(self, request: Request, turn_id: uuid.UUID) -> Response:
         turn = _turn(request, turn_id)
         identity = request_identity(request)
         private = allows(identity, Permission.REASONING_READ)
         serializer = s.NodeWithScratchpadSerializer if private else s.NodeSerializer
-        return paginated(request, self, selectors.node_list(turn=turn), serializer)
+        return paginated(
+            request, self, selectors.node_list(turn=turn), serializer, _redaction(request)
+        )
+
+
+class SessionReplayApi(APIView):
+    permission_classes = [IsTenantMember]
+    required_permissions = {"POST": Permission.SESSION_REPLAY}
+
+    @extend_schema(
+        request=s.ReplayInputSerializer,
+        responses={
+            200: s.ReplayReportSerializer,
+            **error_responses(
+                404,
+                409,
+                _404="No such `session`.",
+                _409="`replay_incomplete`: the recorded data is incomplete or damaged "
+                "(`details` name the turn and node).",
+            ),
+        },
+        summary="Replay a recorded session from its log, with no live calls",
+        description="Runs in the request, for sessions up to WARDEN_REPLAY_MAX_NODES recorded "
+        "nodes and WARDEN_REPLAY_MAX_TURNS turns (larger: 400 `replay_too_large`; use "
+        "`manage.py replay`). Nothing is written. `reproduces` says whether every turn "
+        "came out as recorded; `divergence` is the first place it did not.",
+    )
+    def post(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        data = s.ReplayInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = replay.session_replay(
+            session=session,
+            policies=data.validated_data["policies"],
+            max_nodes=settings.WARDEN_REPLAY_MAX_NODES,
+            max_turns=settings.WARDEN_REPLAY_MAX_TURNS,
+        )
+        body = report.as_dict()
+        if body.get("divergence") and not allows(
+            request_identity(request), Permission.TENANT_ADMINISTER
+        ):
+            # Recorded vs replayed values quote tool arguments and results: redacted below
+            # admin, like the steps they come from.
+            body["divergence"] = redact_payload(body["divergence"], session.tenant_id)
+        return Response(s.ReplayReportSerializer(body).data)
+
+
+class SessionAuditApi(APIView):
+    permission_classes = [IsTenantMember]
+    required_permissions = {"GET": Permission.AUDIT_READ}
+
+    @extend_schema(
+        parameters=[s.AuditQuerySerializer],
+        responses=s.AuditPageSerializer,
+        summary="The session's hash-chained event log, for archiving (admins)",
+        description="Events in chain order with their hashes and the canonical text each "
+        "hash is the SHA-256 of (README: Audit log). Damage is reported in `damage` and per "
+        "event (`intact`, `linked`), never as an error.",
+    )
+    def get(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = _session(request, session_id)
+        query = s.AuditQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = audit.session_audit_page(
+            session=session,
+            after_seq=query.validated_data["after_seq"],
+            limit=query.validated_data["limit"],
+        )
+        head_seq, head_hash = page.head or (0, audit.GENESIS)
+        return Response(
+            {
+                "session": page.session_id,
+                "head": {"seq": head_seq, "hash": head_hash},
+                "events": [
+                    {
+                        "seq": link.seq,
+                        "id": link.id,
+                        "type": link.type,
+                        "turn": link.turn_id,
+                        "created_at": link.created_at,
+                        "payload": link.payload,
+                        "prev_hash": link.prev_hash,
+                        "hash": link.hash,
+                        "canonical": link.canonical,
+                        "intact": link.intact,
+                        "linked": linked,
+                    }
+                    for link, linked in zip(page.links, page.linked, strict=True)
+                ],
+                "next_after_seq": page.next_after_seq,
+                "damage": (
+                    {
+                        "problem": page.damage.problem,
+                        "seq": page.damage.seq,
+                        "event_id": page.damage.event_id,
+                        "detail": page.damage.detail,
+                    }
+                    if page.damage
+                    else None
+                ),
+            }
+        )

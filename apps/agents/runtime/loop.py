@@ -47,6 +47,7 @@ from apps.llm.types import (
     observation_message,
 )
 
+from .compression import ContextCompressor, ContextMemory, history_messages, system_with_summary
 from .memory import InMemoryCheckpointStore
 from .obligations import COMPRESS_CONTEXT, apply_obligations
 from .ports import (
@@ -77,6 +78,7 @@ from .transcript import (
     jsonable,
     malformed_reply,
     reported_or_estimated_usage,
+    request_digest,
     step_from_record,
 )
 
@@ -160,11 +162,14 @@ def run_turn(
     approval: ApprovalDecision | None = None,
     config: LoopConfig | None = None,
     attributes: Mapping[str, Any] | None = None,
+    memory: ContextMemory | None = None,
 ) -> TurnOutcome:
     """Run (or resume) one turn to an outcome.
 
     To resume — after a crash, or with an approval decision — call again with
     the same turn_id, user_message, history, system_prompt and checkpoints.
+    `memory` (instead of `history`): the session's earlier turns and their summary, kept
+    within the model's window by summarising (compression.py).
     """
     attributes = attributes or {}
     # One span for this run of the turn, the parent of a span per step (prompt build, model
@@ -193,6 +198,7 @@ def run_turn(
             approval=approval,
             config=config or LoopConfig(),
             attributes=attributes,
+            memory=memory,
             span=span,
             span_attributes={k: v for k, v in span_attributes.items() if v is not None},
         ).run()
@@ -247,8 +253,13 @@ class _Turn:
         attributes: Mapping[str, Any],
         span: StepSpan,
         span_attributes: Mapping[str, Any],
+        memory: ContextMemory | None = None,
     ) -> None:
         self.turn_id = turn_id
+        self.system_prompt, self.user_message, self.memory = system_prompt, user_message, memory
+        if memory is not None:
+            history = history_messages(memory.exchanges)
+            system_prompt = system_with_summary(system_prompt, memory.summary)
         self.model, self.tools, self.policy, self.budget = model, tools, policy, budget
         self.events, self.clock, self.checkpoints = events, clock, checkpoints
         self.approval, self.config, self.attributes = approval, config, attributes
@@ -282,6 +293,8 @@ class _Turn:
         replayed = len(self.records)
         self.emit("turn.started", {"resumed": replayed > 0, "replayed_nodes": replayed})
         try:
+            if self.memory is not None:
+                self.messages = self.fit_context(self.memory)
             for step_index in range(self.config.max_steps):
                 step = self.think(step_index)
                 if step.final_answer is not None:
@@ -302,6 +315,36 @@ class _Turn:
             "max_steps_exceeded",
             reason="max_steps_exceeded",
             detail=f"no final answer after {self.config.max_steps} steps",
+        )
+
+    # --- the context window: summarise old history before the first call --------------------
+
+    def fit_context(self, memory: ContextMemory) -> list[Message]:
+        def build(summary: Any, exchanges: Sequence[Any], note: str) -> list[Message]:
+            system = system_with_summary(self.system_prompt, summary)
+            return build_messages(
+                system_prompt=f"{system}\n\n{note}".strip() if note else system,
+                history=history_messages(exchanges),
+                user_message=self.user_message,
+                tools=self.specs,
+                json_steps=self.config.json_steps,
+            )
+
+        compressor = ContextCompressor(
+            memory,
+            turn_id=self.turn_id,
+            model=self.model,
+            budget=self.budget,
+            emit=self.emit,
+            save=self.save,
+            clock=self.clock,
+            attributes=self.attributes,
+        )
+        return compressor.fit(
+            build=build,
+            tools=() if self.config.json_steps else self.specs,
+            max_output_tokens=self.config.max_output_tokens,
+            done=self.records.get(compressor.node_id),
         )
 
     # --- think: one valid step from the model, re-prompting on malformed output ---------------
@@ -444,6 +487,8 @@ class _Turn:
                 "reserved_tokens": reservation.tokens,
                 "reserved_cost": reservation.cost,
                 "obligations": sorted(reservation.obligations),
+                # What the model was asked, for replay to compare (the prompt is not kept).
+                "request_digest": request_digest(request),
             },
             latency_ms=latency_ms,
             created_at=self.clock.now(),

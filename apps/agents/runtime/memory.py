@@ -10,7 +10,14 @@ from typing import Any
 
 from apps.llm.types import ModelRequest, ModelResponse, ProviderError, ToolCall, ToolSpec, Usage
 
-from .ports import BudgetExceeded, Reservation, StepContext, StepRecord, ToolResult
+from .ports import (
+    BudgetExceeded,
+    ContextSummary,
+    Reservation,
+    StepContext,
+    StepRecord,
+    ToolResult,
+)
 
 
 class InMemoryCheckpointStore:
@@ -164,3 +171,16 @@ class FixedBudget:
         del self.reserved[reservation.id]
         self.spent += usage.input_tokens + usage.output_tokens
         self.settled.append((reservation, usage))
+
+
+class ListSummaryStore:
+    """Keeps summaries in a list, newest last."""
+
+    def __init__(self) -> None:
+        self.summaries: list[ContextSummary] = []
+
+    def save(self, summary: ContextSummary) -> None:
+        self.summaries.append(summary)
+
+    def latest(self) -> ContextSummary | None:
+        return self.summaries[-1] if self.summaries else None

@@ -296,3 +296,39 @@ class CheckpointStore(Protocol):
     def mark_finished(self, record: StepRecord) -> None:
         """Replace the "started" record with its finished state, after the tool ran."""
         ...
+
+
+# --- conversation memory: earlier turns and their summaries ------------------------------------
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """An earlier turn of the session as a prompt shows it: the user's message, the answer."""
+
+    seq: int
+    turn_id: str
+    user: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class ContextSummary:
+    """A summary standing in for the session's turns `from_seq`..`through_seq` in every later
+    prompt. `tokens_before` is what those turns (and the summary they folded in) took in the
+    prompt, `tokens_after` what the summary takes, by the same counter. `made_by` is the
+    turn that made it."""
+
+    from_seq: int
+    through_seq: int
+    text: str
+    tokens_before: int
+    tokens_after: int
+    made_by: str = ""
+    counter: str = ""
+    turn_ids: tuple[str, ...] = ()
+
+
+class SummaryStore(Protocol):
+    """Where summaries are kept, so later turns reuse them instead of summarising again."""
+
+    def save(self, summary: ContextSummary) -> None: ...

@@ -7,6 +7,7 @@ history identical to the one the crashed run had.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -80,6 +81,21 @@ def estimate_tokens(request: ModelRequest) -> int:
     if request.response_schema:
         chars += len(json.dumps(request.response_schema))
     return chars // 4 + request.max_output_tokens
+
+
+def request_digest(request: ModelRequest) -> str:
+    """A digest of everything the model is asked (messages, tools, schema, allowance). It is
+    recorded on the model-call node, so a replay can tell whether the model would be asked
+    exactly the same thing again without the record keeping the prompt itself."""
+    shown = {
+        "messages": [asdict(m) for m in request.messages],
+        "tools": [asdict(t) for t in request.tools],
+        "max_output_tokens": request.max_output_tokens,
+        "temperature": request.temperature,
+        "response_schema": request.response_schema,
+    }
+    canonical = json.dumps(shown, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def step_from_record(record: StepRecord) -> Step:

@@ -8,6 +8,7 @@ from apps.approvals.models import ApprovalRequest, ApprovalStatus
 from apps.approvals.services import MAX_RATIONALE
 from apps.core.api.serializers import StrictInputSerializer
 from apps.core.exceptions import InvalidInput
+from apps.core.redaction import redact_payload
 
 
 def _username(user: Any) -> str | None:
@@ -16,7 +17,8 @@ def _username(user: Any) -> str | None:
 
 class ApprovalSerializer(serializers.ModelSerializer):
     """A request to run one parked tool call. The arguments themselves are never shown:
-    `arguments_summary` is redacted, `arguments_digest` is their SHA-256."""
+    `arguments_summary` is redacted (secret-shaped keys and values, then the tenant's PII
+    redaction, as on the Slack card), `arguments_digest` is their SHA-256."""
 
     turn = serializers.UUIDField(source="turn_id", read_only=True)
     session = serializers.UUIDField(source="session_id", read_only=True)
@@ -47,6 +49,11 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: ApprovalRequest) -> Any:
+        data = super().to_representation(instance)
+        data["arguments_summary"] = redact_payload(data["arguments_summary"], instance.tenant_id)
+        return data
 
     def get_requested_by(self, obj: ApprovalRequest) -> str | None:
         return _username(obj.requested_by)

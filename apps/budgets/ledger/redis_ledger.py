@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,16 @@ class SettleOutcome:
 
 
 @dataclass(frozen=True)
+class PriorSettle:
+    """A settle to run in the same step as the next reserve (`RedisLedger.reserve`): a
+    reservation held in the same caps and windows, and what its call used."""
+
+    reservation_id: str
+    tokens: int
+    micros: int
+
+
+@dataclass(frozen=True)
 class _Plan:
     """Caps grouped by counter: one KEY per counter, however many caps read it (an explicit
     session budget and an agent's built-in session cap hold once, on the tighter limit)."""
@@ -51,7 +61,8 @@ class _Plan:
     argv: list[int]
 
 
-def _plan(caps: Iterable[Cap]) -> _Plan:
+def _plan(caps: Iterable[Cap], fresh: Collection[str] = ()) -> _Plan:
+    """`fresh`: keys of counters that load as zero if missing (see scripts._CHECKS)."""
     grouped: dict[str, list[Cap]] = {}
     for cap in caps:
         grouped.setdefault(cap.counter.key, []).append(cap)
@@ -61,7 +72,12 @@ def _plan(caps: Iterable[Cap]) -> _Plan:
         tokens = [c.max_tokens for c in group if c.max_tokens is not None]
         micros = [c.max_micros for c in group if c.max_micros is not None]
         counters.append(counter)
-        argv += [min(tokens) if tokens else -1, min(micros) if micros else -1, counter.ttl_s]
+        argv += [
+            min(tokens) if tokens else -1,
+            min(micros) if micros else -1,
+            counter.ttl_s,
+            1 if counter.key in fresh else 0,
+        ]
     return _Plan(counters=counters, caps=list(grouped.values()), argv=argv)
 
 
@@ -113,6 +129,7 @@ class RedisLedger:
         self._reserve = client.register_script(scripts.RESERVE)
         self._peek = client.register_script(scripts.PEEK)
         self._settle = client.register_script(scripts.SETTLE)
+        self._settle_reserve = client.register_script(scripts.SETTLE_RESERVE)
         self._expire = client.register_script(scripts.EXPIRE)
         self._load = client.register_script(scripts.LOAD)
 
@@ -131,12 +148,18 @@ class RedisLedger:
         micros: int,
         deadline_s: float,
         meta: Mapping[str, Any],
+        fresh: Collection[str] = (),
+        settle: PriorSettle | None = None,
     ) -> ReserveResult:
         """Hold (tokens, micros) in every cap's counter and count the call in every rate
-        window, or nothing at all."""
+        window, or nothing at all. `fresh`: keys of counters to load as zero if missing.
+        `settle`: first settle an earlier reservation of the same caps and windows, in the
+        same step (it stands whatever the reserve answers; settling is idempotent)."""
         if tokens < 0 or micros < 0:
             raise ValueError("a hold is never negative")
-        plan = _plan(caps)
+        if settle is not None and (settle.tokens < 0 or settle.micros < 0):
+            raise ValueError("usage is never negative")
+        plan = _plan(caps, fresh)
         now = self.clock()
         doc = {**meta, "counters": [c.key for c in plan.counters]}
         keep = int(max(0.0, deadline_s - now)) + _RESERVATION_KEEP_S
@@ -159,7 +182,14 @@ class RedisLedger:
             *plan.argv,
             *_window_argv(windows, tokens),
         ]
-        return self._result(self._reserve(keys=keys, args=args), plan, windows, tokens, micros)
+        if settle is None:
+            raw = self._reserve(keys=keys, args=args)
+        else:
+            tpm = [j for j, w in enumerate(windows, start=1) if w.kind == "tpm"]
+            keys.append(self.reservation_key(settle.reservation_id))
+            args += [settle.reservation_id, settle.tokens, settle.micros, len(tpm), *tpm]
+            raw = self._settle_reserve(keys=keys, args=args)
+        return self._result(raw, plan, windows, tokens, micros)
 
     def peek(
         self,
@@ -168,11 +198,12 @@ class RedisLedger:
         windows: Sequence[RateWindow],
         tokens: int = 0,
         micros: int = 0,
+        fresh: Collection[str] = (),
     ) -> ReserveResult:
         """Whether (tokens, micros) would fit now, holding nothing. With 0, a cap already at
         its limit fits no more only if its overrun took it past; pass 1 to ask "is there room
-        for anything"."""
-        plan = _plan(caps)
+        for anything". `fresh` as for `reserve` (such a counter is loaded, nothing held)."""
+        plan = _plan(caps, fresh)
         keys = [*(c.key for c in plan.counters), *(w.key for w in windows)]
         args: list[Any] = [
             int(self.clock() * 1000),
@@ -242,19 +273,37 @@ class RedisLedger:
         if tokens < 0 or micros < 0:
             raise ValueError("usage is never negative")
         plan = _plan(caps)
-        tpm = [w for w in windows if w.kind == "tpm"]
+        tpm = [w.key for w in windows if w.kind == "tpm"]
+        return self._settle_keys(reservation_id, plan.counters, tpm, tokens, micros)
+
+    def settle_counters(
+        self, reservation_id: str, counter_keys: Sequence[str], *, tokens: int, micros: int
+    ) -> SettleOutcome:
+        """`settle` by the counters' keys (as a reservation's meta lists them), for the
+        reconciler; rate windows are left to expire."""
+        counters = [Counter(key=k, scope="", target="", window="", ttl_s=0) for k in counter_keys]
+        return self._settle_keys(reservation_id, counters, [], tokens, micros)
+
+    def _settle_keys(
+        self,
+        reservation_id: str,
+        counters: Sequence[Counter],
+        tpm_keys: Sequence[str],
+        tokens: int,
+        micros: int,
+    ) -> SettleOutcome:
         keys = [
             self.reservation_key(reservation_id),
             self.open_key,
-            *(c.key for c in plan.counters),
-            *(w.key for w in tpm),
+            *(c.key for c in counters),
+            *tpm_keys,
         ]
-        args: list[Any] = [reservation_id, tokens, micros, len(plan.counters), len(tpm)]
+        args: list[Any] = [reservation_id, tokens, micros, len(counters), len(tpm_keys)]
         raw = self._settle(keys=keys, args=args)
         previous = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
         if previous == "dup":
             return SettleOutcome("dup", {})
-        return SettleOutcome(previous, _states(plan.counters, raw[1:]))
+        return SettleOutcome(previous, _states(counters, raw[1:]))
 
     # ------------------------------------------------------------------ counters
 

@@ -23,12 +23,13 @@ from uuid import UUID
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Ceil, Coalesce
 
 from apps.budgets.exceptions import BudgetExhausted, BudgetUnavailable, RateLimited
-from apps.budgets.ledger.redis_ledger import RedisLedger
+from apps.budgets.ledger.redis_ledger import PriorSettle, RedisLedger
 from apps.budgets.ledger.types import (
     MICROS,
     BudgetFigures,
@@ -49,6 +50,7 @@ from apps.budgets.ledger.types import (
 )
 from apps.budgets.models import Budget, Scope, TenantBudgetSettings, UsageKind, UsageRecord
 from apps.core.redis_pool import SharedConnectionPool
+from apps.tenants.models import Tenant
 
 logger = logging.getLogger("warden.budgets")
 
@@ -290,17 +292,17 @@ def _count_refusal(result: ReserveResult) -> None:
 
 
 def _with_loads(
-    caps: Sequence[Cap], attempt: Callable[[], ReserveResult], fresh: Collection[str] = ()
+    caps: Sequence[Cap],
+    attempt: Callable[[Collection[str]], ReserveResult],
+    fresh: Collection[str] = (),
 ) -> ReserveResult:
     """Run a script, loading each counter it finds missing from the ledger (once each).
-    Counters of `fresh` targets are loaded (as zero, if still missing) before it runs."""
+    Counters of `fresh` targets load as zero inside the script itself: no round trip of
+    their own."""
+    keys = {cap.counter.key for cap in caps if _is_fresh(cap.counter, fresh)}
     try:
-        for cap in caps:
-            counter = cap.counter
-            if _is_fresh(counter, fresh):
-                _load(counter, fresh=fresh)  # idempotent: a loaded counter is left as it is
         for _ in range(len(caps) + 1):
-            result = attempt()
+            result = attempt(keys)
             if result.kind != "load" or result.counter is None:
                 _count_refusal(result)
                 return result
@@ -320,17 +322,19 @@ def reserve(
     deadline_s: float,
     meta: Mapping[str, Any],
     fresh: Collection[str] = (),
+    settle: PriorSettle | None = None,
 ) -> ReserveResult:
     """Hold the most a call can cost in every cap and count it in every rate window, in one
     atomic step, or nothing. `meta` (tenant_id, turn_id, session_id, agent_id, agent_slug,
     user_id, node_id, currency, cost: the hold's exact money as a string) is what the
     reconciler writes if the hold outlives `deadline_s`. `fresh`: ids of sessions and turns
     that have made no model call yet (their counters load as zero, without summing the
-    ledger)."""
+    ledger). `settle`: an earlier call's settle (same caps and windows; its ledger row
+    committed, as for `settle`) to run in the same Redis step, whatever the reserve answers."""
     led = ledger()
     return _with_loads(
         caps,
-        lambda: led.reserve(
+        lambda keys: led.reserve(
             reservation_id=reservation_id,
             caps=caps,
             windows=windows,
@@ -338,6 +342,8 @@ def reserve(
             micros=micros,
             deadline_s=deadline_s,
             meta=meta,
+            fresh=keys,
+            settle=settle,
         ),
         fresh,
     )
@@ -373,7 +379,9 @@ def peek(
     """`reserve`'s checks, holding nothing: the states a turn starts from."""
     led = ledger()
     return _with_loads(
-        caps, lambda: led.peek(caps=caps, windows=windows, tokens=tokens, micros=micros), fresh
+        caps,
+        lambda keys: led.peek(caps=caps, windows=windows, tokens=tokens, micros=micros, fresh=keys),
+        fresh,
     )
 
 
@@ -565,26 +573,75 @@ def _expired_row(
     )
 
 
+def _still_there(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A hold's meta as its ledger row can reference it: None when its tenant is gone; without
+    its user when the user is (the row's foreign keys would refuse it)."""
+    if not Tenant.objects.filter(id=meta["tenant_id"]).exists():
+        return None
+    user_id = meta.get("user_id")
+    if user_id not in (None, "") and not get_user_model().objects.filter(id=user_id).exists():
+        return {**meta, "user_id": None}
+    return meta
+
+
+def _settle_from_row(reservation_id: str, counter_keys: Sequence[str]) -> bool:
+    """Settle a due hold whose call's ledger row is committed (its worker died after the
+    commit, before the Redis settle; or the settle waits for its turn's next call) at the
+    row's truth rather than charge the hold. False if there is no such row."""
+    row = (
+        UsageRecord.objects.filter(reservation_id=reservation_id, kind=UsageKind.CALL)
+        .values_list("input_tokens", "output_tokens", "cost")
+        .first()
+    )
+    if row is None:
+        return False
+    tokens_in, tokens_out, cost = row
+    ledger().settle_counters(
+        reservation_id, counter_keys, tokens=tokens_in + tokens_out, micros=to_micros(cost)
+    )
+    return True
+
+
 def reservations_reconcile(*, now_s: float | None = None, limit: int = 500) -> int:
     """Charge the holds whose deadline has passed (their worker died between reserve and
     settle): one `expired_reservation` row each, at the hold, and the hold moved from
     reserved to spent. Charged, not refunded: the dead worker's request may have reached
     the provider, and Warden can't know if it was billed. Both steps are idempotent, so a
     reconciler dying in between redoes them; a late settle corrects both to the truth.
-    Returns how many it charged."""
+    A hold whose call has its ledger row already is settled at the row instead (stat
+    `settled_late`). Returns how many it charged."""
     led = ledger()
     now_s = time.time() if now_s is None else now_s
     charged = 0
     try:
         for reservation_id in led.due(now_s, limit):
             hold = led.hold(reservation_id)
-            if hold is not None and hold.state == "open" and hold.meta.get("tenant_id"):
-                sql, params = _insert_sql(
-                    _expired_row(reservation_id, hold.tokens, hold.micros, hold.meta),
-                    on_conflict="nothing",
+            if (
+                hold is not None
+                and hold.state == "open"
+                and _settle_from_row(
+                    reservation_id, [str(k) for k in hold.meta.get("counters", [])]
                 )
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
+            ):
+                led.stats_incr("settled_late")
+                continue
+            if hold is not None and hold.state == "open" and hold.meta.get("tenant_id"):
+                meta = _still_there(hold.meta)
+                if meta is None:
+                    # The hold's tenant was deleted since: nobody is left to charge. Expire it
+                    # all the same, or it would stay first in line, failing, and stop every
+                    # later hold from being reconciled.
+                    logger.warning(
+                        "expired hold of a deleted tenant dropped",
+                        extra={"reservation": reservation_id},
+                    )
+                else:
+                    sql, params = _insert_sql(
+                        _expired_row(reservation_id, hold.tokens, hold.micros, meta),
+                        on_conflict="nothing",
+                    )
+                    with connection.cursor() as cursor:
+                        cursor.execute(sql, params)
             if led.expire(reservation_id, hold) is not None:
                 charged += 1
                 led.stats_incr("expired")

@@ -18,6 +18,12 @@ Strings in `final`, `text`, `say` and in argument values are `string.Template`s 
 `last_user_message`, `last_tool_result`, `tool_result_1` … `tool_result_N` (results
 in this turn, in order), `tool_results` (all of them, one per line) and `step`.
 
+A summary request (`metadata["purpose"] == "summary"`, from context compression) is
+answered apart from the script: by default one line naming what the user asked in each
+summarised turn (deterministic, so tests can look for it in later prompts); the endpoint's
+`options["summary"]` may instead be a template string over `transcript` (the text to
+summarise), or `{"error": "timeout" | "unavailable" | "bad_request"}`.
+
 Turn boundary: a `user` message, except one named `FEEDBACK_NAME` — the loop's own
 re-prompts (validation errors) — so a re-prompt does not restart the script. For a
 malformed step to be "used up", the loop must keep the rejected assistant message in
@@ -48,6 +54,8 @@ from apps.llm.types import (
 )
 
 DEMO_MAX_TOOL_CALLS = 2
+SUMMARY_PURPOSE = "summary"  # as apps/agents/runtime/compression.py asks
+SUMMARY_LINE_CHARS = 60
 _STEP_KINDS = ("tool", "calls", "final", "text", "error")
 _ERRORS = {"timeout", "unavailable", "bad_request"}
 _TOKEN_RE = re.compile(r"\S+\s*|\s+")
@@ -113,6 +121,8 @@ class ScriptedProvider:
     def complete(
         self, request: ModelRequest, *, on_token: TokenCallback | None = None
     ) -> ModelResponse:
+        if request.metadata.get("purpose") == SUMMARY_PURPOSE:
+            return self._summary(request)
         boundary, index = turn_position(request.messages)
         variables = _variables(request.messages, boundary, index)
         step = self._step(request, index, variables)
@@ -144,6 +154,29 @@ class ScriptedProvider:
             endpoint=self.endpoint.name,
             finish_reason="tool_calls" if calls else "stop",
             raw_text=text if not calls else repr([(c.name, c.arguments) for c in calls]),
+        )
+
+    def _summary(self, request: ModelRequest) -> ModelResponse:
+        transcript = request.messages[-1].content if request.messages else ""
+        option = self.endpoint.options.get("summary")
+        if isinstance(option, Mapping) and option.get("error") in _ERRORS:
+            raise _scripted_error(self.endpoint, str(option["error"]), 0)
+        if isinstance(option, str):
+            text = Template(option).safe_substitute(transcript=transcript)
+        else:
+            asked = [
+                line[len("User: ") :].strip()[:SUMMARY_LINE_CHARS]
+                for line in transcript.splitlines()
+                if line.startswith("User: ")
+            ]
+            text = "Earlier the user asked: " + "; ".join(asked) + "." if asked else ""
+        return ModelResponse(
+            text=text,
+            usage=Usage(input_tokens=_input_tokens(request), output_tokens=estimate_tokens(text)),
+            model=self.endpoint.model,
+            endpoint=self.endpoint.name,
+            finish_reason="stop",
+            raw_text=text,
         )
 
     def _step(

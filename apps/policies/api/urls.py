@@ -15,4 +15,9 @@ urlpatterns = [
         views.PolicyEvaluateApi.as_view(),
         name="policy-evaluate",
     ),
+    path(
+        "policies/<uuid:policy_id>/what-if",
+        views.PolicyWhatIfApi.as_view(),
+        name="policy-what-if",
+    ),
 ]

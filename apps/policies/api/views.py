@@ -18,14 +18,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api.schema import error_responses
 from apps.core.api.views import PaginatedListMixin, authenticated_user, get_or_404, paginated
-from apps.policies import selectors, services
+from apps.policies import selectors, services, whatif
 from apps.policies.api.serializers import (
     EvaluateInputSerializer,
     EvaluationSerializer,
     PolicyInputSerializer,
     PolicySerializer,
     PolicyVersionSerializer,
+    WhatIfInputSerializer,
+    WhatIfReportSerializer,
 )
 from apps.policies.models import Policy
 from apps.tenants.authz import Permission
@@ -135,3 +138,38 @@ class PolicyEvaluateApi(APIView):
         data.is_valid(raise_exception=True)
         evaluation = services.policy_evaluate(policy=policy, input_doc=data.validated_data["input"])
         return Response(EvaluationSerializer(evaluation).data)
+
+
+class PolicyWhatIfApi(APIView):
+    permission_classes = [IsTenantMember]
+    required_permissions = {"POST": Permission.POLICY_READ}
+
+    @extend_schema(
+        request=WhatIfInputSerializer,
+        responses={
+            200: WhatIfReportSerializer,
+            **error_responses(404, _404="No such `policy` (or `version_not_found`)."),
+        },
+        summary="What a policy version would have decided on recorded tool calls",
+        description="Evaluates the version (default: the newest not enforced) on the inputs "
+        "recorded with each policy decision of the given `sessions` (or `since` a time), "
+        "combined with what the other enforced policies decided then, and lists every "
+        "decision that would change. Reads at most WARDEN_WHATIF_MAX_DECISIONS decisions per "
+        "request (`truncated`, `next_after`). A version that fails to evaluate on any "
+        "recorded input answers 400 `policy_eval_failed` (fail closed); unknown session ids "
+        "400 `unknown_session`.",
+    )
+    def post(self, request: Request, policy_id: uuid.UUID) -> Response:
+        policy = _policy(request, policy_id)
+        data = WhatIfInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        report = whatif.policy_what_if(
+            policy=policy,
+            version_number=values.get("version"),
+            session_ids=values.get("sessions"),
+            since=values.get("since"),
+            after=values.get("after"),
+            limit=values.get("limit"),
+        )
+        return Response(WhatIfReportSerializer(report.as_dict()).data)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.core import redaction
 from apps.core.api.serializers import StrictInputSerializer
 from apps.tenants.models import ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant
 
@@ -117,3 +118,38 @@ class MembershipJoinedSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["id", "tenant", "role", "created_at"]
+
+
+class CustomPatternSerializer(StrictInputSerializer):
+    name = serializers.RegexField(
+        redaction.CUSTOM_NAME.pattern, max_length=32, help_text="Shown as `[REDACTED:<name>]`."
+    )
+    pattern = serializers.CharField(
+        max_length=redaction.CUSTOM_PATTERN_MAX_LEN,
+        trim_whitespace=False,
+        help_text="A regular expression (Python `regex` syntax, no capturing groups).",
+    )
+
+
+class RedactionSettingsSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    kinds = serializers.ListField(
+        child=serializers.CharField(), help_text="The PII kinds scrubbed."
+    )
+    always = serializers.SerializerMethodField(help_text="Kinds scrubbed whatever the settings.")
+    custom_patterns = serializers.ListField(child=serializers.DictField())
+
+    def get_always(self, _: object) -> list[str]:
+        return list(redaction.CREDENTIAL_KINDS)
+
+
+class RedactionSettingsInputSerializer(StrictInputSerializer):
+    enabled = serializers.BooleanField(required=False)
+    kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=redaction.PII_KINDS), required=False
+    )
+    custom_patterns = serializers.ListField(
+        child=CustomPatternSerializer(),
+        required=False,
+        max_length=redaction.CUSTOM_PATTERNS_MAX,
+    )

@@ -5,6 +5,7 @@ from apps.tenants.api import views
 urlpatterns = [
     path("me", views.MeApi.as_view(), name="me"),
     path("tenant", views.TenantApi.as_view(), name="tenant"),
+    path("tenant/redaction", views.RedactionSettingsApi.as_view(), name="tenant-redaction"),
     path("members", views.MemberListApi.as_view(), name="member-list"),
     path("members/<uuid:membership_id>", views.MemberDetailApi.as_view(), name="member-detail"),
     path("invitations", views.InvitationListApi.as_view(), name="invitation-list"),

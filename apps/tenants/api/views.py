@@ -62,6 +62,39 @@ class TenantApi(APIView):
         return Response(s.TenantSerializer(request_identity(request).tenant).data)
 
 
+class RedactionSettingsApi(APIView):
+    """What the tenant scrubs from events, logs, Slack cards and API responses."""
+
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(responses=s.RedactionSettingsSerializer, summary="The tenant's redaction")
+    def get(self, request: Request) -> Response:
+        row = selectors.redaction_settings_get(tenant=request_identity(request).tenant)
+        return Response(s.RedactionSettingsSerializer(row).data)
+
+    @extend_schema(
+        request=s.RedactionSettingsInputSerializer,
+        responses={
+            200: s.RedactionSettingsSerializer,
+            **error_responses(
+                400,
+                _400="`pattern_invalid`, `pattern_too_long`, `pattern_matches_empty`, "
+                "`pattern_has_groups`, `pattern_global_flags`, `pattern_catastrophic` (nested "
+                "quantifiers, or too slow on probe inputs), `pattern_name_invalid`, "
+                "`pattern_name_taken`, `too_many_patterns`, `unknown_redaction_kind`.",
+            ),
+        },
+        summary="Change the tenant's redaction (PII kinds, custom patterns)",
+    )
+    def patch(self, request: Request) -> Response:
+        data = s.RedactionSettingsInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.redaction_settings_update(
+            tenant=request_identity(request).tenant, **data.validated_data
+        )
+        return Response(s.RedactionSettingsSerializer(row).data)
+
+
 class MemberListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantAdminForWrites]
 

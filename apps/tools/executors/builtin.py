@@ -72,6 +72,7 @@ class BuiltinTool:
     risk_tier: RiskTier = "medium"
     timeout_s: float = 30.0
     cpu_bound: bool = False
+    in_process: bool = False
 
     def definition(self) -> ToolDefinition:
         return ToolDefinition(
@@ -104,12 +105,15 @@ class BuiltinRegistry:
         risk_tier: RiskTier = "medium",
         timeout_s: float = 30.0,
         cpu_bound: bool = False,
+        in_process: bool = False,
         replace: bool = False,
     ) -> Any:
         """Register `function` under `name`; without `function`, return a decorator.
 
         `cpu_bound=True` runs the function in a killable helper process: it must be a
-        module-level function, importable without Django, taking and returning JSON."""
+        module-level function, importable without Django, taking and returning JSON.
+        `in_process=True` says it reaches nothing outside this worker (no I/O, no database,
+        no network): its calls skip the circuit breaker (`BuiltinExecutor.breaker_exempt`)."""
 
         def add(fn: BuiltinFunction) -> BuiltinFunction:
             if cpu_bound:
@@ -124,6 +128,7 @@ class BuiltinRegistry:
                 risk_tier=risk_tier,
                 timeout_s=timeout_s,
                 cpu_bound=cpu_bound,
+                in_process=in_process,
             )
             with self._lock:
                 if name in self._tools and not replace:
@@ -181,6 +186,17 @@ class BuiltinExecutor:
             memory_limit_bytes=cpu_memory_limit_bytes,
             preload=self._registry.cpu_bound_modules,
         )
+
+    def breaker_exempt(self, tool: ToolDefinition) -> bool:
+        """Whether calls of `tool` skip the circuit breaker (GuardedExecutor asks). A breaker
+        is shared by every worker so that a server or remote resource found failing by one
+        is spared by all; a builtin registered `in_process` has none: what can fail it (a
+        busy thread pool or helper of this worker) is this worker's own state, which another
+        worker's breaker reading can only get wrong. Its calls then cost no Redis step."""
+        try:
+            return self._registry.get(tool.server).in_process
+        except KeyError:
+            return False
 
     def execute(
         self, tool: ToolDefinition, arguments: Mapping[str, Any], *, ctx: CallContext

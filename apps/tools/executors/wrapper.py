@@ -19,7 +19,8 @@ Order of operations, per call:
 
 Only infrastructure failures (unavailable, a retryable timeout) count against the breaker: a tool
 saying "invalid timezone" is the tool working, not the server failing. Breakers are per tenant and
-server (`breaker_key`), so one tenant's failures never shut a server for another.
+server (`breaker_key`), so one tenant's failures never shut a server for another. An executor may
+exempt a tool that reaches nothing outside the worker (`breaker_exempt`: the in-process builtins).
 """
 
 from __future__ import annotations
@@ -135,10 +136,16 @@ class GuardedExecutor:
             if executor is None:
                 raise ToolFailed(f"no executor for source {tool.source!r}", code="no_executor")
             key = breaker_key(tool, tenant_id=ctx.tenant_id)
+            exempt = getattr(executor, "breaker_exempt", None)
+            guarded = not (exempt is not None and exempt(tool))
 
             def attempt() -> ToolOutcome:
                 nonlocal attempts
                 attempts += 1
+                if not guarded:  # nothing outside this process to spare (breaker_exempt)
+                    return executor.execute(
+                        tool, arguments, ctx=ctx if attempts == 1 else ctx.for_retry()
+                    )
                 admission = self.breakers.allow(key)
                 if not admission:
                     raise ToolUnavailable(
