@@ -23,6 +23,8 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", core_views.metrics, name="metrics"),
+    # Before the admin's catch-all: console pages that are not a ModelAdmin's.
+    path("admin/console/", include("apps.console.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("chat/", include("apps.chat.urls")),

@@ -8,7 +8,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from unfold.admin import TabularInline
 
 from apps.agents import services
 from apps.agents.models import (
@@ -49,7 +51,7 @@ class AgentAdmin(TenantScopedAdmin):
             messages.error(request, exc.message)
 
 
-class TurnInline(admin.TabularInline):
+class TurnInline(TabularInline):
     model = Turn
     extra = 0
     can_delete = False
@@ -61,7 +63,7 @@ class TurnInline(admin.TabularInline):
         return False
 
 
-class SessionSummaryInline(admin.TabularInline):
+class SessionSummaryInline(TabularInline):
     """The summaries context compression made: which turns each stands in for."""
 
     model = SessionSummary
@@ -102,11 +104,18 @@ class AgentSessionAdmin(TenantScopedAdmin):
         "data_sensitivity",
         "tokens_used",
         "created_at",
+        "timeline_link",
     ]
     list_filter = ["tenant", "status", "environment", "agent"]
     readonly_fields = ["tokens_used", "next_seq"]
     inlines = [TurnInline, SessionSummaryInline]
     actions = ["close_sessions"]
+
+    @admin.display(description="timeline")
+    def timeline_link(self, obj: AgentSession) -> str:
+        # By URL name: the console (a higher layer) draws the waterfall.
+        url = reverse("console:session-timeline", args=[obj.pk])
+        return format_html('<a href="{}">timeline</a>', url)
 
     @admin.action(description="Close selected sessions (cancel queued turns)")
     def close_sessions(self, request: HttpRequest, queryset: QuerySet[AgentSession]) -> None:

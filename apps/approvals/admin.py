@@ -74,7 +74,7 @@ _DETAIL_FIELDS: tuple[str, ...] = (
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):
+class ApprovalRequestAdmin(TenantScopedAdmin):
     list_display = [
         "created_at",
         "tool_name",
@@ -94,25 +94,11 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
     # --- who sees what: the tenants where the user may decide --------------------------
 
+    def scoped_tenant_ids(self, request: HttpRequest) -> set[Any]:
+        return _deciding_tenant_ids(request)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalRequest]:
-        qs = super().get_queryset(request).select_related("tenant", "requested_by")
-        if request.user.is_superuser:
-            return qs
-        return qs.filter(tenant_id__in=_deciding_tenant_ids(request))
-
-    def _allowed(self, request: HttpRequest, obj: ApprovalRequest | None = None) -> bool:
-        if not request.user.is_active or not request.user.is_staff:
-            return False
-        if request.user.is_superuser:
-            return True
-        tenants = _deciding_tenant_ids(request)
-        return bool(tenants) if obj is None else obj.tenant_id in tenants
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._allowed(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._allowed(request, obj)
+        return super().get_queryset(request).select_related("tenant", "requested_by")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -171,9 +157,12 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
         # The changelist and the detail page are inside a POST form that carries the CSRF
         # token: the button posts it to the approve view, one click.
         return format_html(
-            '<button type="submit" class="button default" formaction="{}" formmethod="post" '
-            'name="_approve" value="{}">Approve</button> '
-            '<a class="button" href="{}">Reject…</a>',
+            '<span class="inline-flex gap-2 whitespace-nowrap">'
+            '<button type="submit" class="button default bg-primary-600 text-white font-medium '
+            'rounded-default px-3 py-1 hover:bg-primary-700" formaction="{}" formmethod="post" '
+            'name="_approve" value="{}">Approve</button>'
+            '<a class="button border border-base-200 text-red-600 font-medium rounded-default '
+            'px-3 py-1" href="{}">Reject…</a></span>',
             approve,
             obj.pk,
             reject,

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from unfold.admin import TabularInline
 
 from apps.core.exceptions import WardenError
 from apps.policies import services, whatif
@@ -51,7 +52,7 @@ class PolicyForm(forms.ModelForm):
         return data
 
 
-class PolicyVersionInline(admin.TabularInline):
+class PolicyVersionInline(TabularInline):
     model = PolicyVersion
     fk_name = "policy"
     extra = 0

@@ -38,7 +38,7 @@ class TenantAdmin(TenantScopedAdmin):
         return obj.id
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
-        qs = admin.ModelAdmin.get_queryset(self, request)
+        qs: QuerySet[Tenant] = admin.ModelAdmin.get_queryset(self, request)
         if request.user.is_superuser:
             return qs
         return qs.filter(id__in=administered_tenant_ids(request))

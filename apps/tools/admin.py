@@ -14,6 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from unfold.admin import TabularInline
 
 from apps.core.exceptions import WardenError
 from apps.tenants.admin_scoping import TenantScopedAdmin
@@ -49,7 +50,7 @@ class McpServerForm(forms.ModelForm):
         ]
 
 
-class ToolInline(admin.TabularInline):
+class ToolInline(TabularInline):
     model = Tool
     extra = 0
     can_delete = False

@@ -21,6 +21,9 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
+    # The console's theme: before django.contrib.admin, so its templates win and its
+    # AppConfig swaps in its admin site before the admin autodiscovers.
+    "unfold",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -40,6 +43,7 @@ INSTALLED_APPS = [
     "apps.approvals",
     "apps.budgets",
     "apps.chat",
+    "apps.console",
 ]
 
 MIDDLEWARE = [
@@ -120,6 +124,7 @@ from config.settings.budgets import *  # noqa: E402,F403
 from config.settings.cache import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.channels import *  # noqa: E402,F403
+from config.settings.console import *  # noqa: E402,F403
 from config.settings.database import *  # noqa: E402,F403
 from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403

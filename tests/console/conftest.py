@@ -1,0 +1,3 @@
+from tests.approvals.conftest import dave, no_dispatch, park_turn, sent
+
+__all__ = ["dave", "no_dispatch", "park_turn", "sent"]
