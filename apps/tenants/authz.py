@@ -31,9 +31,11 @@ class Permission(StrEnum):
     POLICY_WRITE = "policy.write"  # create, change or delete a policy (a new version each save)
     BUDGET_READ = "budget.read"  # budgets, what they have spent, and the tenant's usage
     BUDGET_WRITE = "budget.write"  # create, change or delete a budget
+    MEMORY_READ = "memory.read"  # search long-term memory, list its documents
+    MEMORY_WRITE = "memory.write"  # ingest or delete documents in long-term memory
 
 
-_VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
+_VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ, Permission.MEMORY_READ})
 _PARTICIPANT = _VIEWER | {
     Permission.TENANT_CONTRIBUTE,
     Permission.SESSION_MANAGE,
@@ -43,7 +45,10 @@ _PARTICIPANT = _VIEWER | {
 # Approvers decide parked tool calls and nothing more; operators configure agents and tools
 # but do not decide (whoever writes the policy should not also wave its calls through).
 _APPROVER = _PARTICIPANT | {Permission.APPROVAL_DECIDE}
+# What is in memory reaches every agent of the tenant (retrieved into its prompts): writing
+# it is configuring them, an operator's call.
 _OPERATOR = _PARTICIPANT | {
+    Permission.MEMORY_WRITE,
     Permission.REASONING_READ,
     Permission.TENANT_CONFIGURE,
     Permission.POLICY_READ,

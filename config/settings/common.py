@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.tenants",
     "apps.llm",
+    "apps.memory",
     "apps.agents",
     "apps.tools",
     "apps.policies",
@@ -123,6 +124,7 @@ from config.settings.database import *  # noqa: E402,F403
 from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
+from config.settings.memory import *  # noqa: E402,F403
 from config.settings.policies import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403
 from config.settings.slack import *  # noqa: E402,F403
