@@ -61,6 +61,29 @@ def hnsw_settings(*, ef_search: int, max_scan_tuples: int) -> None:
         )
 
 
+def chunk_nearest_query(
+    *,
+    tenant_id: uuid.UUID | str,
+    vector: Sequence[float],
+    k: int,
+    namespace: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> QuerySet[Chunk]:
+    """The query of `chunk_nearest`, unevaluated (for EXPLAIN)."""
+    k = max(1, min(k, MAX_K))
+    chunks = Chunk.objects.filter(tenant_id=tenant_id, embedding__isnull=False)
+    if namespace:
+        chunks = chunks.filter(namespace=namespace)
+    if metadata:
+        chunks = chunks.filter(metadata__contains=dict(metadata))
+    return (
+        chunks.select_related("document")
+        .defer("embedding", "document__metadata")
+        .annotate(distance=CosineDistance("embedding", list(vector)))
+        .order_by("distance")[:k]
+    )
+
+
 def chunk_nearest(
     *,
     tenant_id: uuid.UUID | str,
@@ -70,17 +93,8 @@ def chunk_nearest(
     metadata: Mapping[str, Any] | None = None,
 ) -> list[tuple[Chunk, float]]:
     """The tenant's k chunks nearest to `vector` (cosine), with their distances."""
-    k = max(1, min(k, MAX_K))
-    chunks = Chunk.objects.filter(tenant_id=tenant_id, embedding__isnull=False)
-    if namespace:
-        chunks = chunks.filter(namespace=namespace)
-    if metadata:
-        chunks = chunks.filter(metadata__contains=dict(metadata))
-    query = (
-        chunks.select_related("document")
-        .defer("embedding", "document__metadata")
-        .annotate(distance=CosineDistance("embedding", list(vector)))
-        .order_by("distance")[:k]
+    query = chunk_nearest_query(
+        tenant_id=tenant_id, vector=vector, k=k, namespace=namespace, metadata=metadata
     )
     with transaction.atomic():
         hnsw_settings(
