@@ -98,8 +98,9 @@ def namespace_checked(namespace: str) -> str:
 def metadata_checked(metadata: Any, *, field: str = "metadata") -> dict[str, Any]:
     if metadata is None:
         return {}
-    if not isinstance(metadata, dict):
+    if not isinstance(metadata, Mapping):
         raise MemoryQueryInvalid(f"{field} must be a JSON object.", details={"field": field})
+    metadata = dict(metadata)
     if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
         raise MemoryQueryInvalid(
             f"{field} is larger than {MAX_METADATA_BYTES} bytes.", details={"field": field}
@@ -163,7 +164,7 @@ def document_ingest(
     when small, else on the worker). The same text in the same namespace is the same
     document: the existing one is returned (`created=False`), and resumed if unfinished."""
     namespace = namespace_checked(namespace)
-    meta = metadata_checked(dict(metadata) if metadata is not None else None)
+    meta = dict(metadata_checked(metadata))
     text = text.replace("\r\n", "\n")
     size_checked(len(text.encode()), name=title)
     if "\x00" in text:

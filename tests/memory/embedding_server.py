@@ -19,6 +19,8 @@ class EmbeddingServer:
     def __init__(self, dimensions: int = 384) -> None:
         self.embedder = HashEmbedder(dimensions)
         self.down = False
+        # Goes down by itself after this many answered requests (None: never).
+        self.down_after: int | None = None
         self.inputs: list[str] = []
         self.requests = 0
         self.port = 0
@@ -50,6 +52,8 @@ class EmbeddingServer:
                 if self.path != "/v1/embeddings":
                     self._send(404, {"error": {"message": "not found", "type": "x"}})
                     return
+                if owner.down_after is not None and owner.requests > owner.down_after:
+                    owner.down = True
                 if owner.down:
                     self._send(503, {"error": {"message": "overloaded", "type": "server"}})
                     return

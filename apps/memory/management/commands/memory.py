@@ -65,13 +65,15 @@ class Command(BaseCommand):
         ingest.add_argument(
             "--retries", type=int, default=5, help="tries while the embedder is down"
         )
+        ingest.add_argument("--backoff", type=float, default=BACKOFF_FIRST_S, help="first wait (s)")
         resume = sub.add_parser("resume", help="embed every unfinished document")
         resume.add_argument("--tenant", help="only this tenant's (slug)")
         resume.add_argument("--retries", type=int, default=5)
+        resume.add_argument("--backoff", type=float, default=BACKOFF_FIRST_S)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.retries = max(1, int(options["retries"]))
-        self.sleep = time.sleep
+        self.backoff = max(0.0, float(options["backoff"]))
         if options["action"] == "ingest":
             code = self.ingest(options)
         else:
@@ -141,7 +143,7 @@ class Command(BaseCommand):
         paused = 0
         try:
             for document in documents:
-                wait = BACKOFF_FIRST_S
+                wait = self.backoff
                 for attempt in range(1, self.retries + 1):
                     document = services.document_embed(document=document, progress=bar.update)
                     if document.state != DocumentState.WAITING:
@@ -150,7 +152,7 @@ class Command(BaseCommand):
                         self.stderr.write(
                             f"embedder unavailable; retrying in {wait:.0f} s ({document.detail})"
                         )
-                        self.sleep(wait)
+                        time.sleep(wait)
                         wait = min(wait * 2, BACKOFF_CAP_S)
                 if document.state == DocumentState.WAITING:
                     paused += 1
