@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests.agents.conftest import no_dispatch
 from tests.memory.embedding_server import EmbeddingServer
+
+__all__ = ["no_dispatch"]  # the agents' fixture: turns run in-process here too
 
 
 @pytest.fixture
