@@ -1,14 +1,16 @@
 """Tenant-filtered vector search on pgvector's HNSW index: latency and recall@10.
 
 Run: `.venv/bin/python benchmarks/bench_retrieval.py [--rows 100000] [--tenants 10]
-[--queries 200] [--m 16] [--ef-construction 64] [--ef-search 20,40,80,120] [--keep]`.
+[--queries 200] [--m 16] [--ef-construction 64] [--ef-search 20,40,80,120]
+[--topics 1000] [--noise 0.04] [--keep]`.
 
 100k chunks x 384 dimensions (all-MiniLM-L6-v2's width) across 10 tenants, synthetic but
-clustered like real embeddings: 64 topic centres, each chunk a centre plus Gaussian noise,
-each chunk's tenant drawn at random (so every tenant owns ~10 % of every topic: the filter
-drops nine candidates in ten, the hard case for an approximate index). Loaded with binary
-COPY into a table shaped like memory_chunk (tenant, namespace, metadata, vector(384)) with
-the same indexes (btree on tenant+namespace, HNSW vector_cosine_ops), then queried exactly as
+clustered like real embeddings: 1000 topic centres (--topics), each chunk a centre plus
+Gaussian noise (--noise), each chunk's tenant drawn at random (so every tenant owns ~10 % of
+every topic: the filter drops nine candidates in ten, the hard case for an approximate
+index). Loaded with binary COPY into a table shaped like memory_chunk (tenant, namespace,
+metadata, vector(384)) with the same indexes (btree on tenant+namespace, HNSW
+vector_cosine_ops), then queried exactly as
 apps/memory/selectors.py does: one transaction, `set_config` of hnsw.ef_search,
 hnsw.iterative_scan = relaxed_order and hnsw.max_scan_tuples, then
 `WHERE tenant_id = $1 AND embedding IS NOT NULL ORDER BY embedding <=> $q LIMIT 10`.
@@ -40,17 +42,23 @@ from pgvector.psycopg import register_vector
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 384
-TOPICS = 64
-NOISE = 0.06  # per dimension: a chunk's cosine to its topic centre is about 0.6
+# Defaults: 1000 topics (a tenant holds ~10 chunks of each), a chunk's cosine to its topic
+# centre about 0.8. --topics 64 --noise 0.06 is a harder set: ~156 chunks per topic and
+# tenant, all about equally far from each other (cosine ~0.4), where "the" ten nearest are
+# nearly a tie.
+TOPICS = 1000
+NOISE = 0.04
 K = 10
 
 
-def make_data(rows: int, tenants: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_data(
+    rows: int, tenants: int, seed: int, topics: int, noise: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((TOPICS, DIM)).astype(np.float32)
+    centres = rng.standard_normal((topics, DIM)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    topic = rng.integers(0, TOPICS, rows)
-    vectors = centres[topic] + rng.normal(0, NOISE, (rows, DIM)).astype(np.float32)
+    topic = rng.integers(0, topics, rows)
+    vectors = centres[topic] + rng.normal(0, noise, (rows, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     owner = rng.integers(0, tenants, rows)
     return vectors.astype(np.float32), owner, centres
@@ -145,7 +153,10 @@ def main() -> None:
     parser.add_argument("--ef-search", default="20,40,80,120")
     parser.add_argument("--max-scan-tuples", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--topics", type=int, default=TOPICS)
+    parser.add_argument("--noise", type=float, default=NOISE)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--shared-buffers", default="1GB", help="the embedded server's")
     args = parser.parse_args()
 
     from devtools import embedded
@@ -155,11 +166,20 @@ def main() -> None:
     if not url:
         pgdata = ROOT / "var" / "bench-retrieval" / "postgres"
         port = embedded.postgres_start(pgdata)
+        # pgvector's advice: the HNSW index (here ~200 MB) and the hot rows in memory. The
+        # embedded server's default 128 MB would send most page reads to the OS cache.
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres") as conn:
+            conn.autocommit = True
+            conn.execute(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}'")
+        embedded.postgres_stop(pgdata)
+        port = embedded.postgres_start(pgdata)
         embedded.postgres_ensure_database(port, "bench")
         url = f"postgresql://postgres@127.0.0.1:{port}/bench"
-    table = f"bench_chunk_{args.rows}_{args.m}_{args.ef_construction}"
+    table = f"bench_chunk_{args.rows}_{args.topics}_{args.m}_{args.ef_construction}"
     try:
-        vectors, owner, centres = make_data(args.rows, args.tenants, args.seed)
+        vectors, owner, centres = make_data(
+            args.rows, args.tenants, args.seed, args.topics, args.noise
+        )
         tenant_ids = [uuid.UUID(int=i + 1) for i in range(args.tenants)]
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -168,14 +188,17 @@ def main() -> None:
             if not (args.keep and exists and exists[0]):
                 load(conn, table, vectors, owner, tenant_ids, args.m, args.ef_construction)
             version = conn.execute("SELECT extversion FROM pg_extension WHERE extname='vector'")
+            buffers = conn.execute("SHOW shared_buffers").fetchone()
             print(
                 f"pgvector {version.fetchone()[0]}; {args.rows} rows x {DIM} dims, "
-                f"{args.tenants} tenants, {args.queries} queries, top-{K}, cores: {os.cpu_count()}"
+                f"{args.tenants} tenants, {args.topics} topics (noise {args.noise}), "
+                f"{args.queries} queries, top-{K}; shared_buffers {buffers and buffers[0]}; "
+                f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
             )
             rng = np.random.default_rng(args.seed + 1)
             queries = []
             for _ in range(args.queries):
-                query = centres[rng.integers(0, TOPICS)] + rng.normal(0, NOISE, DIM)
+                query = centres[rng.integers(0, args.topics)] + rng.normal(0, args.noise, DIM)
                 queries.append(
                     (
                         int(rng.integers(0, args.tenants)),
@@ -214,6 +237,7 @@ def main() -> None:
                         conn, table, queries, tenant_ids, truth, ef, mode, args.max_scan_tuples
                     )
                     print(f"{mode:>15} {ef:>9} {p50:>8.2f} {p95:>8.2f} {recall:>9.3f}")
+            print(f"load average at the end: {os.getloadavg()[0]:.1f}")
             if not args.keep:
                 conn.execute(f"DROP TABLE {table}")
     finally:
