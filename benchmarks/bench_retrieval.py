@@ -1,7 +1,7 @@
 """Tenant-filtered vector search on pgvector's HNSW index: latency and recall@10.
 
 Run: `.venv/bin/python benchmarks/bench_retrieval.py [--rows 100000] [--tenants 10]
-[--queries 200] [--m 16] [--ef-construction 64] [--ef-search 20,40,80,120]
+[--queries 200] [--m 32] [--ef-construction 128] [--ef-search 20,40,80,120]
 [--topics 1000] [--noise 0.04] [--keep]`.
 
 100k chunks x 384 dimensions (all-MiniLM-L6-v2's width) across 10 tenants, synthetic but
@@ -148,8 +148,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=64)
+    parser.add_argument("--m", type=int, default=32)
+    parser.add_argument("--ef-construction", type=int, default=128)
     parser.add_argument("--ef-search", default="20,40,80,120")
     parser.add_argument("--max-scan-tuples", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)

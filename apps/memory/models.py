@@ -19,8 +19,8 @@ from pgvector.django import HnswIndex, VectorField
 from apps.tenants.models import TenantOwned
 
 # HNSW build parameters (benchmarks/bench_retrieval.py tunes them and ef_search).
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 128
 
 
 class DocumentState(models.TextChoices):

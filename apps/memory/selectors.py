@@ -101,7 +101,8 @@ def chunk_nearest(
             ef_search=max(settings.WARDEN_MEMORY_EF_SEARCH, k),
             max_scan_tuples=settings.WARDEN_MEMORY_MAX_SCAN_TUPLES,
         )
-        rows = [(chunk, float(chunk.distance)) for chunk in query]
+        # `distance` is the annotation above.
+        rows = [(chunk, float(chunk.distance)) for chunk in query]  # type: ignore[attr-defined]
     return sorted(rows, key=lambda row: row[1])
 
 

@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='chunk',
-            index=pgvector.django.indexes.HnswIndex(ef_construction=64, fields=['embedding'], m=16, name='memory_chunk_embedding_hnsw', opclasses=['vector_cosine_ops']),
+            index=pgvector.django.indexes.HnswIndex(ef_construction=128, fields=['embedding'], m=32, name='memory_chunk_embedding_hnsw', opclasses=['vector_cosine_ops']),
         ),
         migrations.AddConstraint(
             model_name='chunk',
