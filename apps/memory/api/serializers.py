@@ -40,7 +40,7 @@ class DocumentTextInputSerializer(StrictInputSerializer):
     metadata = serializers.JSONField(required=False, default=dict)
 
 
-class DocumentUploadInputSerializer(serializers.Serializer[Any]):
+class DocumentUploadInputSerializer(StrictInputSerializer):
     """multipart/form-data: a file, and `metadata` as a JSON object in a string."""
 
     file = serializers.FileField()
