@@ -99,7 +99,8 @@ def test_an_enormous_document_is_refused_413(world: World, settings: Any) -> Non
     ("body", "code"),
     [
         ({"text": "x", "namespace": "Bad Namespace!"}, "validation_error"),
-        ({"text": "x", "metadata": ["not", "an", "object"]}, "invalid_memory_query"),
+        ({"text": "x", "metadata": ["not", "an", "object"]}, "validation_error"),
+        ({"text": "x", "metadata": None}, "validation_error"),
         ({"text": "x", "surprise": 1}, "unknown_field"),
         ({"text": 5}, "validation_error"),
         ({}, "validation_error"),

@@ -37,24 +37,29 @@ class DocumentTextInputSerializer(StrictInputSerializer):
     text = serializers.CharField(trim_whitespace=False)
     title = serializers.CharField(max_length=255, required=False)
     namespace = serializers.RegexField(NAMESPACE_PATTERN, required=False, default="default")
-    metadata = serializers.JSONField(required=False, default=dict)
+    metadata = serializers.DictField(
+        child=serializers.JSONField(allow_null=True), required=False, default=dict
+    )
 
 
 class DocumentUploadInputSerializer(StrictInputSerializer):
     """multipart/form-data: a file, and `metadata` as a JSON object in a string."""
 
-    file = serializers.FileField()
+    # An empty file is memory's refusal (`empty_document`), not a malformed upload.
+    file = serializers.FileField(allow_empty_file=True)
     title = serializers.CharField(max_length=255, required=False)
     namespace = serializers.RegexField(NAMESPACE_PATTERN, required=False, default="default")
     metadata = serializers.CharField(required=False, default="{}", max_length=8192)
 
 
 class SearchQuerySerializer(serializers.Serializer[Any]):
-    q = serializers.CharField(max_length=2000)
+    # Untrimmed: a blank query is the service's refusal (`invalid_memory_query`).
+    q = serializers.CharField(max_length=2000, trim_whitespace=False)
     k = serializers.IntegerField(min_value=1, max_value=MAX_K, required=False, default=5)
     namespace = serializers.RegexField(NAMESPACE_PATTERN, required=False)
     filter = serializers.CharField(
         required=False,
+        allow_blank=True,  # blank: no filter
         max_length=2000,
         help_text='Metadata the chunks must contain, a JSON object: {"kind": "handbook"}.',
     )

@@ -58,8 +58,8 @@ class DocumentListApi(PaginatedListMixin, APIView):
     )
     def get(self, request: Request) -> Response:
         tenant = request_identity(request).tenant
-        namespace = request.query_params.get("namespace") or None
-        if namespace:
+        namespace = request.query_params.get("namespace")
+        if namespace is not None:
             services.namespace_checked(namespace)
         return paginated(
             request,
