@@ -22,13 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db import connection
-
 from apps.core.egress.adapters import platform_egress_policy
-from apps.core.exceptions import InvalidInput
-from apps.memory import services as memory_services
-from apps.memory.exceptions import EmbedderDown
-from apps.tools.executors.base import ToolArgumentsInvalid, ToolFailed, ToolUnavailable
+from apps.tools.executors.base import ToolArgumentsInvalid, ToolFailed
 from apps.tools.executors.builtin import (
     BuiltinCall,
     BuiltinRegistry,
@@ -38,6 +33,7 @@ from apps.tools.executors.builtin import (
 
 _loaded = False
 _load_lock = threading.Lock()
+DJANGO_BUILTIN_MODULES = ["apps.tools.builtin_memory"]
 
 
 def load_builtins(registry: BuiltinRegistry = default_registry) -> BuiltinRegistry:
@@ -53,7 +49,9 @@ def load_builtins(registry: BuiltinRegistry = default_registry) -> BuiltinRegist
         hosts = list(getattr(settings, "WARDEN_HTTP_FETCH_ALLOWED_HOSTS", []))
         if hosts and "http_fetch" not in registry:
             register_http_fetch(registry, allowed_hosts=hosts, egress=platform_egress_policy)
-        for module in getattr(settings, "WARDEN_TOOL_MODULES", []):
+        # Builtins that need Django (the ORM) live in their own modules: this one must stay
+        # importable without it, since cpu-bound helper processes import it (executors/cpu.py).
+        for module in [*DJANGO_BUILTIN_MODULES, *getattr(settings, "WARDEN_TOOL_MODULES", [])]:
             importlib.import_module(module)
         _loaded = True
     return registry
@@ -205,72 +203,5 @@ default_registry.register(
     timeout_s=5.0,
     # Bounded above, and still run where its timeout can stop it: defence in depth.
     cpu_bound=True,
-    replace=True,
-)
-
-
-# --------------------------------------------------------------------------- memory_search
-
-MEMORY_SEARCH_MAX_K = 10
-MEMORY_SNIPPET_CHARS = 600
-
-
-def memory_search(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
-    """The calling tenant's long-term memory, nearest chunks first. The tenant is the call's
-    (never an argument), so an agent reads only its own tenant's memory."""
-    try:
-        hits = memory_services.memory_search(
-            tenant_id=call.ctx.tenant_id,
-            query=str(arguments["query"]),
-            k=int(arguments.get("k") or 3),
-            namespace=arguments.get("namespace") or None,
-            metadata=arguments.get("filter") or None,
-        )
-    except EmbedderDown as exc:
-        # Degrades visibly: the tool result on the timeline says memory is unavailable.
-        raise ToolUnavailable(exc.message, code=exc.code, maybe_executed=False) from None
-    except InvalidInput as exc:
-        raise ToolArgumentsInvalid(exc.message, code=exc.code) from None
-    finally:
-        # This runs on the executor's thread pool: give its database connection back rather
-        # than keep one open per pool thread.
-        connection.close()
-    return {
-        "results": [
-            {
-                "title": hit.title,
-                "document_id": str(hit.document_id),
-                "namespace": hit.namespace,
-                "score": round(hit.score, 3),
-                "text": hit.text[:MEMORY_SNIPPET_CHARS],
-            }
-            for hit in hits
-        ]
-    }
-
-
-default_registry.register(
-    "memory_search",
-    memory_search,
-    description="Search the tenant's long-term memory (ingested documents) for passages "
-    "relevant to a query; cite the titles of the passages you use.",
-    input_schema={
-        "type": "object",
-        "properties": {
-            "query": {"type": "string", "minLength": 1, "maxLength": 2000},
-            "k": {"type": "integer", "minimum": 1, "maximum": MEMORY_SEARCH_MAX_K, "default": 3},
-            "namespace": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"},
-            "filter": {
-                "type": "object",
-                "description": 'Metadata the documents must have, e.g. {"kind": "handbook"}.',
-                "additionalProperties": {"type": ["string", "number", "boolean"]},
-            },
-        },
-        "required": ["query"],
-        "additionalProperties": False,
-    },
-    idempotent=True,
-    risk_tier="low",
-    timeout_s=30.0,
     replace=True,
 )
