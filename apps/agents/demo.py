@@ -1,9 +1,10 @@
 """The demo tenant's tools, agents and model endpoints, seeded by `manage.py seed_demo`.
 
 The small local model can't be relied on to pick tools, so the walk-through
-agent runs on the scripted model and says so in its name: it calls the time MCP
-server and the WASM word counter, streams its answer and leaves an action graph,
-on every run, deterministically.
+agent runs on the scripted model and says so in its name: it searches the tenant's
+memory (a few handbook documents ingested here), calls the time MCP server and the
+WASM word counter, streams an answer that cites the document found, and leaves an
+action graph, on every run, deterministically.
 
 Tools: the time MCP server (stdio template `time`), the git MCP server (stdio
 template `git`, on a small repository `demo-repo` in the demo tenant's
@@ -29,6 +30,7 @@ from apps.budgets.models import Budget, Period, Scope
 from apps.core.exceptions import WardenError
 from apps.llm.models import EndpointState, ModelEndpoint
 from apps.llm.services import endpoint_save, endpoint_state_set
+from apps.memory import services as memory_services
 from apps.policies import services as policy_services
 from apps.policies.models import Policy
 from apps.tenants.models import Tenant
@@ -41,6 +43,11 @@ logger = logging.getLogger("warden.demo")
 
 DEMO_SCRIPT: list[dict[str, Any]] = [
     {
+        "tool": "memory_search",
+        "arguments": {"query": "${last_user_message}", "k": 1, "namespace": "handbook"},
+        "say": "First I'll look in the tenant's memory.",
+    },
+    {
         "tool": "get_current_time",
         "arguments": {"timezone": "UTC"},
         "say": "First I'll ask the time MCP server.",
@@ -51,13 +58,15 @@ DEMO_SCRIPT: list[dict[str, Any]] = [
         "say": "Now I'll count your words in the WASM sandbox.",
     },
     {
-        "final": "(scripted demo) The time server says ${tool_result_1}; the WASM word counter "
-        "says ${tool_result_2} for your message: ${last_user_message}"
+        "final": "(scripted demo) From memory, citing the document by its title: "
+        "${tool_result_1}. The time server says ${tool_result_2}; the WASM word counter "
+        "says ${tool_result_3} for your message: ${last_user_message}"
     },
 ]
-DEMO_AGENT_TOOLS = ["get_current_time", "word_count", "git_status", "git_log"]
-# The demo agent's tokens per session (seed_demo_budget): three turns of short messages fit.
-DEMO_SESSION_BUDGET_TOKENS = 3200
+DEMO_AGENT_TOOLS = ["memory_search", "get_current_time", "word_count", "git_status", "git_log"]
+# The demo agent's tokens per session (seed_demo_budget): three turns of short messages fit
+# (each carries the memory passage it retrieved, so the fourth turn's history is the longest).
+DEMO_SESSION_BUDGET_TOKENS = 6200
 
 # The demo tenant's policy on top of the default one: the demo agent's word count waits for a
 # human (console, API or Slack) before it runs, so `make run` shows an approval end to end.
@@ -156,6 +165,53 @@ def _discover(server: McpServer, *, read_only: bool = False) -> None:
         pending = tool.approved_schema_hash != tool.schema_hash
         if pending and (not read_only or tool.annotations.get("readOnlyHint") is True):
             tool_services.tool_approve(tool=tool)
+
+
+# The demo tenant's long-term memory (namespace "handbook"): the demo agent's first step
+# searches it and its answer cites the document found.
+DEMO_MEMORY_NAMESPACE = "handbook"
+DEMO_DOCUMENTS: list[tuple[str, str]] = [
+    (
+        "Warden handbook: approvals",
+        "Risky tool calls wait for a human. An approver decides in the console, over the "
+        "REST API or with one click in Slack; the decision records who approved and why. "
+        "A rejected or expired approval never runs the tool.",
+    ),
+    (
+        "Warden handbook: budgets",
+        "Every agent session has a token budget. At 80 % a warning appears on the timeline; "
+        "a turn that could cross the cap is stopped before its model call, with "
+        "budget_exceeded.",
+    ),
+    (
+        "Warden handbook: tools",
+        "Agents call tools through MCP servers, WASM modules and builtins such as the clock, "
+        "the calculator and memory search. Untrusted code runs only in the WASM sandbox; "
+        "the word counter is a WASM tool.",
+    ),
+]
+
+
+def seed_demo_memory(*, tenant: Tenant) -> None:
+    """The demo documents, ingested into the demo tenant's memory. Idempotent (the same text
+    is the same document); an embedder that is down leaves them queued, never fatal."""
+    for title, text in DEMO_DOCUMENTS:
+        try:
+            memory_services.document_ingest(
+                tenant=tenant,
+                text=text,
+                title=title,
+                namespace=DEMO_MEMORY_NAMESPACE,
+                metadata={"source": "demo"},
+            )
+        except WardenError as exc:
+            logger.warning("demo document %s not ingested: %s", title, exc.message)
+    try:
+        memory_search = tool_services.tool_register_builtin(tenant=tenant, name="memory_search")
+        if memory_search.approved_schema_hash != memory_search.schema_hash:
+            tool_services.tool_approve(tool=memory_search)
+    except WardenError as exc:
+        logger.warning("demo memory_search tool not registered: %s", exc.message)
 
 
 def seed_demo_tools(*, tenant: Tenant) -> None:
@@ -266,6 +322,7 @@ def _seed_local_endpoint(tenant: Tenant) -> ModelEndpoint | None:
 
 def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
     seed_demo_tools(tenant=tenant)
+    seed_demo_memory(tenant=tenant)
     scripted = _endpoint(
         tenant,
         "scripted-demo",
@@ -287,8 +344,9 @@ def seed_demo_agents(*, tenant: Tenant) -> list[Agent]:
                 tenant=tenant,
                 name="Demo agent (scripted model)",
                 slug="demo-scripted",
-                description="Calls the time MCP server and the WASM word counter, then "
-                "answers, deterministically on the scripted model.",
+                description="Searches the tenant's memory, calls the time MCP server and "
+                "the WASM word counter, then answers citing the document it found, "
+                "deterministically on the scripted model.",
                 system_prompt="You are Warden's demo agent. Use tools when they help.",
                 model_tier="small",
                 allowed_tools=DEMO_AGENT_TOOLS,

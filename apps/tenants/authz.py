@@ -33,9 +33,11 @@ class Permission(StrEnum):
     BUDGET_WRITE = "budget.write"  # create, change or delete a budget
     SESSION_REPLAY = "session.replay"  # re-run a recorded session from its log (no live calls)
     AUDIT_READ = "audit.read"  # export a session's hash-chained event log, unredacted
+    MEMORY_READ = "memory.read"  # search long-term memory, list its documents
+    MEMORY_WRITE = "memory.write"  # ingest or delete documents in long-term memory
 
 
-_VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ})
+_VIEWER = frozenset({Permission.TENANT_READ, Permission.SESSION_READ, Permission.MEMORY_READ})
 _PARTICIPANT = _VIEWER | {
     Permission.TENANT_CONTRIBUTE,
     Permission.SESSION_MANAGE,
@@ -45,9 +47,12 @@ _PARTICIPANT = _VIEWER | {
 # Approvers decide parked tool calls and nothing more; operators configure agents and tools
 # but do not decide (whoever writes the policy should not also wave its calls through).
 _APPROVER = _PARTICIPANT | {Permission.APPROVAL_DECIDE}
+# What is in memory reaches every agent of the tenant (retrieved into its prompts): writing
+# it is configuring them, an operator's call.
 # Replay shows what the model and the tools said (divergences quote them) and costs policy
 # evaluations: for those who may read reasoning and configure agents.
 _OPERATOR = _PARTICIPANT | {
+    Permission.MEMORY_WRITE,
     Permission.REASONING_READ,
     Permission.SESSION_REPLAY,
     Permission.TENANT_CONFIGURE,

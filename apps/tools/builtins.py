@@ -33,6 +33,7 @@ from apps.tools.executors.builtin import (
 
 _loaded = False
 _load_lock = threading.Lock()
+DJANGO_BUILTIN_MODULES = ["apps.tools.builtin_memory"]
 
 
 def load_builtins(registry: BuiltinRegistry = default_registry) -> BuiltinRegistry:
@@ -48,7 +49,9 @@ def load_builtins(registry: BuiltinRegistry = default_registry) -> BuiltinRegist
         hosts = list(getattr(settings, "WARDEN_HTTP_FETCH_ALLOWED_HOSTS", []))
         if hosts and "http_fetch" not in registry:
             register_http_fetch(registry, allowed_hosts=hosts, egress=platform_egress_policy)
-        for module in getattr(settings, "WARDEN_TOOL_MODULES", []):
+        # Builtins that need Django (the ORM) live in their own modules: this one must stay
+        # importable without it, since cpu-bound helper processes import it (executors/cpu.py).
+        for module in [*DJANGO_BUILTIN_MODULES, *getattr(settings, "WARDEN_TOOL_MODULES", [])]:
             importlib.import_module(module)
         _loaded = True
     return registry

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.tenants",
     "apps.llm",
+    "apps.memory",
     "apps.agents",
     "apps.tools",
     "apps.policies",
@@ -129,6 +130,7 @@ from config.settings.database import *  # noqa: E402,F403
 from config.settings.egress import *  # noqa: E402,F403
 from config.settings.llm import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
+from config.settings.memory import *  # noqa: E402,F403
 from config.settings.policies import *  # noqa: E402,F403
 from config.settings.replay import *  # noqa: E402,F403
 from config.settings.security import *  # noqa: E402,F403

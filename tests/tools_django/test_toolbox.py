@@ -63,10 +63,13 @@ def test_demo_agent_calls_the_time_server_and_the_wasm_tool(
 
     assert turn.status == TurnStatus.COMPLETED, turn.detail
     nodes = tool_nodes(turn)
-    assert [n.inputs["tool"] for n in nodes] == ["get_current_time", "word_count"]
+    assert [n.inputs["tool"] for n in nodes] == ["memory_search", "get_current_time", "word_count"]
     assert all(n.status == "completed" for n in nodes)
-    assert nodes[0].outputs["output"]["timezone"] == "UTC"
-    assert nodes[1].outputs["output"] == {"words": 5}
+    # The demo's memory was ingested, and the answer cites the document it found.
+    (found,) = nodes[0].outputs["output"]["results"]
+    assert found["title"].startswith("Warden handbook") and found["title"] in turn.final_answer
+    assert nodes[1].outputs["output"]["timezone"] == "UTC"
+    assert nodes[2].outputs["output"] == {"words": 5}
     assert '"timezone": "UTC"' in turn.final_answer and '{"words": 5}' in turn.final_answer
 
 
