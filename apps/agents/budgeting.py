@@ -53,6 +53,7 @@ from apps.budgets.ledger.types import (
 )
 from apps.budgets.services import ledger as budget_ledger
 from apps.core import batch
+from apps.core.telemetry import current_trace_id
 from apps.llm.providers.base import EndpointConfig, Tier
 from apps.llm.router import ModelRouter
 from apps.llm.types import ModelRequest, Usage
@@ -474,6 +475,7 @@ class LedgerBudget:
             reserved_tokens=hold.tokens,
             reserved_cost=hold.cost,
             overrun=overrun,
+            trace_id=current_trace_id(),
         )
         upsert, params = budget_ledger.usage_upsert_sql(row)
         spent = usage.input_tokens + usage.output_tokens

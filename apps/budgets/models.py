@@ -160,6 +160,9 @@ class UsageRecord(TenantOwned):
     reserved_cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
     # The call used more than it reserved (the provider reported more than the bound).
     overrun = models.BooleanField(default=False)
+    # The OpenTelemetry trace of the turn that made the call (32 hex digits; "" for a dead
+    # worker's hold): the same correlation id as its events, steps and spans.
+    trace_id = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from apps.agents.models import ActionNode, Agent, SessionEvent, Turn
+from apps.budgets.models import UsageRecord
 from apps.core import telemetry
 from tests.agents.conftest import make_session, wait_for_turn
 from tests.conftest import LiveServer, WorkerProcess, World, _test_env, client_for
@@ -113,6 +114,10 @@ def test_the_loop_exports_its_step_spans_to_the_endpoint(
     assert chat.attributes["gen_ai.usage.input_tokens"] > 0
     nodes = set(ActionNode.objects.filter(turn=turn).values_list("trace_id", flat=True))
     assert nodes == {root.trace_id}
+    # The costs line up too: each model call's ledger row carries the trace of its spans.
+    usage = UsageRecord.objects.filter(turn_id=turn.id)
+    assert usage.count() == 3
+    assert set(usage.values_list("trace_id", flat=True)) == {root.trace_id}
 
 
 @pytest.mark.worker
@@ -135,4 +140,7 @@ def test_the_worker_continues_the_trace_of_the_request_that_queued_the_turn(
     assert set(events.values_list("trace_id", flat=True)) == {accepted.trace_id}
     nodes = ActionNode.objects.filter(turn=turn)
     assert set(nodes.values_list("trace_id", flat=True)) == {accepted.trace_id}
+    usage = UsageRecord.objects.filter(turn_id=turn.id)
+    assert usage.exists()
+    assert set(usage.values_list("trace_id", flat=True)) == {accepted.trace_id}
     assert os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "") == ""  # nothing was exported

@@ -170,6 +170,7 @@ class UsageRow:
     reserved_tokens: int = 0
     reserved_cost: Decimal = Decimal(0)
     overrun: bool = False
+    trace_id: str = ""
 
 
 @dataclass(frozen=True)

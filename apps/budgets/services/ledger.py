@@ -475,6 +475,7 @@ _COLUMNS = (
     "reserved_tokens",
     "reserved_cost",
     "overrun",
+    "trace_id",
 )
 # A late settle of a call the reconciler charged at its hold replaces the charge with the
 # truth (kind back to `call`); so does a settle retried after a crash.
@@ -489,6 +490,7 @@ _UPDATED = (
     "reserved_tokens",
     "reserved_cost",
     "overrun",
+    "trace_id",
 )
 
 
@@ -517,6 +519,7 @@ def _insert_sql(row: UsageRow, *, on_conflict: str) -> tuple[str, list[Any]]:
         row.reserved_tokens,
         row.reserved_cost,
         row.overrun,
+        row.trace_id,
     ]
     table = UsageRecord._meta.db_table
     values = ", ".join(["%s"] * len(_COLUMNS))
