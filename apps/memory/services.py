@@ -23,6 +23,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from apps.core.telemetry import step_span
 from apps.memory import selectors
 from apps.memory.adapters import embedder
 from apps.memory.chunking import chunk_text
@@ -320,20 +321,28 @@ def memory_search(
                 "A metadata filter matches plain values (string, number, boolean).",
                 details={"filter": key},
             )
-    try:
-        (vector,) = embedder().embed([query])
-    except EmbedderUnavailable as exc:
-        logger.warning(
-            "memory search degraded: embedder unavailable",
-            extra={"tenant": str(tenant_id), "error": str(exc)[:300]},
+    # The retrieval step of the turn's trace (a child of the tool call that asked): ids and
+    # counts only, never the query.
+    with step_span(
+        "retrieval",
+        attributes={"warden.tenant.id": str(tenant_id), "warden.memory.k": k},
+    ) as step:
+        try:
+            (vector,) = embedder().embed([query])
+        except EmbedderUnavailable as exc:
+            logger.warning(
+                "memory search degraded: embedder unavailable",
+                extra={"tenant": str(tenant_id), "error": str(exc)[:300]},
+            )
+            raise EmbedderDown(
+                f"Memory search is unavailable: the embedder cannot answer ({exc}).",
+                retry_after=30,
+            ) from exc
+        except EmbedderError as exc:
+            raise EmbedderDown(f"Memory search failed: {exc}", code="embedder_error") from exc
+        rows = selectors.chunk_nearest(
+            tenant_id=tenant_id, vector=vector, k=k, namespace=namespace, metadata=filters
         )
-        raise EmbedderDown(
-            f"Memory search is unavailable: the embedder cannot answer ({exc}).",
-            retry_after=30,
-        ) from exc
-    except EmbedderError as exc:
-        raise EmbedderDown(f"Memory search failed: {exc}", code="embedder_error") from exc
-    rows = selectors.chunk_nearest(
-        tenant_id=tenant_id, vector=vector, k=k, namespace=namespace, metadata=filters
-    )
-    return selectors.hits(rows)
+        hits = selectors.hits(rows)
+        step.set_many({"warden.memory.hits": len(hits)})
+    return hits

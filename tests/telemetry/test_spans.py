@@ -293,3 +293,25 @@ def test_an_exception_recorded_by_a_library_leaves_with_its_type_only(spans: Spa
     [event] = exported.events
     assert event.name == "exception" and event.attributes["exception.type"] == "ValueError"
     assert MARKER not in repr(dict(event.attributes))
+
+
+def test_a_memory_search_is_a_retrieval_span_under_its_tool_call(
+    world: World, spans: Spans
+) -> None:
+    from apps.memory import services as memory
+    from tests.memory.test_tool import memory_agent, run
+
+    memory.document_ingest(
+        tenant=world.tenant_a, title="Parking", text="Visitors park in the north garage."
+    )
+    turn = run(memory_agent(world), f"where do visitors park {MARKER}")
+    assert turn.status == TurnStatus.COMPLETED, turn.detail
+
+    retrieval = only(spans.of_kind("retrieval"))
+    tool = only(spans.of_kind("tool_call"))
+    assert parent_of(retrieval) == tool.context.span_id
+    assert trace_hex(retrieval) == trace_hex(tool)
+    attrs = retrieval.attributes or {}
+    assert attrs["warden.memory.hits"] == 1
+    assert attrs["warden.tenant.id"] == str(world.tenant_a.id)
+    assert MARKER not in " ".join(attribute_values(retrieval))  # the query stays off spans
