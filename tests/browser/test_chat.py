@@ -1,8 +1,8 @@
 """The chat UI at /chat/ in a real browser, against daphne and a Celery worker.
 
-The scripted demo agent (`make run`'s) asks the time MCP server, then counts the user's words
-in the WASM sandbox, then answers. With the demo policy its word count waits for a person's
-approval: the turn parks, and a decision from anywhere resumes it.
+The scripted demo agent (`make run`'s) searches the tenant's memory, asks the time MCP server,
+then counts the user's words in the WASM sandbox, then answers. With the demo policy its word
+count waits for a person's approval: the turn parks, and a decision from anywhere resumes it.
 """
 
 from __future__ import annotations
@@ -104,22 +104,24 @@ def test_chat_with_the_demo_agent_streams_its_steps(
     # One collapsible card per model step; the tool calls inside them.
     cards = item.locator("details.step")
     expect(cards).to_have_count(ActionNode.objects.filter(turn=turn, kind="model_call").count())
-    first = cards.nth(0)
+    # The demo agent looks in the tenant's memory first, then asks the time MCP server.
+    expect(cards.nth(0)).to_contain_text("Tool: memory_search")
+    first = cards.nth(1)
     first.locator("summary").click()
     expect(first).to_contain_text("Tool: get_current_time")
     for label in ("Rationale", "Arguments", "Result", "Policy", "Tokens", "Cost", "Latency"):
         expect(first.locator("dt", has_text=label).first).to_be_visible()
     expect(first.locator('dd[data-fact="Arguments"]')).to_contain_text('"timezone": "UTC"')
     expect(first.locator('dd[data-fact="Policy"]')).to_contain_text("allow")
-    expect(cards.nth(1)).to_contain_text("Tool: word_count")
+    expect(cards.nth(2)).to_contain_text("Tool: word_count")
     # Alice (an owner) may see the raw model output: it streamed in token by token.
     assert page.evaluate("window.wardenChat.tokens") > 0
     # The budget meter counts the session's tokens.
     expect(page.locator("#meter-session-text")).to_contain_text(
-        re.compile(r"^[1-9]\d* of 3200 tokens")
+        re.compile(r"^[1-9]\d* of 6200 tokens")
     )
-    cards.nth(0).locator("summary").click()  # closed again: the picture shows both kinds
-    cards.nth(1).locator("summary").click()
+    cards.nth(1).locator("summary").click()  # closed again: the picture shows both kinds
+    cards.nth(2).locator("summary").click()
     page.set_viewport_size({"width": 1100, "height": 1000})
     page.evaluate("window.scrollTo(0, 0)")
     path = screenshot(page, "chat", full_page=False)
@@ -146,7 +148,7 @@ def test_approve_a_pending_step_from_the_chat_while_a_later_message_waits_queued
     # Bob may not read the model's private output: no tokens reached his page; the
     # step's rationale did.
     assert bobs.evaluate("window.wardenChat.tokens") == 0
-    expect(item.locator('dd[data-fact="Rationale"]').first).to_contain_text("time MCP server")
+    expect(item.locator('dd[data-fact="Rationale"]').nth(1)).to_contain_text("time MCP server")
 
     # A message while the first turn is unfinished waits its turn, and says so.
     second = send(bobs, "and then this")

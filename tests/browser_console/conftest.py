@@ -55,8 +55,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("!", f"CONSOLE BROWSER TESTS SKIPPED: {WHY_SKIPPED}", red=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API keeps an event loop running on the
+    # test thread while it is open, and every later test that runs a loop of its own
+    # (async_to_sync, channels' communicators) would fail with "cannot be called from a
+    # running event loop".
     with sync_playwright() as playwright:
         # Root in a container has no user namespaces for Chromium's sandbox.
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -40,13 +40,13 @@ def test_a_tenant_admin_prices_budgets_and_watches_the_charts_move(
 
         # Prices, on the endpoint's change page.
         page.goto(live_server.url + reverse("admin:llm_modelendpoint_change", args=[endpoint.pk]))
-        page.fill("input[name=price_input_per_mtok]", "2000")
-        page.fill("input[name=price_output_per_mtok]", "8000")
+        page.fill("input[name=price_input_per_mtok]", "2")
+        page.fill("input[name=price_output_per_mtok]", "8")
         page.click("button[name=_save], input[name=_save]")
         page.wait_for_load_state()
         endpoint.refresh_from_db()
-        assert endpoint.price_input_per_mtok == Decimal("2000")
-        assert endpoint.price_output_per_mtok == Decimal("8000")
+        assert endpoint.price_input_per_mtok == Decimal("2")
+        assert endpoint.price_output_per_mtok == Decimal("8")
 
         # A daily money budget for the tenant, on the budget add page.
         page.goto(live_server.url + reverse("admin:budgets_budget_add"))

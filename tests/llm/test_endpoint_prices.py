@@ -4,6 +4,7 @@ endpoint could serve fails saying what to fix."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -255,6 +256,6 @@ def test_the_console_saves_prices_and_shows_which_endpoints_are_never_called(
     assert ModelEndpoint.objects.get(name="scripted").is_free
 
     listing = alice_client.get("/admin/llm/modelendpoint/").content.decode()
-    assert listing.count('class="field-price">0.1500 / 0.6000</td>') == 1
-    assert listing.count('class="field-price">no price: never called</td>') == 1
-    assert listing.count('class="field-price">free</td>') == 1
+    # The price column's cells, whatever markup the console's theme gives a cell.
+    cells = re.findall(r'class="[^"]*field-price[^"]*"[^>]*>\s*([^<]*?)\s*</td>', listing)
+    assert sorted(cells) == sorted(["0.1500 / 0.6000", "no price: never called", "free"])

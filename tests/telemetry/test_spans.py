@@ -315,3 +315,39 @@ def test_a_memory_search_is_a_retrieval_span_under_its_tool_call(
     assert attrs["warden.memory.hits"] == 1
     assert attrs["warden.tenant.id"] == str(world.tenant_a.id)
     assert MARKER not in " ".join(attribute_values(retrieval))  # the query stays off spans
+
+
+def test_no_pii_kind_reaches_a_span(world: World, spans: Spans, tmp_path: Path) -> None:
+    """Spans carry ids, names, counts and decisions only: a turn full of PII and credentials
+    (in the message, the tool's arguments, the model's reply) leaves none of it on a span."""
+    from tests.redaction.test_events import ANT_KEY, CARD, EMAIL, GH_TOKEN, IBAN, PHONE, SSN
+
+    jwt_token = (
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+        "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    )
+    pem = "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-----END PRIVATE KEY-----"
+    raw = (EMAIL, CARD, PHONE, IBAN, GH_TOKEN, ANT_KEY, SSN, jwt_token, pem, "Bearer abc.def")
+    script = [
+        {
+            "tool": "append_line",
+            "arguments": {"path": str(tmp_path / "out.txt"), "text": "${last_user_message}"},
+            "say": f"Saving {EMAIL} with key {ANT_KEY}; SSN {SSN}; {jwt_token}",
+        },
+        {"final": "Saved ${last_user_message}"},
+    ]
+    agent = make_agent(world.tenant_a, script, tools=["append_line"], slug="pii-spans")
+    session = make_session(agent, world.alice)
+    message = f"{EMAIL} {CARD} {PHONE} {IBAN} {GH_TOKEN} {pem} Bearer abc.def"
+    turn = services.turn_enqueue(session=session, message=message, requested_by=world.alice)
+    assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+
+    recorded = spans.all()
+    assert len(recorded) > 5
+    text = " ".join(
+        [" ".join(attribute_values(s)) for s in recorded]
+        + [str(e.attributes) for s in recorded for e in s.events]
+        + [s.name for s in recorded]
+    )
+    for value in raw:
+        assert value not in text, value
