@@ -92,7 +92,9 @@ def screenshot(page: Page, name: str, *, docs: bool = False) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if docs:
+    # The README's pictures change only when asked (WARDEN_README_SCREENSHOTS=1), as the chat's:
+    # a test run leaves the checkout's tracked files alone.
+    if docs and os.environ.get("WARDEN_README_SCREENSHOTS") == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_IMG / f"{name}.png")
     return path
