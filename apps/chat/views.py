@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.agents import selectors, services
 from apps.agents.models import Agent, AgentSession
 from apps.budgets.selectors import budget_caps_for, usage_totals
+from apps.chat.sso import sso_enabled
 from apps.core.exceptions import WardenError
 from apps.tenants.authentication import identity_for_user
 from apps.tenants.authz import Permission, allows, authorize
@@ -48,9 +49,8 @@ class ChatLoginView(LoginView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["expired"] = self.request.GET.get("expired") == "1"
-        # The platform verifies OIDC bearer tokens (API clients); it has no browser
-        # authorization-code flow, so the page says where single sign-on applies.
-        context["oidc_issuer"] = settings.OIDC_ISSUER
+        # "Sign in with SSO" (apps.chat.sso) when the issuer and a client id are configured.
+        context["sso_enabled"] = sso_enabled()
         return context
 
 

@@ -15,6 +15,13 @@ OIDC_ROLES_CLAIM = env_str("OIDC_ROLES_CLAIM", "roles")
 OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
 OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 30)
 OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 300)
+# Browser sign-in (authorization code + PKCE) for the chat and the console: on when the
+# issuer and a client id are set. The secret may come from OIDC_CLIENT_SECRET_FILE; empty
+# means a public client (PKCE alone). The redirect URI defaults to <host>/chat/oidc/callback.
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET", "")
+OIDC_REDIRECT_URI = env_str("OIDC_REDIRECT_URI", "")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
 
 # Bootstrap admin created by `manage.py seed_demo`.
 WARDEN_ADMIN_USERNAME = env_str("WARDEN_ADMIN_USERNAME", "admin")
