@@ -136,7 +136,8 @@ class TurnWrites:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _node_to_record(node: ActionNode) -> StepRecord:
+def node_record(node: ActionNode) -> StepRecord:
+    """A stored action-graph node as the loop reads it (checkpoints, replay)."""
     return StepRecord(
         node_id=node.node_id,
         turn_id=str(node.turn_id),
@@ -181,7 +182,7 @@ class DbCheckpointStore:
         )
         self._known = {n.node_id for n in nodes}
         self._last_position = max((n.position for n in nodes), default=0)
-        return [_node_to_record(n) for n in nodes]
+        return [node_record(n) for n in nodes]
 
     def _upsert(self, record: StepRecord, *, later: bool = False) -> None:
         if self._known is None:

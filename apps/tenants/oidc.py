@@ -108,7 +108,9 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def verify_token(token: str) -> OidcClaims:
+def _decode(token: str, **options: Any) -> dict[str, Any]:
+    """`token`'s claims, checked with PyJWT against the issuer's JWKS and `options`
+    (audience, require, ...); each failure as an AuthError with a stable code."""
     try:
         signing_key = _client().get_signing_key_from_jwt(token)
     except jwt.PyJWKClientConnectionError as exc:
@@ -116,14 +118,13 @@ def verify_token(token: str) -> OidcClaims:
     except (jwt.PyJWKClientError, jwt.DecodeError) as exc:
         raise AuthError(f"Token signing key not recognised: {exc}", code="invalid_token") from exc
     try:
-        claims = jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             signing_key.key,
             algorithms=settings.OIDC_ALGORITHMS,
-            audience=settings.OIDC_AUDIENCE or None,
             issuer=settings.OIDC_ISSUER,
             leeway=settings.OIDC_LEEWAY_SECONDS,
-            options={"require": ["exp", "iss", "sub"], "verify_aud": bool(settings.OIDC_AUDIENCE)},
+            **options,
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("Token has expired.", code="token_expired") from exc
@@ -135,6 +136,15 @@ def verify_token(token: str) -> OidcClaims:
         raise AuthError("Token signature is invalid.", code="invalid_signature") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"Invalid token: {exc}", code="invalid_token") from exc
+    return claims
+
+
+def verify_token(token: str) -> OidcClaims:
+    claims = _decode(
+        token,
+        audience=settings.OIDC_AUDIENCE or None,
+        options={"require": ["exp", "iss", "sub"], "verify_aud": bool(settings.OIDC_AUDIENCE)},
+    )
 
     tenant_slug = claims.get(settings.OIDC_TENANT_CLAIM)
     if not isinstance(tenant_slug, str) or not tenant_slug:
@@ -161,32 +171,9 @@ def verify_id_token(token: str, *, client_id: str, nonce: str) -> dict[str, Any]
     audiences, names us), unexpired, and `nonce` = the one this browser's flow sent."""
     if not looks_like_jwt(token):
         raise AuthError("Malformed ID token.", code="invalid_token")
-    try:
-        signing_key = _client().get_signing_key_from_jwt(token)
-    except jwt.PyJWKClientConnectionError as exc:
-        raise IdentityProviderUnavailable(str(exc)) from exc
-    except (jwt.PyJWKClientError, jwt.DecodeError) as exc:
-        raise AuthError(f"Token signing key not recognised: {exc}", code="invalid_token") from exc
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            signing_key.key,
-            algorithms=settings.OIDC_ALGORITHMS,
-            audience=client_id,
-            issuer=settings.OIDC_ISSUER,
-            leeway=settings.OIDC_LEEWAY_SECONDS,
-            options={"require": ["exp", "iat", "iss", "sub", "aud"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise AuthError("Token has expired.", code="token_expired") from exc
-    except jwt.InvalidIssuerError as exc:
-        raise AuthError("Token issuer is not trusted.", code="invalid_issuer") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise AuthError("Token audience is wrong.", code="invalid_audience") from exc
-    except jwt.InvalidSignatureError as exc:
-        raise AuthError("Token signature is invalid.", code="invalid_signature") from exc
-    except jwt.InvalidTokenError as exc:
-        raise AuthError(f"Invalid token: {exc}", code="invalid_token") from exc
+    claims = _decode(
+        token, audience=client_id, options={"require": ["exp", "iat", "iss", "sub", "aud"]}
+    )
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     if len(audiences) > 1 and claims.get("azp") != client_id:
         raise AuthError("Token was issued to another party.", code="invalid_audience")

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NoReturn
 
+from apps.agents.adapters import node_record
 from apps.agents.jobs import WAITING_OUTCOME as WAITING_TOOL
 from apps.agents.models import ActionNode, Turn, TurnStatus
 from apps.agents.runtime.compression import SUMMARY_PURPOSE
@@ -87,26 +88,6 @@ class RecordEnds(BaseException):
     """The replay reached the point where a turn that ended abruptly stops being recorded."""
 
 
-def _to_record(node: ActionNode) -> StepRecord:
-    return StepRecord(
-        node_id=node.node_id,
-        turn_id=str(node.turn_id),
-        kind=node.kind,  # type: ignore[arg-type]
-        status=node.status,
-        step_index=node.step_index,
-        call_index=node.call_index,
-        attempt=node.attempt,
-        parents=tuple(node.parents),
-        inputs=node.inputs,
-        outputs=node.outputs,
-        scratchpad=node.scratchpad,
-        latency_ms=node.latency_ms,
-        input_tokens=node.input_tokens,
-        output_tokens=node.output_tokens,
-        created_at=node.created_at,
-    )
-
-
 # The fields each kind of node must have (by status) for the loop to be replayed over it.
 _REQUIRED_OUTPUTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("model_call", "completed"): ("rationale", "tool_calls", "final_answer", "native"),
@@ -133,7 +114,7 @@ class Recording:
 
     def __init__(self, turn: Turn, nodes: Sequence[ActionNode], event_types: set[str]) -> None:
         self.turn = turn
-        self.records = {n.node_id: _to_record(n) for n in nodes}
+        self.records = {n.node_id: node_record(n) for n in nodes}
         self.positions = {n.node_id: n.position for n in nodes}
         self.reached: set[str] = set()
         self._check(nodes, event_types)
