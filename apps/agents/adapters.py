@@ -206,7 +206,8 @@ class DbCheckpointStore:
             "trace_id": current_trace_id(),
         }
         if record.node_id in self._known:
-            self.writes.send(
+            write = self.writes.later if later else self.writes.send
+            write(
                 batch.update(
                     ActionNode.objects.filter(turn=self.turn, node_id=record.node_id),
                     **fields,
@@ -229,7 +230,9 @@ class DbCheckpointStore:
         self._last_position += 1
 
     def save(self, record: StepRecord) -> None:
-        self._upsert(record)
+        # An observation is its tool call's result as the prompt shows it: the loop makes it
+        # again from the tool's node when it is missing, so it waits like an event.
+        self._upsert(record, later=record.kind == "observation")
 
     def record(self, record: StepRecord) -> None:
         """Add a node nothing resumes from (a policy decision: the gate decides again for a
@@ -238,7 +241,12 @@ class DbCheckpointStore:
         self._upsert(record, later=True)
 
     def mark_started(self, record: StepRecord) -> None:
-        self._upsert(record)
+        # Durable before the tool runs, in the same round trip as the check-in that
+        # Toolbox.execute makes before anything else (the next write of the turn): nothing
+        # happens between the two, so it is no less durable than written alone, one round
+        # trip sooner. The check-in commits it even when it finds the turn cancelled, as
+        # it did when it was its own write.
+        self._upsert(record, later=True)
 
     def mark_finished(self, record: StepRecord) -> None:
         self._upsert(record)

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -93,27 +94,29 @@ _STATUS = {
 }
 
 
-def turn_execute(*, turn_id: uuid.UUID | str) -> str:
-    """Run or resume the turn if it is its session's turn; returns what happened."""
-    turn = Turn.objects.select_related("session__agent").filter(id=turn_id).first()
-    if turn is None:
+def turn_execute(*, turn_id: uuid.UUID | str, session_id: uuid.UUID | str | None = None) -> str:
+    """Run or resume the turn if it is its session's turn; returns what happened.
+
+    `session_id` (the dispatched task carries it) lets the lock be taken first: the turn is
+    then read once, under the lock. Without it, the turn's session is looked up first."""
+    if session_id is None:
+        session_id = Turn.objects.filter(id=turn_id).values_list("session_id", flat=True).first()
+        if session_id is None:
+            return "missing"
+    try:
+        session_id = uuid.UUID(str(session_id))
+    except ValueError:
         return "missing"
-    if turn.is_terminal:
-        return "already_finished"
-    with session_lock(turn.session_id) as held:
+    with session_lock(session_id) as held:
         if not held:
             # Another worker runs this session; it dispatches the next turn when done.
             return "session_busy"
-        # Read again under the lock, with the session (its token counter included) and
-        # whether an earlier turn of the session is unfinished: one query.
-        earlier = Turn.objects.filter(
-            session_id=OuterRef("session_id"), seq__lt=OuterRef("seq")
-        ).exclude(status__in=TERMINAL_TURN_STATUSES)
-        turn = (
-            Turn.objects.select_related("session__agent", "tenant")
-            .annotate(blocked=Exists(earlier))
-            .get(id=turn.id)
-        )
+        # Read under the lock, with the session (its token counter included), the agent's
+        # allowed endpoints and whether an earlier turn of the session is unfinished: one
+        # query. (Read before the lock, a row could be older than the last holder's commit.)
+        turn = _turn_locked(turn_id, session_id)
+        if turn is None:
+            return "missing"
         if turn.is_terminal:
             return "already_finished"
         if turn.status == TurnStatus.WAITING:
@@ -129,6 +132,22 @@ def turn_execute(*, turn_id: uuid.UUID | str) -> str:
         return "blocked_by_earlier_turn"
     turn_dispatch_next(session_id=turn.session_id)
     return result
+
+
+def _turn_locked(turn_id: uuid.UUID | str, session_id: uuid.UUID) -> Turn | None:
+    earlier = Turn.objects.filter(
+        session_id=OuterRef("session_id"), seq__lt=OuterRef("seq")
+    ).exclude(status__in=TERMINAL_TURN_STATUSES)
+    allowed = Agent.allowed_endpoints.through.objects.filter(
+        agent_id=OuterRef("session__agent_id")
+    ).values("modelendpoint__name")
+    return (
+        Turn.objects.select_related("session__agent", "tenant")
+        .annotate(blocked=Exists(earlier), allowed_endpoint_names=ArraySubquery(allowed))
+        # The session too: a task whose session_id is not the turn's finds nothing.
+        .filter(id=turn_id, session_id=session_id)
+        .first()
+    )
 
 
 def _run_locked(turn: Turn) -> str:
@@ -173,7 +192,7 @@ def _run(turn: Turn) -> str:
     events = DbEventSink(writes)
     checkpoints = DbCheckpointStore(turn, writes, first_run=first_run)
     tools = Toolbox(agent.allowed_tools, turn=turn, writes=writes)
-    allowed = [e.name for e in agent.allowed_endpoints.all()] or None
+    allowed = sorted(turn.allowed_endpoint_names) or None  # type: ignore[attr-defined]
     # One router for the turn (built from the tenant's endpoints, cached per process).
     router = router_for_tenant(tenant_id=turn.tenant_id)
     if turn.min_context_tokens:
@@ -519,13 +538,13 @@ def turns_recover() -> int:
     stale = timezone.now() - timedelta(seconds=settings.WARDEN_TURN_STALE_SECONDS)
     running = list(Turn.objects.filter(status=TurnStatus.RUNNING).values_list("id", "session_id"))
     free = _sessions_unlocked(list({session_id for _, session_id in running}))
-    orphaned = [turn_id for turn_id, session_id in running if session_id in free]
+    orphaned = [(turn_id, session_id) for turn_id, session_id in running if session_id in free]
     lost = Turn.objects.filter(status=TurnStatus.QUEUED, created_at__lt=stale).values_list(
-        "id", flat=True
+        "id", "session_id"
     )
     count = 0
-    for turn_id in [*orphaned, *lost]:
-        turn_dispatch(turn_id=turn_id)
+    for turn_id, session_id in [*orphaned, *lost]:
+        turn_dispatch(turn_id=turn_id, session_id=session_id)
         count += 1
     # Turns parked on an approval that was decided, whose resume message went missing.
     return count + approval_turns_recover()

@@ -254,11 +254,11 @@ def turn_enqueue(
         assert event.rows, "an event INSERT returns its id"
         accepted.id = event.rows[0][0]
         event_published(accepted)
-        transaction.on_commit(lambda: turn_dispatch(turn_id=turn.id))
+        transaction.on_commit(lambda: turn_dispatch(turn_id=turn.id, session_id=turn.session_id))
     return turn
 
 
-def turn_dispatch(*, turn_id: Any) -> None:
+def turn_dispatch(*, turn_id: Any, session_id: Any = None) -> None:
     """Hand the turn to a worker, from the process's background sender: a 202 does not wait
     on the broker. A broker outage, or a process that dies first, leaves the turn queued;
     the recovery sweep re-dispatches it.
@@ -266,9 +266,12 @@ def turn_dispatch(*, turn_id: Any) -> None:
     The task is named, not imported: tasks.py imports the orchestrator, which imports this
     module. A signature of a registered task applies it as the task would (eagerly too)."""
 
+    # With its session, the worker takes the session's lock before it reads the turn.
+    args = [str(turn_id), *([str(session_id)] if session_id is not None else [])]
+
     def send() -> None:
         try:
-            current_app.signature(RUN_TURN_TASK, args=[str(turn_id)]).apply_async()
+            current_app.signature(RUN_TURN_TASK, args=args).apply_async()
         except Exception:  # the turn is durable; turns_recover will dispatch it again
             logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
 
@@ -318,4 +321,4 @@ def turn_dispatch_next(*, session_id: Any) -> None:
         .first()
     )
     if nxt is not None and nxt.status == TurnStatus.QUEUED:
-        turn_dispatch(turn_id=nxt.id)
+        turn_dispatch(turn_id=nxt.id, session_id=session_id)

@@ -15,8 +15,9 @@ from apps.approvals.services import APPROVAL_DECIDED_TASK
     reject_on_worker_lost=True,  # a killed worker's turn is redelivered and resumed
     ignore_result=True,
 )
-def run_turn(turn_id: str) -> str:
-    return orchestrator.turn_execute(turn_id=turn_id)
+def run_turn(turn_id: str, session_id: str | None = None) -> str:
+    # session_id: sent since this release (a task queued by the one before has only the turn)
+    return orchestrator.turn_execute(turn_id=turn_id, session_id=session_id)
 
 
 @shared_task(name="agents.recover_turns", ignore_result=True)

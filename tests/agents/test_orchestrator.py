@@ -149,6 +149,42 @@ def test_session_lock_excludes_a_second_runner(world: World, two_tool_agent: Age
     assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
 
 
+def test_a_task_with_its_session_runs_the_turn_and_a_foreign_session_finds_nothing(
+    world: World, two_tool_agent: Agent
+) -> None:
+    # The dispatched task carries the session: its lock is taken before the turn is read.
+    # A task naming another session (another tenant's, even) must not run the turn under
+    # that session's lock.
+    turn = services.turn_enqueue(session=make_session(two_tool_agent), message="now?")
+    other_agent = make_agent(world.tenant_b, [{"final": "hi"}], slug="other-b")
+    foreign = make_session(other_agent)
+    assert orchestrator.turn_execute(turn_id=turn.id, session_id=foreign.id) == "missing"
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.QUEUED and turn.attempts == 0
+
+    assert orchestrator.turn_execute(turn_id=turn.id, session_id=turn.session_id) == "completed"
+    turn.refresh_from_db()
+    assert turn.status == TurnStatus.COMPLETED
+    assert orchestrator.turn_execute(turn_id=turn.id, session_id=turn.session_id) == (
+        "already_finished"
+    )
+
+
+def test_an_agents_allowed_endpoints_are_the_only_ones_its_turn_may_call(world: World) -> None:
+    from apps.llm.services import endpoint_save
+
+    agent = make_agent(world.tenant_a, [{"final": "hi"}], slug="narrow")
+    spare = endpoint_save(
+        tenant=world.tenant_a, name="spare", provider="scripted", model="s", tier="small"
+    )
+    turn = services.turn_enqueue(session=make_session(agent), message="hi")
+    locked = orchestrator._turn_locked(turn.id, turn.session_id)
+    assert locked is not None
+    allowed = sorted(e.name for e in agent.allowed_endpoints.all())
+    assert sorted(locked.allowed_endpoint_names) == allowed  # type: ignore[attr-defined]
+    assert spare.name not in allowed
+
+
 def test_resume_skips_finished_steps(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ledger = tmp_path / "ledger.txt"
     script = [

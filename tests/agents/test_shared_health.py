@@ -30,7 +30,7 @@ def test_an_endpoint_that_failed_in_the_worker_is_open_here_too(
     # the breaker here as well.
     router = router_for_tenant(tenant_id=world.tenant_a.id)
     assert router.breaker_state("scripted") == "open"
-    monkeypatch.setattr("apps.agents.services.turn_dispatch", lambda *, turn_id: None)
+    monkeypatch.setattr("apps.agents.services.turn_dispatch", lambda **_: None)
     here = services.turn_enqueue(session=make_session(agent), message="hello")
     assert orchestrator.turn_execute(turn_id=here.id) == "failed"
     here.refresh_from_db()

@@ -54,6 +54,42 @@ def test_every_event_is_stored_before_the_call_that_follows_it(world: World) -> 
     assert turn.__class__.objects.get(id=turn.id).status == TurnStatus.COMPLETED
 
 
+def test_a_tool_call_is_committed_as_started_before_the_tool_runs(world: World) -> None:
+    # The "started" mark rides with the check-in before the call, and the previous call's
+    # observation with the check-in before the model call that reads it: both committed
+    # (seen from another connection) by the time the tool runs.
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher5")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+
+    assert orchestrator.turn_execute(turn_id=turn.id) == "completed"
+
+    calls = ActionNode.objects.filter(turn=turn, kind="tool_call").order_by("position")
+    first, second = (node.outputs["output"]["nodes"] for node in calls)
+    assert first[calls[0].node_id] == "started"
+    assert second[calls[1].node_id] == "started"
+    assert second[calls[0].node_id] == "completed"
+    assert second[f"{calls[0].node_id}:obs"] == "completed"
+    assert f"{calls[1].node_id}:obs" not in second
+    # and everything ends up stored: two observations, each after its call.
+    observations = ActionNode.objects.filter(turn=turn, kind="observation").order_by("position")
+    assert [node.node_id for node in observations] == [f"{c.node_id}:obs" for c in calls]
+
+
+def test_a_tool_calls_start_and_an_observation_ride_with_the_next_check_in(world: World) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher6")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries = _run_recording_queries(turn.id)
+
+    check_ins = [sql for sql in queries if 'UPDATE "agents_turn" SET "heartbeat_at"' in sql]
+    assert len(check_ins) == 5  # before each of the 3 model calls and the 2 tool calls
+    carrying = [sql for sql in check_ins if f'INSERT INTO "{ActionNode._meta.db_table}"' in sql]
+    # All but the first: before each tool call its "started" node, before the 2nd and 3rd
+    # model calls the observation of the call before.
+    assert len(carrying) == 4
+    for sql in carrying:  # the node first, then the check-in, in one transaction
+        assert sql.index("INSERT INTO") < sql.index('UPDATE "agents_turn" SET "heartbeat_at"')
+
+
 def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher2")
     turn = services.turn_enqueue(session=make_session(agent), message="look")

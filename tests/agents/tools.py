@@ -147,7 +147,23 @@ def guarded_append(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str,
     replace=True,
 )
 def events_so_far(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
-    from apps.agents.models import SessionEvent
+    """Read on a connection of its own (another thread's): what is committed, nothing else."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    rows = SessionEvent.objects.filter(turn_id=call.ctx.turn_id).order_by("id")
-    return {"events": [row.type for row in rows]}
+    from django.db import connection
+
+    from apps.agents.models import ActionNode, SessionEvent
+
+    def committed() -> dict[str, Any]:
+        try:
+            rows = SessionEvent.objects.filter(turn_id=call.ctx.turn_id).order_by("id")
+            nodes = ActionNode.objects.filter(turn_id=call.ctx.turn_id).order_by("position")
+            return {
+                "events": [row.type for row in rows],
+                "nodes": {node.node_id: node.status for node in nodes},
+            }
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as reader:
+        return reader.submit(committed).result()

@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(autouse=True)
 def no_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("apps.agents.services.turn_dispatch", lambda *, turn_id: None)
+    monkeypatch.setattr("apps.agents.services.turn_dispatch", lambda **_: None)
 
 
 @pytest.fixture

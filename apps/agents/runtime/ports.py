@@ -278,7 +278,11 @@ class CheckpointStore(Protocol):
 
     Every method must be durable when it returns (committed, not inside a
     transaction that wraps the tool call): `mark_started` is the only evidence a
-    non-idempotent tool may already have run.
+    non-idempotent tool may already have run. Two exceptions, for a store that shares a
+    writer with the tool port: `mark_started` may be written with the tool port's first
+    write, as long as that comes before the tool runs (apps/agents/adapters.py's check-in);
+    and an observation record (rebuilt from its tool call's record when it is missing) may
+    wait for the turn's next write.
     """
 
     def load(self, turn_id: str) -> Sequence[StepRecord]:
