@@ -9,8 +9,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
-from django.db.models import Func, IntegerField, OuterRef, QuerySet, Subquery
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.agents.events import event_published, event_record, new_event
@@ -163,10 +162,18 @@ def session_close(*, session: AgentSession, cancel: bool = False) -> AgentSessio
     return session
 
 
-def _count(rows: QuerySet[Any]) -> Subquery:
-    """`SELECT COUNT(*)` of `rows`, as a subquery of another query."""
-    counted = rows.order_by().values(n=Func("id", function="COUNT"))
-    return Subquery(counted.values("n"), output_field=IntegerField())
+# turn_enqueue's read of the session under its row lock, with the agent's state and the queued
+# turns of the session and of the tenant. Written once, not built with the ORM at every
+# `POST /turns`: compiling the same query from a QuerySet took ~0.8 ms of CPU a request.
+_T, _S, _A = Turn._meta.db_table, AgentSession._meta.db_table, Agent._meta.db_table
+_SESSION_FOR_TURN_SQL = f"""
+    SELECT s.status, s.next_seq, a.is_active,
+        (SELECT count(*) FROM {_T} q WHERE q.status = %(queued)s AND q.session_id = s.id),
+        (SELECT count(*) FROM {_T} q WHERE q.status = %(queued)s AND q.tenant_id = s.tenant_id)
+    FROM {_S} s JOIN {_A} a ON a.id = s.agent_id
+    WHERE s.id = %(session)s
+    FOR UPDATE OF s
+"""  # noqa: S608 (table names from the models; the values are parameters)
 
 
 def turn_enqueue(
@@ -193,15 +200,15 @@ def turn_enqueue(
     with transaction.atomic():
         # The row lock orders concurrent messages of one session: seq is gap-free. The
         # backlogs are counted in the same query.
-        queued = Turn.objects.filter(status=TurnStatus.QUEUED)
-        session = (
-            AgentSession.objects.select_for_update(of=("self",))
-            .select_related("agent")
-            .annotate(
-                queued_here=_count(queued.filter(session_id=OuterRef("id"))),
-                queued_tenant=_count(queued.filter(tenant_id=OuterRef("tenant_id"))),
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SESSION_FOR_TURN_SQL, {"queued": TurnStatus.QUEUED.value, "session": session.id}
             )
-            .get(id=session.id)
+            locked = cursor.fetchone()
+        if locked is None:
+            raise AgentSession.DoesNotExist("The session was deleted.")
+        session.status, session.next_seq, session.agent.is_active, queued_here, queued_tenant = (
+            locked
         )
         if session.status != SessionStatus.ACTIVE:
             raise SessionNotActive(f"This session is {session.status}; start a new one.")
@@ -211,13 +218,13 @@ def turn_enqueue(
         # the workers are behind; retry later). The tenant's backlog bounds what one tenant
         # can pile onto the queue; counted without a lock, so a burst may overshoot by the
         # number of requests in flight at that moment.
-        pending = session.queued_here  # type: ignore[attr-defined]
+        pending = queued_here
         if pending >= settings.WARDEN_MAX_QUEUED_TURNS:
             raise Conflict(
                 f"{pending} turns are already queued on this session; wait for them.",
                 code="too_many_queued_turns",
             )
-        if session.queued_tenant >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:  # type: ignore[attr-defined]
+        if queued_tenant >= settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT:
             raise TurnBacklogFull(
                 f"{settings.WARDEN_MAX_QUEUED_TURNS_PER_TENANT} turns of this tenant are waiting "
                 "for a worker; try again shortly."

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from apps.agents import orchestrator, services
-from apps.agents.models import ActionNode, Agent, SessionEvent, TurnStatus
+from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, Turn, TurnStatus
+from apps.tenants.models import Tenant
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
 
@@ -183,6 +184,32 @@ def test_an_agents_allowed_endpoints_are_the_only_ones_its_turn_may_call(world: 
     allowed = sorted(e.name for e in agent.allowed_endpoints.all())
     assert sorted(locked.allowed_endpoint_names) == allowed  # type: ignore[attr-defined]
     assert spare.name not in allowed
+
+
+def test_the_locked_read_builds_the_same_rows_the_orm_reads(world: World) -> None:
+    # The turn-start read is written once as SQL (apps/core/joined_read.py): every field of
+    # the four models must come back as the ORM loads it (JSON decoded, datetimes aware).
+    agent = make_agent(world.tenant_a, [{"final": "hi"}], slug="same-rows", max_steps=4)
+    session = make_session(agent)
+    first = services.turn_enqueue(session=session, message="one")
+    second = services.turn_enqueue(session=session, message="two")
+
+    locked = orchestrator._turn_locked(second.id, session.id)
+    assert locked is not None
+    pairs = [
+        (locked, Turn.objects.get(id=second.id)),
+        (locked.session, AgentSession.objects.get(id=session.id)),
+        (locked.session.agent, Agent.objects.get(id=agent.id)),
+        (locked.tenant, Tenant.objects.get(id=world.tenant_a.id)),
+    ]
+    for built, loaded in pairs:
+        for field in type(loaded)._meta.concrete_fields:
+            assert getattr(built, field.attname) == getattr(loaded, field.attname), field.name
+        assert built._state.adding is False and built._state.db == "default"
+    assert locked.session.agent.allowed_tools == agent.allowed_tools  # JSON, decoded
+    assert locked.blocked is True  # type: ignore[attr-defined]  # the first is still queued
+    assert orchestrator._turn_locked(first.id, session.id).blocked is False  # type: ignore[union-attr]
+    assert orchestrator._turn_locked(second.id, first.id) is None  # not its session
 
 
 def test_resume_skips_finished_steps(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
