@@ -270,6 +270,13 @@ _SEMANTIC_REFUSALS: dict[str, set[str]] = {
     # A source the Rego compiler refuses (with its line and column), or too large in bytes.
     f"POST {API}/policies": {"policy_invalid", "policy_too_large"},
     f"PATCH {API}/policies/{{policy_id}}": {"policy_invalid", "policy_too_large"},
+    # Exactly one of `sessions` and `since`: neither, or both, is refused.
+    # A session id the tenant does not have; a policy with no version to test.
+    f"POST {API}/policies/{{policy_id}}/what-if": {
+        "what_if_window",
+        "unknown_session",
+        "policy_unversioned",
+    },
     f"POST {API}/sessions": {"sensitivity_too_low"},
     # A prompt too long for every endpoint the agent may use (issue 11's admission).
     f"POST {API}/sessions/{{session_id}}/turns": {
