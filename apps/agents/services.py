@@ -278,7 +278,10 @@ def turn_dispatch(*, turn_id: Any, session_id: Any = None) -> None:
 
     def send() -> None:
         try:
-            current_app.signature(RUN_TURN_TASK, args=args).apply_async()
+            # No result to wait for: without ignore_result the result backend would
+            # subscribe to (and later unsubscribe from) the task's result channel, two more
+            # Redis round trips per dispatch.
+            current_app.signature(RUN_TURN_TASK, args=args).apply_async(ignore_result=True)
         except Exception:  # the turn is durable; turns_recover will dispatch it again
             logger.exception("could not dispatch turn", extra={"turn_id": str(turn_id)})
 

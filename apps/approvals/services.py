@@ -75,7 +75,7 @@ def task_send(name: str, *args: Any) -> None:
     """Enqueue a task by name. A broker outage is logged: whatever it was for is durable and
     found again by a sweep (decisions: agents' recovery; cards: nothing depends on them)."""
     try:
-        current_app.signature(name, args=list(args)).apply_async()
+        current_app.signature(name, args=list(args)).apply_async(ignore_result=True)
     except Exception:
         logger.exception("could not enqueue task", extra={"task": name})
 
