@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
 from apps.core.exceptions import InvalidInput
+from apps.core.joined_read import JoinedRead
 from apps.policies.whatif import DecisionQuery, RecordedDecision
 from apps.tenants.identity import Identity
 from apps.tenants.models import Tenant
@@ -23,10 +26,14 @@ def agent_get(*, tenant: Tenant, agent_id: uuid.UUID) -> Agent:
     return agent_list(tenant=tenant).get(id=agent_id)
 
 
+def _sees_every_session(identity: Identity) -> bool:
+    return identity.via == "api_key" or identity.is_operator
+
+
 def session_list(*, identity: Identity) -> QuerySet[AgentSession]:
     """Operators, admins and API keys see every session of the tenant; others their own."""
     qs = AgentSession.objects.filter(tenant=identity.tenant).select_related("agent")
-    if identity.via == "api_key" or identity.is_operator:
+    if _sees_every_session(identity):
         return qs
     if identity.user_id is None:
         return qs.none()
@@ -34,7 +41,39 @@ def session_list(*, identity: Identity) -> QuerySet[AgentSession]:
 
 
 def session_get(*, identity: Identity, session_id: uuid.UUID) -> AgentSession:
-    return session_list(identity=identity).get(id=session_id)
+    """One session of `session_list`, with its agent (AgentSession.DoesNotExist if it is not
+    one of them). Every session request and stream starts here: the SQL is written once."""
+    try:
+        session_id = uuid.UUID(str(session_id))
+    except ValueError:
+        raise AgentSession.DoesNotExist("No such session.") from None
+    read = _session_read()
+    own = not _sees_every_session(identity)
+    if own and identity.user_id is None:
+        raise AgentSession.DoesNotExist("No such session.")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            read.sql + (" AND s.user_id = %(user)s" if own else ""),
+            {"tenant": identity.tenant.pk, "id": session_id, "user": identity.user_id},
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise AgentSession.DoesNotExist("No such session.")
+    session, agent = read.build(row, connection)
+    assert isinstance(session, AgentSession) and isinstance(agent, Agent)
+    session.agent = agent
+    return session
+
+
+@functools.cache
+def _session_read() -> JoinedRead:
+    read = JoinedRead([(AgentSession, "s"), (Agent, "a")])
+    read.sql = f"""
+        SELECT {read.columns} FROM {AgentSession._meta.db_table} s
+        JOIN {Agent._meta.db_table} a ON a.id = s.agent_id
+        WHERE s.tenant_id = %(tenant)s AND s.id = %(id)s
+    """  # noqa: S608 (names from the models; the values are parameters)
+    return read
 
 
 def turn_list(*, session: AgentSession) -> QuerySet[Turn]:

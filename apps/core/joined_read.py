@@ -30,17 +30,22 @@ class JoinedRead:
             for field in fields
         )
 
-    def build(self, row: Sequence[Any], connection: Any) -> list[Model]:
+    def build(self, row: Sequence[Any], connection: Any) -> list[Model | None]:
         """The instances of the models, from the leading columns of `row` (what follows them,
-        such as computed columns, is the caller's)."""
-        instances = []
+        such as computed columns, is the caller's). None for a model whose columns are all
+        NULL: the missing side of a LEFT JOIN."""
+        instances: list[Model | None] = []
         start = 0
         for (model, _), fields in zip(self.models, self._fields, strict=True):
+            raw = row[start : start + len(fields)]
+            start += len(fields)
+            if all(value is None for value in raw):
+                instances.append(None)
+                continue
             values = []
-            for field, value in zip(fields, row[start : start + len(fields)], strict=True):
+            for field, value in zip(fields, raw, strict=True):
                 for convert in field.get_db_converters(connection):
                     value = convert(value, field.cached_col, connection)
                 values.append(value)
-            start += len(fields)
             instances.append(model.from_db(connection.alias, [f.attname for f in fields], values))
         return instances

@@ -135,6 +135,13 @@ def test_members_only_see_their_own_sessions(
     listed = {s["id"] for s in bob_client.get("/api/v1/sessions").json()["results"]}
     assert listed == {str(bobs.id)}
     assert bob_client.get(f"/api/v1/sessions/{alices.id}").status_code == 404
+    # Nor may he send to it, or stream it; his own he may read, with its agent.
+    refused = bob_client.post(f"/api/v1/sessions/{alices.id}/turns", {"message": "hi"})
+    assert refused.status_code == 404
+    assert bob_client.get(f"/api/v1/sessions/{alices.id}/events?follow=0").status_code == 404
+    own = bob_client.get(f"/api/v1/sessions/{bobs.id}")
+    assert own.status_code == 200
+    assert own.json()["agent"] == str(two_tool_agent.id)
 
 
 @pytest.mark.parametrize(
