@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from apps.agents.adapters import (
@@ -138,17 +138,14 @@ def turn_execute(*, turn_id: uuid.UUID | str, session_id: uuid.UUID | str | None
 def _turn_locked(turn_id: uuid.UUID | str, session_id: uuid.UUID) -> Turn | None:
     """The turn with its session, agent and tenant, whether an earlier turn of the session is
     unfinished (`blocked`) and the agent's allowed endpoints (`allowed_endpoint_names`)."""
-    read = _turn_read()
-    with connection.cursor() as cursor:
-        cursor.execute(read.sql, {"turn": str(turn_id), "session": str(session_id)})
-        row = cursor.fetchone()
-    if row is None:
+    found = _turn_read().one({"turn": str(turn_id), "session": str(session_id)})
+    if found is None:
         return None
-    built = read.build(row, connection)
+    built, (blocked, allowed) = found
     turn, session = cast(Turn, built[0]), cast(AgentSession, built[1])
     session.agent = cast(Agent, built[2])
     turn.session, turn.tenant = session, cast(Tenant, built[3])
-    turn.blocked, turn.allowed_endpoint_names = row[-2], row[-1]  # type: ignore[attr-defined]
+    turn.blocked, turn.allowed_endpoint_names = blocked, allowed  # type: ignore[attr-defined]
     return turn
 
 
@@ -159,25 +156,27 @@ def _turn_read() -> JoinedRead:
     path from `POST /turns` to the first model call."""
     through = Agent.allowed_endpoints.through
     endpoint = Agent.allowed_endpoints.field.related_model
-    read = JoinedRead([(Turn, "t"), (AgentSession, "s"), (Agent, "a"), (Tenant, "n")])
     turns = Turn._meta.db_table
     unfinished = ", ".join(
         f"'{status.value}'" for status in TurnStatus if status not in TERMINAL_TURN_STATUSES
     )
-    read.sql = f"""
-        SELECT {read.columns},
-            EXISTS (SELECT 1 FROM {turns} e WHERE e.session_id = t.session_id
-                AND e.seq < t.seq AND e.status IN ({unfinished})),
-            ARRAY (SELECT m.name FROM {through._meta.db_table} j
-                JOIN {endpoint._meta.db_table} m ON m.id = j.modelendpoint_id
-                WHERE j.agent_id = s.agent_id ORDER BY m.name)
+    return JoinedRead(
+        [(Turn, "t"), (AgentSession, "s"), (Agent, "a"), (Tenant, "n")],
+        f"""
         FROM {turns} t
         JOIN {AgentSession._meta.db_table} s ON s.id = t.session_id
         JOIN {Agent._meta.db_table} a ON a.id = s.agent_id
         JOIN {Tenant._meta.db_table} n ON n.id = t.tenant_id
         WHERE t.id = %(turn)s AND t.session_id = %(session)s
-    """  # noqa: S608 (names from the models; the ids are parameters)
-    return read
+        """,
+        extra=f"""
+            EXISTS (SELECT 1 FROM {turns} e WHERE e.session_id = t.session_id
+                AND e.seq < t.seq AND e.status IN ({unfinished})),
+            ARRAY (SELECT m.name FROM {through._meta.db_table} j
+                JOIN {endpoint._meta.db_table} m ON m.id = j.modelendpoint_id
+                WHERE j.agent_id = s.agent_id ORDER BY m.name)
+        """,  # noqa: S608 (names from the models; the ids are parameters)
+    )
 
 
 def _run_locked(turn: Turn) -> str:

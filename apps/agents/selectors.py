@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 
 from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, ToolJob, Turn
@@ -47,19 +46,16 @@ def session_get(*, identity: Identity, session_id: uuid.UUID) -> AgentSession:
         session_id = uuid.UUID(str(session_id))
     except ValueError:
         raise AgentSession.DoesNotExist("No such session.") from None
-    read = _session_read()
     own = not _sees_every_session(identity)
     if own and identity.user_id is None:
         raise AgentSession.DoesNotExist("No such session.")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            read.sql + (" AND s.user_id = %(user)s" if own else ""),
-            {"tenant": identity.tenant.pk, "id": session_id, "user": identity.user_id},
-        )
-        row = cursor.fetchone()
-    if row is None:
+    found = _session_read().one(
+        {"tenant": identity.tenant.pk, "id": session_id, "user": identity.user_id},
+        where=" AND s.user_id = %(user)s" if own else "",
+    )
+    if found is None:
         raise AgentSession.DoesNotExist("No such session.")
-    session, agent = read.build(row, connection)
+    (session, agent), _ = found
     assert isinstance(session, AgentSession) and isinstance(agent, Agent)
     session.agent = agent
     return session
@@ -67,13 +63,13 @@ def session_get(*, identity: Identity, session_id: uuid.UUID) -> AgentSession:
 
 @functools.cache
 def _session_read() -> JoinedRead:
-    read = JoinedRead([(AgentSession, "s"), (Agent, "a")])
-    read.sql = f"""
-        SELECT {read.columns} FROM {AgentSession._meta.db_table} s
-        JOIN {Agent._meta.db_table} a ON a.id = s.agent_id
+    return JoinedRead(
+        [(AgentSession, "s"), (Agent, "a")],
+        f"""
+        FROM {AgentSession._meta.db_table} s JOIN {Agent._meta.db_table} a ON a.id = s.agent_id
         WHERE s.tenant_id = %(tenant)s AND s.id = %(id)s
-    """  # noqa: S608 (names from the models; the values are parameters)
-    return read
+        """,
+    )
 
 
 def turn_list(*, session: AgentSession) -> QuerySet[Turn]:

@@ -13,22 +13,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
 
 
 class JoinedRead:
-    def __init__(self, models: Sequence[tuple[type[Model], str]]) -> None:
-        """`models`: each model with the alias its table has in the SQL, in column order."""
+    def __init__(
+        self, models: Sequence[tuple[type[Model], str]], tail: str, *, extra: str = ""
+    ) -> None:
+        """`models`: each model with the alias its table has in the SQL, in column order;
+        `tail`: the FROM/JOIN/WHERE after the columns; `extra`: columns computed after theirs."""
         self.models = list(models)
-        self.sql = ""
         self._fields: list[list[Field[Any, Any]]] = [
             list(model._meta.concrete_fields) for model, _ in self.models
         ]
-        self.columns = ", ".join(
+        columns = ", ".join(
             f'{alias}."{field.column}"'
             for (_, alias), fields in zip(self.models, self._fields, strict=True)
             for field in fields
         )
+        self.sql = f"SELECT {columns}{', ' + extra if extra else ''} {tail}"
+
+    def one(
+        self, params: Any, *, where: str = "", using: str = DEFAULT_DB_ALIAS
+    ) -> tuple[list[Model | None], tuple[Any, ...]] | None:
+        """The row the SQL (and `where`, appended to it) selects with `params`: its models, and
+        the values of the `extra` columns. None when there is no such row."""
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql + where, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        width = sum(len(fields) for fields in self._fields)
+        return self.build(row, connection), tuple(row[width:])
 
     def build(self, row: Sequence[Any], connection: Any) -> list[Model | None]:
         """The instances of the models, from the leading columns of `row` (what follows them,

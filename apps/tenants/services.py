@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core import redaction
@@ -243,24 +243,22 @@ def _api_key_joined() -> JoinedRead:
     """Every API request reads its key: SQL written once (compiling the select_related
     QuerySet cost more CPU than running it), with the tenant and the key's creator."""
     user = get_user_model()
-    read = JoinedRead([(ApiKey, "k"), (Tenant, "n"), (user, "u")])
-    read.sql = f"""
-        SELECT {read.columns} FROM {ApiKey._meta.db_table} k
+    return JoinedRead(
+        [(ApiKey, "k"), (Tenant, "n"), (user, "u")],
+        f"""
+        FROM {ApiKey._meta.db_table} k
         JOIN {Tenant._meta.db_table} n ON n.id = k.tenant_id
         LEFT JOIN {user._meta.db_table} u ON u.id = k.created_by_id
         WHERE k.hashed_key = %s
-    """  # noqa: S608 (names from the models; the hash is a parameter)
-    return read
+        """,
+    )
 
 
 def _api_key_read(hashed_key: str) -> ApiKey | None:
-    read = _api_key_joined()
-    with connection.cursor() as cursor:
-        cursor.execute(read.sql, [hashed_key])
-        row = cursor.fetchone()
-    if row is None:
+    found = _api_key_joined().one([hashed_key])
+    if found is None:
         return None
-    key, tenant, user = read.build(row, connection)
+    (key, tenant, user), _ = found
     assert isinstance(key, ApiKey) and isinstance(tenant, Tenant)
     key.tenant, key.created_by = tenant, user  # type: ignore[assignment]
     return key
