@@ -78,6 +78,8 @@ class TurnWrites:
         # with what to do once it is committed.
         self._queued: list[SessionEvent | batch.Statement] = []
         self._then: list[tuple[int, Callable[[batch.Result], None]]] = []
+        # The last write checked in, and nothing was queued or checked in since (see check_in).
+        self._checked_in = False
 
     def event(self, event_type: str, payload: dict[str, Any]) -> None:
         self._queued.append(
@@ -93,13 +95,16 @@ class TurnWrites:
         if then is not None:
             self._then.append((len(self._queued) - 1, then))
 
-    def send(self, *statements: batch.Statement) -> list[batch.Result]:
+    def send(self, *statements: batch.Statement, check_in: bool = False) -> list[batch.Result]:
         """Write what is queued, then `statements`, in one round trip and one transaction;
-        the statements' results."""
+        the statements' results. `check_in`: with the check-in last (TurnCancelled if the
+        turn was cancelled; what came before it is committed all the same), which then
+        stands for the check-in before the turn's next call (see check_in)."""
         # Taken off the queue first: if the write fails, the turn fails, and its failure is
         # recorded without retrying a batch the database refused.
         queued, self._queued = self._queued, []
         after, self._then = self._then, []
+        self._checked_in = False
         results = batch.execute(
             [
                 *(
@@ -107,6 +112,7 @@ class TurnWrites:
                     for item in queued
                 ),
                 *statements,
+                *([self._check_in_statement()] if check_in else []),
             ]
         )
         for item, result in zip(queued, results, strict=False):
@@ -117,20 +123,31 @@ class TurnWrites:
         for index, then in after:
             # After commit: at once in autocommit, at the end of a surrounding transaction.
             transaction.on_commit(functools.partial(then, results[index]))
+        if check_in:
+            if not results.pop().rowcount:
+                raise TurnCancelled()
+            self._checked_in = True
         return results[len(queued) :]
 
     def check_in(self) -> None:
         """Heartbeat and cancellation check before every model and tool call (queued events
         go with it). The heartbeat tells the recovery sweep the turn is alive; a turn whose
-        cancellation was requested matches no row, and unwinds."""
-        [alive] = self.send(
-            batch.update(
-                Turn.objects.filter(id=self.turn.id, cancel_requested=False),
-                heartbeat_at=timezone.now(),
-            )
+        cancellation was requested matches no row, and unwinds.
+
+        A write sent with `check_in=True` (a tool call's result) already did this: when
+        nothing was queued and no check-in was made since, the next check-in is that one
+        (only the turn's own work, no call, came between), and costs no round trip."""
+        if self._checked_in and not self._queued:
+            self._checked_in = False
+            return
+        self.send(check_in=True)
+        self._checked_in = False
+
+    def _check_in_statement(self) -> batch.Statement:
+        return batch.update(
+            Turn.objects.filter(id=self.turn.id, cancel_requested=False),
+            heartbeat_at=timezone.now(),
         )
-        if not alive.rowcount:
-            raise TurnCancelled()
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -184,7 +201,7 @@ class DbCheckpointStore:
         self._last_position = max((n.position for n in nodes), default=0)
         return [node_record(n) for n in nodes]
 
-    def _upsert(self, record: StepRecord, *, later: bool = False) -> None:
+    def _upsert(self, record: StepRecord, *, later: bool = False, check_in: bool = False) -> None:
         if self._known is None:
             self.load(str(self.turn.id))
         assert self._known is not None
@@ -206,14 +223,15 @@ class DbCheckpointStore:
             "trace_id": current_trace_id(),
         }
         if record.node_id in self._known:
-            write = self.writes.later if later else self.writes.send
-            write(
-                batch.update(
-                    ActionNode.objects.filter(turn=self.turn, node_id=record.node_id),
-                    **fields,
-                    updated_at=timezone.now(),
-                )
+            statement = batch.update(
+                ActionNode.objects.filter(turn=self.turn, node_id=record.node_id),
+                **fields,
+                updated_at=timezone.now(),
             )
+            if later:
+                self.writes.later(statement)
+            else:
+                self.writes.send(statement, check_in=check_in)
             return
         node = ActionNode(
             tenant_id=self.turn.tenant_id,
@@ -225,14 +243,18 @@ class DbCheckpointStore:
         if later:
             self.writes.later(batch.insert(node))
         else:
-            self.writes.send(batch.insert(node))
+            self.writes.send(batch.insert(node), check_in=check_in)
         self._known.add(record.node_id)
         self._last_position += 1
 
     def save(self, record: StepRecord) -> None:
         # An observation is its tool call's result as the prompt shows it: the loop makes it
-        # again from the tool's node when it is missing, so it waits like an event.
-        self._upsert(record, later=record.kind == "observation")
+        # again from the tool's node when it is missing, so it waits like an event. So does
+        # the model call that ends the turn with its answer: the turn's outcome is the next
+        # write, and the node (with its ledger row) commits with it. Nothing outside this
+        # worker acts on the answer before then, and a crash before it costs what a crash
+        # during the call would: the model is asked again, and the open hold is charged.
+        self._upsert(record, later=record.kind == "observation" or _is_final(record))
 
     def record(self, record: StepRecord) -> None:
         """Add a node nothing resumes from (a policy decision: the gate decides again for a
@@ -249,7 +271,19 @@ class DbCheckpointStore:
         self._upsert(record, later=True)
 
     def mark_finished(self, record: StepRecord) -> None:
-        self._upsert(record)
+        # With the check-in, which then stands for the one before the turn's next call: the
+        # loop queues the call's observation (and emits its result) before this, so nothing
+        # but the turn's own work comes between (a budget hold at most), and the call after
+        # it makes no round trip of its own to check in.
+        self._upsert(record, check_in=True)
+
+
+def _is_final(record: StepRecord) -> bool:
+    return (
+        record.kind == "model_call"
+        and record.status == "completed"
+        and record.outputs.get("final_answer") is not None
+    )
 
 
 # --------------------------------------------------------------------------- events

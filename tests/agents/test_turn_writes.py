@@ -17,13 +17,14 @@ from tests.conftest import World
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
 
 
-def _run_recording_queries(turn_id: Any) -> list[str]:
-    """Run the turn in-process; the queries it sent (a multi-statement batch is one)."""
+def _run_recording_queries(turn_id: Any, *, params: bool = False) -> list[str]:
+    """Run the turn in-process; the queries it sent (a multi-statement batch is one), each
+    with its parameters after it when asked."""
     queries: list[str] = []
 
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        queries.append(sql)
-        return execute(sql, params, many, context)
+    def record(execute: Any, sql: str, values: Any, many: bool, context: Any) -> Any:
+        queries.append(f"{sql} -- {values!r}" if params else sql)
+        return execute(sql, values, many, context)
 
     with connection.execute_wrapper(record):
         assert orchestrator.turn_execute(turn_id=turn_id) == "completed"
@@ -75,19 +76,67 @@ def test_a_tool_call_is_committed_as_started_before_the_tool_runs(world: World) 
     assert [node.node_id for node in observations] == [f"{c.node_id}:obs" for c in calls]
 
 
-def test_a_tool_calls_start_and_an_observation_ride_with_the_next_check_in(world: World) -> None:
+def test_a_tool_calls_writes_ride_with_check_ins_and_the_next_model_call_needs_none(
+    world: World,
+) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher6")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
     queries = _run_recording_queries(turn.id)
 
-    check_ins = [sql for sql in queries if 'UPDATE "agents_turn" SET "heartbeat_at"' in sql]
-    assert len(check_ins) == 5  # before each of the 3 model calls and the 2 tool calls
-    carrying = [sql for sql in check_ins if f'INSERT INTO "{ActionNode._meta.db_table}"' in sql]
-    # All but the first: before each tool call its "started" node, before the 2nd and 3rd
-    # model calls the observation of the call before.
-    assert len(carrying) == 4
-    for sql in carrying:  # the node first, then the check-in, in one transaction
-        assert sql.index("INSERT INTO") < sql.index('UPDATE "agents_turn" SET "heartbeat_at"')
+    check_in = 'UPDATE "agents_turn" SET "heartbeat_at"'
+    node_insert = f'INSERT INTO "{ActionNode._meta.db_table}"'
+    node_update = f'UPDATE "{ActionNode._meta.db_table}"'
+    check_ins = [sql for sql in queries if check_in in sql]
+    # Before the first model call; then per tool call one before it (with its "started"
+    # node) and one with its result (its observation, then its node): the model calls
+    # after a tool call check in with that result, in no round trip of their own.
+    assert len(check_ins) == 5
+    assert node_insert not in check_ins[0]
+    for before, result in (check_ins[1:3], check_ins[3:5]):
+        assert node_insert in before and node_update not in before
+        # observation, then the call's finished node, then the check-in: one transaction
+        assert before.index(node_insert) < before.index(check_in)
+        assert result.index(node_insert) < result.index(node_update) < result.index(check_in)
+    # The query after a tool call's result is the next model call's node: nothing between.
+    for result in check_ins[2::2]:
+        following = queries[queries.index(result) + 1]
+        assert "usagerecord" in following and node_insert in following, following[:200]
+
+
+def test_the_answers_node_and_ledger_row_commit_with_the_turns_outcome(world: World) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher7")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries = _run_recording_queries(turn.id, params=True)
+
+    finishing = [sql for sql in queries if 'UPDATE "agents_turn" SET "status"' in sql][-1]
+    final_node = f"{turn.id}:2:model:0"
+    # One round trip, one transaction: the answering call's ledger row and its node, the
+    # completed event, and the turn's new status.
+    statements, values = finishing.split(" -- ", 1)
+    assert "INSERT INTO budgets_usagerecord" in statements
+    assert f'INSERT INTO "{ActionNode._meta.db_table}"' in statements
+    assert final_node in values and "turn.completed" in values
+    assert sum(final_node in sql for sql in queries) == 1  # not written before, on its own
+    node = ActionNode.objects.get(turn=turn, node_id=final_node)
+    assert node.outputs["final_answer"] == "done" and node.status == "completed"
+
+
+def test_a_cancellation_asked_while_a_tool_runs_is_seen_with_its_result(world: World) -> None:
+    script = [{"tool": "cancel_my_turn", "arguments": {}}, {"final": "never"}]
+    agent = make_agent(world.tenant_a, script, tools=["cancel_my_turn"], slug="canceller")
+    turn = services.turn_enqueue(session=make_session(agent), message="stop me")
+
+    assert orchestrator.turn_execute(turn_id=turn.id) == "cancelled"
+
+    nodes = {n.node_id: n for n in ActionNode.objects.filter(turn=turn)}
+    call = next(n for n in nodes.values() if n.kind == "tool_call")
+    # The tool's result and observation are stored, and no model was asked again.
+    assert call.status == "completed" and call.outputs["output"] == {"asked": True}
+    assert f"{call.node_id}:obs" in nodes
+    assert [n.kind for n in nodes.values()].count("model_call") == 1
+    types = list(SessionEvent.objects.filter(turn=turn).values_list("type", flat=True))
+    assert types[-2:] == ["tool.result", "turn.cancelled"]
+    assert turn.__class__.objects.get(id=turn.id).status == TurnStatus.CANCELLED
 
 
 def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:

@@ -167,3 +167,31 @@ def events_so_far(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, 
 
     with ThreadPoolExecutor(1) as reader:
         return reader.submit(committed).result()
+
+
+@default_registry.register(
+    "cancel_my_turn",
+    description="Asks for this turn's cancellation (as a user would, from elsewhere).",
+    input_schema={"type": "object", "properties": {}},
+    idempotent=True,
+    risk_tier="low",
+    replace=True,
+)
+def cancel_my_turn(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
+    """Committed on a connection of its own (another thread's) while the tool runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from apps.agents import services
+    from apps.agents.models import Turn
+
+    def cancel() -> None:
+        try:
+            services.turn_cancel(turn=Turn.objects.get(id=call.ctx.turn_id))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as other:
+        other.submit(cancel).result()
+    return {"asked": True}

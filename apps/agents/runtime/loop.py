@@ -604,7 +604,12 @@ class _Turn:
             )
         if record.status not in TOOL_FINISHED:
             # allowed, approved, or an interrupted idempotent call being re-run
-            record = self.execute(record, call)
+            finished = self.execute(record, call)
+            # The observation (and the result's event) first, then the call's checkpoint:
+            # a store can write them together, and nothing of the call is left to write.
+            observation = self.observe(finished, call)
+            self.write(self.checkpoints.mark_finished, finished)
+            return observation
         return self.observe(record, call)
 
     def gate(self, key: str, step_index: int, call_index: int, call: ToolCall) -> StepRecord:
@@ -785,8 +790,7 @@ class _Turn:
                 "latency_ms": latency_ms,
             },
         )
-        self.write(self.checkpoints.mark_finished, finished)
-        return finished
+        return finished  # marked finished by act, once its observation is queued
 
     def observe(self, record: StepRecord, call: ToolCall) -> str:
         text = record.outputs["observation"]

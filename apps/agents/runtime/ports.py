@@ -278,11 +278,13 @@ class CheckpointStore(Protocol):
 
     Every method must be durable when it returns (committed, not inside a
     transaction that wraps the tool call): `mark_started` is the only evidence a
-    non-idempotent tool may already have run. Two exceptions, for a store that shares a
+    non-idempotent tool may already have run. Three exceptions, for a store that shares a
     writer with the tool port: `mark_started` may be written with the tool port's first
     write, as long as that comes before the tool runs (apps/agents/adapters.py's check-in);
-    and an observation record (rebuilt from its tool call's record when it is missing) may
-    wait for the turn's next write.
+    an observation record (rebuilt from its tool call's record when it is missing) may
+    wait for the turn's next write; and so may the model call's record that ends the turn
+    with a final answer, whose next write is the turn's outcome (a crash before it asks the
+    model again, as a crash during the call would).
     """
 
     def load(self, turn_id: str) -> Sequence[StepRecord]:
@@ -298,7 +300,8 @@ class CheckpointStore(Protocol):
         ...
 
     def mark_finished(self, record: StepRecord) -> None:
-        """Replace the "started" record with its finished state, after the tool ran."""
+        """Replace the "started" record with its finished state, after the tool ran. The
+        loop saves the call's observation just before, so both can go in one write."""
         ...
 
 
