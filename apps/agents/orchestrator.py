@@ -113,8 +113,9 @@ def turn_execute(*, turn_id: uuid.UUID | str, session_id: uuid.UUID | str | None
             # Another worker runs this session; it dispatches the next turn when done.
             return "session_busy"
         # Read under the lock, with the session (its token counter included), the agent's
-        # allowed endpoints and whether an earlier turn of the session is unfinished: one
-        # query. (Read before the lock, a row could be older than the last holder's commit.)
+        # allowed endpoints and whether an earlier turn of the session is unfinished, and
+        # marked running if it runs now: one query. (Read before the lock, a row could be
+        # older than the last holder's commit.)
         turn = _turn_locked(turn_id, session_id)
         if turn is None:
             return "missing"
@@ -137,15 +138,25 @@ def turn_execute(*, turn_id: uuid.UUID | str, session_id: uuid.UUID | str | None
 
 def _turn_locked(turn_id: uuid.UUID | str, session_id: uuid.UUID) -> Turn | None:
     """The turn with its session, agent and tenant, whether an earlier turn of the session is
-    unfinished (`blocked`) and the agent's allowed endpoints (`allowed_endpoint_names`)."""
-    found = _turn_read().one({"turn": str(turn_id), "session": str(session_id)})
+    unfinished (`blocked`) and the agent's allowed endpoints (`allowed_endpoint_names`).
+
+    In the same statement, a turn that runs now (neither finished, nor waiting, nor behind
+    an unfinished earlier turn) is marked running, its attempts counted and its heartbeat
+    set (`started`); the instance shows it as the row now stands."""
+    now = timezone.now()
+    found = _turn_read().one({"turn": str(turn_id), "session": str(session_id), "now": now})
     if found is None:
         return None
-    built, (blocked, allowed) = found
+    built, (blocked, allowed, started) = found
     turn, session = cast(Turn, built[0]), cast(AgentSession, built[1])
     session.agent = cast(Agent, built[2])
     turn.session, turn.tenant = session, cast(Tenant, built[3])
     turn.blocked, turn.allowed_endpoint_names = blocked, allowed  # type: ignore[attr-defined]
+    turn.started = started  # type: ignore[attr-defined]
+    if started:
+        # The statement read the row as it was before its own UPDATE.
+        turn.status, turn.attempts = TurnStatus.RUNNING, turn.attempts + 1
+        turn.started_at, turn.heartbeat_at = turn.started_at or now, now
     return turn
 
 
@@ -160,6 +171,8 @@ def _turn_read() -> JoinedRead:
     unfinished = ", ".join(
         f"'{status.value}'" for status in TurnStatus if status not in TERMINAL_TURN_STATUSES
     )
+    earlier_unfinished = f"""EXISTS (SELECT 1 FROM {turns} e WHERE e.session_id = t.session_id
+        AND e.seq < t.seq AND e.status IN ({unfinished}))"""  # noqa: S608 (names, not input)
     return JoinedRead(
         [(Turn, "t"), (AgentSession, "s"), (Agent, "a"), (Tenant, "n")],
         f"""
@@ -170,12 +183,25 @@ def _turn_read() -> JoinedRead:
         WHERE t.id = %(turn)s AND t.session_id = %(session)s
         """,
         extra=f"""
-            EXISTS (SELECT 1 FROM {turns} e WHERE e.session_id = t.session_id
-                AND e.seq < t.seq AND e.status IN ({unfinished})),
+            {earlier_unfinished},
             ARRAY (SELECT m.name FROM {through._meta.db_table} j
                 JOIN {endpoint._meta.db_table} m ON m.id = j.modelendpoint_id
-                WHERE j.agent_id = s.agent_id ORDER BY m.name)
+                WHERE j.agent_id = s.agent_id ORDER BY m.name),
+            EXISTS (SELECT 1 FROM started)
         """,  # noqa: S608 (names from the models; the ids are parameters)
+        # Both parts see the row as it was before the UPDATE (one snapshot): the SELECT's
+        # columns and `started` agree.
+        head=f"""
+        WITH started AS (
+            UPDATE {turns} t SET status = '{TurnStatus.RUNNING.value}',
+                attempts = t.attempts + 1,
+                started_at = COALESCE(t.started_at, %(now)s), heartbeat_at = %(now)s
+            WHERE t.id = %(turn)s AND t.session_id = %(session)s
+                AND t.status IN ('{TurnStatus.QUEUED.value}', '{TurnStatus.RUNNING.value}')
+                AND NOT {earlier_unfinished}
+            RETURNING 1
+        )
+        """,  # noqa: S608
     )
 
 
@@ -204,16 +230,8 @@ def _run_locked(turn: Turn) -> str:
 def _run(turn: Turn) -> str:
     session: AgentSession = turn.session
     agent = session.agent
-    now = timezone.now()
-    first_run = turn.attempts == 0  # every run counts itself here before it writes anything
-    turn.status, turn.attempts = TurnStatus.RUNNING, turn.attempts + 1
-    turn.started_at, turn.heartbeat_at = turn.started_at or now, now
-    Turn.objects.filter(id=turn.id).update(
-        status=turn.status,
-        attempts=turn.attempts,
-        started_at=turn.started_at,
-        heartbeat_at=now,
-    )
+    # Every run counts itself (marked running as it was read) before it writes anything.
+    first_run = turn.attempts == 1
     # One writer, store and toolbox for the loop and the gate: events wait for the next write
     # that cannot (TurnWrites), and the gate writes its decision nodes into the same action
     # graph (positions come from this one store).

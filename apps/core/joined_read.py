@@ -19,10 +19,16 @@ from django.db.models import Field, Model
 
 class JoinedRead:
     def __init__(
-        self, models: Sequence[tuple[type[Model], str]], tail: str, *, extra: str = ""
+        self,
+        models: Sequence[tuple[type[Model], str]],
+        tail: str,
+        *,
+        extra: str = "",
+        head: str = "",
     ) -> None:
         """`models`: each model with the alias its table has in the SQL, in column order;
-        `tail`: the FROM/JOIN/WHERE after the columns; `extra`: columns computed after theirs."""
+        `tail`: the FROM/JOIN/WHERE after the columns; `extra`: columns computed after theirs;
+        `head`: a WITH clause before the SELECT."""
         self.models = list(models)
         self._fields: list[list[Field[Any, Any]]] = [
             list(model._meta.concrete_fields) for model, _ in self.models
@@ -32,7 +38,7 @@ class JoinedRead:
             for (_, alias), fields in zip(self.models, self._fields, strict=True)
             for field in fields
         )
-        self.sql = f"SELECT {columns}{', ' + extra if extra else ''} {tail}"
+        self.sql = f"{head} SELECT {columns}{', ' + extra if extra else ''} {tail}".lstrip()
 
     def one(
         self, params: Any, *, where: str = "", using: str = DEFAULT_DB_ALIAS

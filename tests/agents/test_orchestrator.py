@@ -212,6 +212,41 @@ def test_the_locked_read_builds_the_same_rows_the_orm_reads(world: World) -> Non
     assert orchestrator._turn_locked(second.id, first.id) is None  # not its session
 
 
+def test_the_locked_read_marks_a_turn_that_runs_now_running_and_no_other(world: World) -> None:
+    agent = make_agent(world.tenant_a, [{"final": "hi"}], slug="marks-running")
+    session = make_session(agent)
+    first = services.turn_enqueue(session=session, message="one")
+    second = services.turn_enqueue(session=session, message="two")
+    untouched = Turn.objects.get(id=second.id)
+
+    # Behind an unfinished earlier turn: read, not marked.
+    blocked = orchestrator._turn_locked(second.id, session.id)
+    assert blocked is not None and blocked.started is False  # type: ignore[attr-defined]
+    stored = Turn.objects.get(id=second.id)
+    assert (stored.status, stored.attempts, stored.heartbeat_at) == (
+        TurnStatus.QUEUED,
+        0,
+        untouched.heartbeat_at,
+    )
+
+    # Its session's next turn: marked running in the same statement, counted once, and the
+    # instance shows the row as it now stands.
+    runs = orchestrator._turn_locked(first.id, session.id)
+    assert runs is not None and runs.started is True  # type: ignore[attr-defined]
+    stored = Turn.objects.get(id=first.id)
+    assert stored.status == runs.status == TurnStatus.RUNNING
+    assert stored.attempts == runs.attempts == 1
+    assert stored.heartbeat_at == runs.heartbeat_at and stored.started_at == runs.started_at
+    assert stored.started_at is not None
+
+    # Waiting or finished: read as they are, not marked.
+    for status in (TurnStatus.WAITING, TurnStatus.COMPLETED):
+        Turn.objects.filter(id=first.id).update(status=status)
+        read = orchestrator._turn_locked(first.id, session.id)
+        assert read is not None and read.started is False  # type: ignore[attr-defined]
+        assert Turn.objects.get(id=first.id).attempts == 1
+
+
 def test_resume_skips_finished_steps(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ledger = tmp_path / "ledger.txt"
     script = [
