@@ -10,6 +10,11 @@ API they were two to four, each building a new redis-py client: ~2 ms of every r
 profiled). Keys carry the cache's KEY_PREFIX, so deployments sharing a Redis, and tests
 with their own prefix, do not share windows. Rates are read from settings on every call
 so `override_settings` and a changed environment both take effect.
+
+A request's address and principal windows are counted by one call of the script (one round
+trip), as one DRF throttle: both are known once DRF has authenticated the request and checked
+its permissions, and both were always counted then. The failed-authentication window is asked
+earlier, before a bearer credential is looked up, so it keeps a round trip of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,30 +53,39 @@ def parse_rate(rate: str) -> Rate:
     return Rate(int(count), _PERIODS[period.strip()[0].lower()])
 
 
-# KEYS[1]: the window (a hash: hits, start). ARGV: now, limit, seconds, count ('1' or '0').
-# Returns '' when the hit fits, else the seconds until the window ends.
-_WINDOW = """
-local now, limit, secs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local hits
-if ARGV[4] == '1' then
-  hits = redis.call('HINCRBY', KEYS[1], 'hits', 1)
-  if hits == 1 then
-    redis.call('HSET', KEYS[1], 'start', ARGV[1])
-    redis.call('EXPIRE', KEYS[1], secs)
+# KEYS: the windows (hashes: hits, start). ARGV: now, then per window: limit, seconds, count
+# ('1' or '0'). Returns one entry per window: '' when the hit fits, else the seconds until
+# that window ends.
+_WINDOWS = """
+local now = tonumber(ARGV[1])
+local waits = {}
+for i, key in ipairs(KEYS) do
+  local limit, secs, count = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), ARGV[3 * i + 1]
+  local hits
+  if count == '1' then
+    hits = redis.call('HINCRBY', key, 'hits', 1)
+    if hits == 1 then
+      redis.call('HSET', key, 'start', ARGV[1])
+      redis.call('EXPIRE', key, secs)
+    end
+  else
+    hits = tonumber(redis.call('HGET', key, 'hits') or '0') + 1
   end
-else
-  hits = tonumber(redis.call('HGET', KEYS[1], 'hits') or '0') + 1
+  if hits <= limit then
+    waits[i] = ''
+  else
+    local start = tonumber(redis.call('HGET', key, 'start') or ARGV[1])
+    waits[i] = tostring(math.max(1, start + secs - now))
+  end
 end
-if hits <= limit then return '' end
-local start = tonumber(redis.call('HGET', KEYS[1], 'start') or ARGV[1])
-return tostring(math.max(1, start + secs - now))
+return waits
 """
 
 _scripts: dict[str, Any] = {}
 _scripts_lock = threading.Lock()
 
 
-def _window_script() -> Any:
+def _windows_script() -> Any:
     """The registered script on a client of the cache's Redis (one pool per process)."""
     location = str(settings.CACHES["default"]["LOCATION"])
     script = _scripts.get(location)
@@ -79,63 +94,69 @@ def _window_script() -> Any:
             script = _scripts.get(location)
             if script is None:
                 client = redis.Redis(connection_pool=SharedConnectionPool.from_url(location))
-                script = _scripts[location] = client.register_script(_WINDOW)
+                script = _scripts[location] = client.register_script(_WINDOWS)
     return script
 
 
+@dataclass(frozen=True)
+class Window:
+    """One counter: `ident`'s window of `scope`. With count_it=False a hit is only asked
+    about (would one more fit?), not counted."""
+
+    scope: str
+    ident: str
+    rate: Rate
+    count_it: bool = True
+
+
+def _windows_hit(windows: Sequence[Window]) -> list[float | None]:
+    """Count a hit in each window, in one round trip; per window, the seconds to wait if
+    the hit does not fit, else None."""
+    keys = [cache.make_and_validate_key(f"throttle:{w.scope}:{w.ident}") for w in windows]
+    args: list[Any] = [repr(time.time())]
+    for w in windows:
+        args += [w.rate.count, w.rate.seconds, int(w.count_it)]
+    waits = _windows_script()(keys=keys, args=args)
+    return [float(wait) if wait else None for wait in waits]
+
+
 def _window_hit(scope: str, ident: str, rate: Rate, *, count_it: bool = True) -> float | None:
-    """Count a hit in `ident`'s window (or, with count_it=False, only ask whether one
-    more fits); the seconds to wait if it does not, else None."""
-    key = cache.make_and_validate_key(f"throttle:{scope}:{ident}")
-    wait = _window_script()(
-        keys=[key], args=[repr(time.time()), rate.count, rate.seconds, int(count_it)]
-    )
-    return float(wait) if wait else None
+    [wait] = _windows_hit([Window(scope, ident, rate, count_it)])
+    return wait
 
 
-class _WindowThrottle(BaseThrottle):
-    scope = ""
-    rate_setting = ""
+def _principal(request: Request) -> str | None:
+    """The API key, or the user (console session, OIDC JWT), the request authenticated as."""
+    identity = request.auth
+    if isinstance(identity, Identity) and identity.api_key is not None:
+        return f"key:{identity.api_key.id}"
+    user = request.user
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return None
 
-    def ident(self, request: Request) -> str | None:
-        raise NotImplementedError
+
+class ApiRateThrottle(BaseThrottle):
+    """Each request DRF lets through authentication and permissions counts against its
+    client address (WARDEN_API_RATE_PER_ADDRESS) and, when it has one, its principal: one
+    API key, or one user (WARDEN_API_RATE_PER_PRINCIPAL). Both are counted whatever the
+    other says; a full window refuses with the longest wait of those that are full, as DRF
+    does with one throttle class per window."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        ident = self.ident(request)
-        if ident is None:
-            return True
-        rate = parse_rate(getattr(settings, self.rate_setting))
-        self._wait = _window_hit(self.scope, ident, rate)
+        windows = [
+            Window("address", client_ip(request), parse_rate(settings.WARDEN_API_RATE_PER_ADDRESS))
+        ]
+        principal = _principal(request)
+        if principal is not None:
+            rate = parse_rate(settings.WARDEN_API_RATE_PER_PRINCIPAL)
+            windows.append(Window("principal", principal, rate))
+        waits = [wait for wait in _windows_hit(windows) if wait is not None]
+        self._wait = max(waits, default=None)
         return self._wait is None
 
     def wait(self) -> float | None:
         return math.ceil(self._wait) if self._wait is not None else None
-
-
-class AddressRateThrottle(_WindowThrottle):
-    """Every API request, authenticated or not, counts against its client address."""
-
-    scope = "address"
-    rate_setting = "WARDEN_API_RATE_PER_ADDRESS"
-
-    def ident(self, request: Request) -> str | None:
-        return client_ip(request)
-
-
-class PrincipalRateThrottle(_WindowThrottle):
-    """Requests of one API key, or of one user (console session, OIDC JWT)."""
-
-    scope = "principal"
-    rate_setting = "WARDEN_API_RATE_PER_PRINCIPAL"
-
-    def ident(self, request: Request) -> str | None:
-        identity = request.auth
-        if isinstance(identity, Identity) and identity.api_key is not None:
-            return f"key:{identity.api_key.id}"
-        user = request.user
-        if user is not None and user.is_authenticated:
-            return f"user:{user.pk}"
-        return None
 
 
 # --------------------------------------------------------------------------- failed auth

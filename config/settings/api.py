@@ -17,11 +17,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env_int("WARDEN_API_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "apps.core.api.schema.WardenAutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.errors.exception_handler",
-    # Rates live in access.py (WARDEN_API_RATE_*); the classes read them per request.
-    "DEFAULT_THROTTLE_CLASSES": [
-        "apps.tenants.throttling.AddressRateThrottle",
-        "apps.tenants.throttling.PrincipalRateThrottle",
-    ],
+    # Rates live in access.py (WARDEN_API_RATE_*), read per request. One class counts both
+    # the address and the principal window, in one Redis round trip.
+    "DEFAULT_THROTTLE_CLASSES": ["apps.tenants.throttling.ApiRateThrottle"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

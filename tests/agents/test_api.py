@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
+import redis
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -142,6 +146,36 @@ def test_members_only_see_their_own_sessions(
     own = bob_client.get(f"/api/v1/sessions/{bobs.id}")
     assert own.status_code == 200
     assert own.json()["agent"] == str(two_tool_agent.id)
+
+
+def test_a_turn_sent_with_an_api_key_takes_three_redis_round_trips(
+    world: World, two_tool_agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before the key is read, the address's failed authentications; once it is, the
+    # address's and the key's rate windows, in one script; then the budgets' headroom.
+    # Counted on this thread only: the turn's event goes out from a background sender.
+    here, trips = threading.get_ident(), []
+    command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def counted_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        if threading.get_ident() == here:
+            trips.append(str(args[0]))
+        return command(self, *args, **options)
+
+    def counted_pipeline(self: redis.client.Pipeline, *args: Any, **options: Any) -> Any:
+        if threading.get_ident() == here:
+            trips.append("pipeline")
+        return pipeline(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted_pipeline)
+    client = client_for(world.tenant_a)
+    for _ in range(2):  # the first may load the scripts into Redis
+        session = make_session(two_tool_agent)
+        trips.clear()
+        sent = client.post(f"/api/v1/sessions/{session.id}/turns", {"message": "hi"}, format="json")
+        assert sent.status_code == 202
+    assert trips == ["EVALSHA"] * 3
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,70 @@ def test_garbage_bearer_tokens_count_as_failures_too(world: World) -> None:
     assert statuses == [401] * 5 + [429] * 3
 
 
+@override_settings(
+    WARDEN_API_RATE_PER_PRINCIPAL="2/hour",
+    WARDEN_API_RATE_PER_ADDRESS="3/hour",
+    WARDEN_API_AUTH_FAILURE_RATE=GENEROUS,
+)
+def test_a_request_refused_for_its_key_still_spends_its_address(world: World) -> None:
+    busy = key_client(world, "127.0.0.42")
+    statuses = [busy.get("/api/v1/me").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    # The key's refusal used the address's third request: a fresh key gets nothing more.
+    assert_throttled(key_client(world, "127.0.0.42").get("/api/v1/me"))
+
+
+@override_settings(
+    WARDEN_API_RATE_PER_PRINCIPAL="1/hour",
+    WARDEN_API_RATE_PER_ADDRESS="1/minute",
+    WARDEN_API_AUTH_FAILURE_RATE=GENEROUS,
+)
+def test_with_both_windows_full_retry_after_is_the_later_end(world: World) -> None:
+    client = key_client(world, "127.0.0.43")
+    assert client.get("/api/v1/me").status_code == 200
+    throttled = client.get("/api/v1/me")
+    assert_throttled(throttled)
+    # The address's window ends within a minute; retrying then would meet the key's.
+    assert 60 < int(throttled["Retry-After"]) <= 3600
+
+
+@override_settings(
+    WARDEN_API_RATE_PER_PRINCIPAL=GENEROUS,
+    WARDEN_API_RATE_PER_ADDRESS="2/hour",
+    WARDEN_API_AUTH_FAILURE_RATE=GENEROUS,
+)
+def test_refused_credentials_do_not_spend_the_address_window(world: World) -> None:
+    client = APIClient(REMOTE_ADDR="127.0.0.44")
+    for i in range(4):
+        bad = client.get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer wdn_{i}_nope")
+        assert bad.status_code == 401
+    assert client.get("/api/v1/me").status_code == 401  # no credentials at all
+    honest = key_client(world, "127.0.0.44")
+    assert [honest.get("/api/v1/me").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@override_settings(
+    WARDEN_API_RATE_PER_PRINCIPAL=GENEROUS,
+    WARDEN_API_RATE_PER_ADDRESS="1/hour",
+    WARDEN_API_AUTH_FAILURE_RATE="2/hour",
+)
+def test_a_locked_out_address_hears_of_its_lockout_before_its_rate_window(world: World) -> None:
+    client = key_client(world, "127.0.0.45")
+    assert client.get("/api/v1/me").status_code == 200
+    rate_limited = client.get("/api/v1/me")
+    assert_throttled(rate_limited)
+    assert rate_limited.json()["message"].startswith("Request was throttled.")
+    guesser = APIClient(REMOTE_ADDR="127.0.0.45")
+    for i in range(2):
+        bad = guesser.get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer wdn_{i}_nope")
+        assert bad.status_code == 401
+    # Both are used up now; the lockout is checked first, before the (right) key is read.
+    locked_out = client.get("/api/v1/me")
+    assert_throttled(locked_out)
+    lockout = "Too many failed authentications from this address."
+    assert locked_out.json()["message"].startswith(lockout)
+
+
 def test_client_address_reads_forwarded_for_only_from_trusted_proxies() -> None:
     factory = RequestFactory()
     forged = factory.get("/", REMOTE_ADDR="127.0.0.40", HTTP_X_FORWARDED_FOR="127.0.0.41")
