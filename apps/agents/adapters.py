@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -43,6 +43,7 @@ from apps.policies.redaction import redact_input
 from apps.tenants.models import Membership
 from apps.tools.execution import ResolvedTool, outcome_error_text, resolve_tools, tool_call
 from apps.tools.executors.base import ToolOutcome
+from apps.tools.models import Tool
 
 logger = logging.getLogger("warden.agents")
 
@@ -435,11 +436,18 @@ class Toolbox:
     """
 
     def __init__(
-        self, names: Sequence[str], *, turn: Turn, writes: TurnWrites | None = None
+        self,
+        names: Sequence[str],
+        *,
+        turn: Turn,
+        writes: TurnWrites | None = None,
+        catalog: Mapping[str, Tool] | None = None,
     ) -> None:
+        """`catalog`: the tenant's rows for `names` (`tools_by_name`), when already read."""
         self.names = list(names)
         self.turn = turn
         self._writes = writes
+        self._catalog = catalog
         self._tools: dict[str, ResolvedTool] | None = None
 
     @property
@@ -451,7 +459,9 @@ class Toolbox:
     @property
     def tools(self) -> dict[str, ResolvedTool]:
         if self._tools is None:  # resolved once per turn, on first use
-            self._tools = resolve_tools(tenant_id=self.turn.tenant_id, names=self.names)
+            self._tools = resolve_tools(
+                tenant_id=self.turn.tenant_id, names=self.names, rows=self._catalog
+            )
         return self._tools
 
     def list_specs(self) -> Sequence[ToolSpec]:
@@ -536,14 +546,16 @@ class TenantPolicyGate:
         checkpoints: DbCheckpointStore,
         events: DbEventSink,
         budget: BudgetView,
+        policies: list[Policy] | None = None,
     ) -> None:
+        """`policies`: the agent's (`policies_for_agent`), when read with the run's start."""
         self.turn, self.tools, self.checkpoints, self.events = turn, tools, checkpoints, events
         self.budget = budget
         self._user: dict[str, Any] | None = None
-        # The agent's policies, read at the turn's first decision: every call of one run
-        # of the turn is decided under the same policies (a new version applies from the
-        # next turn, or the next run of this one).
-        self._policies: list[Policy] | None = None
+        # The agent's policies, read once per run (as it starts, or at its first decision):
+        # every call of one run of the turn is decided under the same policies (a new
+        # version applies from the next turn, or the next run of this one).
+        self._policies = policies
 
     def check(self, call: ToolCall, *, ctx: StepContext) -> GateDecision:
         started = time.perf_counter()

@@ -19,7 +19,7 @@ import logging
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -62,12 +62,15 @@ from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalStatus
 from apps.budgets.services import ledger as budget_ledger
 from apps.core import batch, telemetry
-from apps.core.joined_read import JoinedRead
+from apps.core.joined_read import JoinedRead, read_together
 from apps.core.locks import LockNamespace, advisory_lock, advisory_unlocked
 from apps.core.telemetry import metric_add
+from apps.llm.models import ModelEndpoint
 from apps.llm.router import ModelRouter
 from apps.llm.services import router_for_tenant
+from apps.policies.models import Policy, PolicyMode, PolicyVersion
 from apps.tenants.models import Tenant
+from apps.tools.models import McpServer, Tool
 
 logger = logging.getLogger("warden.agents")
 
@@ -144,10 +147,13 @@ def _turn_locked(turn_id: uuid.UUID | str, session_id: uuid.UUID) -> Turn | None
     an unfinished earlier turn) is marked running, its attempts counted and its heartbeat
     set (`started`); the instance shows it as the row now stands."""
     now = timezone.now()
-    found = _turn_read().one({"turn": str(turn_id), "session": str(session_id), "now": now})
-    if found is None:
+    found, endpoints, tools, policies = read_together(
+        [_turn_read(), *_catalog_reads()],
+        {"turn": str(turn_id), "session": str(session_id), "now": now},
+    )
+    if not found:
         return None
-    built, (blocked, allowed, started) = found
+    [(built, (blocked, allowed, started))] = found
     turn, session = cast(Turn, built[0]), cast(AgentSession, built[1])
     session.agent = cast(Agent, built[2])
     turn.session, turn.tenant = session, cast(Tenant, built[3])
@@ -157,7 +163,70 @@ def _turn_locked(turn_id: uuid.UUID | str, session_id: uuid.UUID) -> Turn | None
         # The statement read the row as it was before its own UPDATE.
         turn.status, turn.attempts = TurnStatus.RUNNING, turn.attempts + 1
         turn.started_at, turn.heartbeat_at = turn.started_at or now, now
+    turn.catalog = _catalog(endpoints, tools, policies)  # type: ignore[attr-defined]
     return turn
+
+
+class TurnCatalog(NamedTuple):
+    """What a run reads of its tenant's catalog as it starts: the active model endpoints (for
+    its router), the agent's allowed tools (with their servers) and the policies that may
+    decide its calls, as `router_for_tenant`, `tools_by_name` and `policies_for_agent` would
+    read them."""
+
+    endpoints: list[ModelEndpoint]
+    tools: dict[str, Tool]
+    policies: list[Policy]
+
+
+def _catalog(endpoints: list[Any], tools: list[Any], policies: list[Any]) -> TurnCatalog:
+    def linked(rows: list[Any], field: str) -> list[Any]:
+        out = []
+        for (main, related), _ in rows:
+            setattr(main, field, related)
+            out.append(main)
+        return out
+
+    return TurnCatalog(
+        endpoints=[cast(ModelEndpoint, models[0]) for models, _ in endpoints],
+        tools={tool.name: tool for tool in linked(tools, "server")},
+        policies=linked(policies, "current_version"),
+    )
+
+
+@functools.cache
+def _catalog_reads() -> list[JoinedRead]:
+    """The catalog reads (TurnCatalog), which go with the turn's own in one round trip: the
+    tenant, agent and names come from the turn's rows (the ids are the parameters)."""
+    turns = Turn._meta.db_table
+    tenant = f"(SELECT x.tenant_id FROM {turns} x WHERE x.id = %(turn)s)"  # noqa: S608
+    sessions = AgentSession._meta.db_table
+    agent = f"(SELECT y.agent_id FROM {sessions} y WHERE y.id = %(session)s)"  # noqa: S608
+    agents = Agent._meta.db_table
+    disabled = PolicyMode.DISABLED.value
+    return [
+        JoinedRead(
+            [(ModelEndpoint, "m")],
+            f"""FROM "{ModelEndpoint._meta.db_table}" m
+            WHERE m.tenant_id = {tenant} AND m.is_active ORDER BY m.priority, m.name""",
+        ),
+        JoinedRead(
+            [(Tool, "o"), (McpServer, "v")],
+            f"""FROM "{Tool._meta.db_table}" o
+            LEFT JOIN "{McpServer._meta.db_table}" v ON v.id = o.server_id
+            WHERE o.tenant_id = {tenant} AND o.name IN (
+                SELECT jsonb_array_elements_text(z.allowed_tools) FROM {agents} z
+                WHERE z.id = {agent} AND jsonb_typeof(z.allowed_tools) = 'array')""",  # noqa: S608
+        ),
+        JoinedRead(
+            [(Policy, "p"), (PolicyVersion, "v")],
+            f"""FROM "{Policy._meta.db_table}" p
+            JOIN "{PolicyVersion._meta.db_table}" v ON v.id = p.current_version_id
+            WHERE p.tenant_id = {tenant} AND p.mode <> '{disabled}'
+                AND (p.agent_slug = '' OR p.agent_slug = (
+                    SELECT z.slug FROM {agents} z WHERE z.id = {agent}))
+            ORDER BY p.name, p.id""",  # noqa: S608 (names from the models; ids are parameters)
+        ),
+    ]
 
 
 @functools.cache
@@ -238,10 +307,11 @@ def _run(turn: Turn) -> str:
     writes = TurnWrites(session, turn)
     events = DbEventSink(writes)
     checkpoints = DbCheckpointStore(turn, writes, first_run=first_run)
-    tools = Toolbox(agent.allowed_tools, turn=turn, writes=writes)
+    catalog: TurnCatalog = turn.catalog  # type: ignore[attr-defined]
+    tools = Toolbox(agent.allowed_tools, turn=turn, writes=writes, catalog=catalog.tools)
     allowed = list(turn.allowed_endpoint_names) or None  # type: ignore[attr-defined]
     # One router for the turn (built from the tenant's endpoints, cached per process).
-    router = router_for_tenant(tenant_id=turn.tenant_id)
+    router = router_for_tenant(tenant_id=turn.tenant_id, rows=catalog.endpoints)
     if turn.min_context_tokens:
         # Admitted with allow_model_upgrade: only endpoints that take the whole prompt.
         allowed = [
@@ -297,7 +367,12 @@ def _run(turn: Turn) -> str:
             ),
             tools=tools,
             policy=policy_gate_for(
-                turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
+                turn,
+                tools=tools,
+                checkpoints=checkpoints,
+                events=events,
+                budget=budget,
+                policies=catalog.policies,
             ),
             system_prompt=agent.system_prompt,
             # Earlier turns: the newest summary and the turns after it, summarised again
@@ -486,11 +561,18 @@ def policy_gate_for(
     checkpoints: DbCheckpointStore,
     events: DbEventSink,
     budget: BudgetView,
+    policies: list[Policy] | None = None,
 ) -> PolicyGate:
     """The gate every tool call of this turn passes before it runs: the tenant's Rego
-    policies (apps.policies), each decision recorded on the turn's action graph."""
+    policies (apps.policies), each decision recorded on the turn's action graph.
+    `policies`: the agent's, as read when the run started (else read at its first call)."""
     return TenantPolicyGate(
-        turn=turn, tools=tools, checkpoints=checkpoints, events=events, budget=budget
+        turn=turn,
+        tools=tools,
+        checkpoints=checkpoints,
+        events=events,
+        budget=budget,
+        policies=policies,
     )
 
 

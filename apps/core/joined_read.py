@@ -51,6 +51,12 @@ class JoinedRead:
             row = cursor.fetchone()
         if row is None:
             return None
+        return self.split(row, connection)
+
+    def split(
+        self, row: Sequence[Any], connection: Any
+    ) -> tuple[list[Model | None], tuple[Any, ...]]:
+        """A fetched row as its models (see build) and the values of the `extra` columns."""
         width = sum(len(fields) for fields in self._fields)
         return self.build(row, connection), tuple(row[width:])
 
@@ -73,3 +79,27 @@ class JoinedRead:
                 values.append(value)
             instances.append(model.from_db(connection.alias, [f.attname for f in fields], values))
         return instances
+
+
+def read_together(
+    reads: Sequence[JoinedRead], params: Any, *, using: str = DEFAULT_DB_ALIAS
+) -> list[list[tuple[list[Model | None], tuple[Any, ...]]]]:
+    """Every row of each read (as `JoinedRead.split` gives it), in one round trip: the reads
+    share `params`, and run one after another, each seeing what was committed when it
+    started."""
+    connection = connections[using]
+    results: list[list[tuple[list[Model | None], tuple[Any, ...]]]] = []
+    with connection.cursor() as cursor:
+        if connection.settings_dict["OPTIONS"].get("server_side_binding"):
+            # One statement per query with server-side binding (apps/core/batch.py): the
+            # same rows, one round trip each.
+            for read in reads:
+                cursor.execute(read.sql, params)
+                results.append([read.split(row, connection) for row in cursor.fetchall()])
+            return results
+        cursor.execute(";\n".join(read.sql for read in reads), params)
+        for index, read in enumerate(reads):
+            if index:
+                cursor.nextset()
+            results.append([read.split(row, connection) for row in cursor.fetchall()])
+    return results

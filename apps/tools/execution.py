@@ -184,16 +184,20 @@ def tool_definition(tool: Tool) -> ToolDefinition:
     )
 
 
-def resolve_tools(*, tenant_id: uuid.UUID, names: Iterable[str]) -> dict[str, ResolvedTool]:
+def resolve_tools(
+    *, tenant_id: uuid.UUID, names: Iterable[str], rows: Mapping[str, Tool] | None = None
+) -> dict[str, ResolvedTool]:
     """The usable tools among `names`, by name.
 
     A catalog row decides: a disabled, unapproved, changed or missing tool is not usable, even
     if a builtin of that name exists. A name the catalog lacks may still be a builtin from the
-    registry (with the registry's own settings).
+    registry (with the registry's own settings). `rows`: the tenant's rows for `names`, as
+    `tools_by_name` reads them, when the caller already has them.
     """
     registry = load_builtins()
     wanted = list(dict.fromkeys(names))
-    rows = selectors.tools_by_name(tenant_id=tenant_id, names=wanted)
+    if rows is None:
+        rows = selectors.tools_by_name(tenant_id=tenant_id, names=wanted)
     resolved: dict[str, ResolvedTool] = {}
     for name in wanted:
         row = rows.get(name)

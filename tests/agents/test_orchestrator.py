@@ -247,6 +247,98 @@ def test_the_locked_read_marks_a_turn_that_runs_now_running_and_no_other(world: 
         assert Turn.objects.get(id=first.id).attempts == 1
 
 
+def test_the_turns_start_reads_its_catalog_as_the_selectors_do(world: World) -> None:
+    # The router's endpoints, the agent's tools (with their servers) and its policies come
+    # with the turn's own read, in one round trip: the same rows the selectors read, and
+    # none of another tenant's.
+    from apps.llm.services import endpoint_save
+    from apps.policies.models import PolicyMode
+    from apps.policies.selectors import policies_for_agent
+    from apps.policies.services import policy_create
+    from apps.tools.models import McpServer, Tool
+    from apps.tools.selectors import tools_by_name
+
+    source = 'package warden\n\nimport rego.v1\n\ndecision := {"allow": true}\n'
+    for tenant in (world.tenant_a, world.tenant_b):
+        endpoint_save(tenant=tenant, name="spare", provider="scripted", model="s", tier="large")
+        server = McpServer.objects.create(
+            tenant=tenant, name="files", transport="stdio", template="git"
+        )
+        Tool.objects.create(
+            tenant=tenant, name="read_file", remote_name="read_file", source="mcp", server=server
+        )
+        for name, mode, agent_slug in (
+            ("mine", PolicyMode.ENFORCE, "catalogued"),
+            ("others", PolicyMode.ENFORCE, "someone-else"),
+            ("off", PolicyMode.DISABLED, ""),
+            ("watching", PolicyMode.REPORT_ONLY, ""),
+        ):
+            policy_create(tenant=tenant, name=name, source=source, mode=mode, agent_slug=agent_slug)
+    agent = make_agent(
+        world.tenant_a,
+        [{"final": "hi"}],
+        slug="catalogued",
+        tools=["read_file", "clock_now", "calculator"],
+    )
+    endpoint = agent.allowed_endpoints.get()
+    endpoint.is_active = False  # an inactive endpoint is no router's
+    endpoint.save()
+    turn = services.turn_enqueue(session=make_session(agent), message="hi")
+
+    locked = orchestrator._turn_locked(turn.id, turn.session_id)
+    assert locked is not None
+    catalog = locked.catalog  # type: ignore[attr-defined]
+
+    from apps.llm.models import ModelEndpoint
+
+    endpoints = ModelEndpoint.objects.filter(tenant=world.tenant_a, is_active=True)
+    assert [e.id for e in catalog.endpoints] == [
+        e.id for e in endpoints.order_by("priority", "name")
+    ]
+    assert endpoint.id not in {e.id for e in catalog.endpoints}
+    expected_tools = tools_by_name(tenant_id=world.tenant_a.id, names=agent.allowed_tools)
+    assert set(catalog.tools) == set(expected_tools) and "read_file" in catalog.tools
+    for name, tool in catalog.tools.items():
+        loaded = expected_tools[name]
+        for field in Tool._meta.concrete_fields:
+            assert getattr(tool, field.attname) == getattr(loaded, field.attname), field.name
+        assert (tool.server and tool.server.id) == (loaded.server and loaded.server.id)
+        assert tool.tenant_id == world.tenant_a.id
+    expected = policies_for_agent(tenant_id=world.tenant_a.id, agent_slug="catalogued")
+    assert [p.id for p in catalog.policies] == [p.id for p in expected]
+    assert {p.name for p in catalog.policies} >= {"mine", "watching"}
+    assert not {p.name for p in catalog.policies} & {"others", "off"}
+    for policy, loaded in zip(catalog.policies, expected, strict=True):
+        assert policy.current_version.source == loaded.current_version.source
+        assert policy.tenant_id == world.tenant_a.id
+
+
+def test_a_turn_reads_nothing_of_its_catalog_on_its_own(
+    world: World, two_tool_agent: Agent
+) -> None:
+    from django.db import connection
+
+    turn = services.turn_enqueue(session=make_session(two_tool_agent), message="now?")
+    queries: list[str] = []
+
+    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert orchestrator.turn_execute(turn_id=turn.id, session_id=turn.session_id) == (
+            "completed"
+        )
+    catalog = [
+        sql
+        for sql in queries
+        if any(f'FROM "{table}"' in sql for table in ("llm_modelendpoint", "tools_tool"))
+        or 'FROM "policies_policy"' in sql
+    ]
+    # One query: the turn's own read, with its start (the UPDATE) and the three catalog reads.
+    assert len(catalog) == 1 and catalog[0].lstrip().startswith("WITH started AS")
+
+
 def test_resume_skips_finished_steps(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ledger = tmp_path / "ledger.txt"
     script = [
