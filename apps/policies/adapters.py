@@ -1,8 +1,9 @@
 """This process's policy engine, built from the settings (the glue to the pure engines).
 
 One engine per process, made on first use: with `OPA_URL` set an `OpaEngine`, else a
-`RegoEngine` whose helper processes start with the first decision (or check; a worker warms
-one when it is ready). It is rebuilt when the settings that shape it change (tests switch
+`RegoEngine` whose helper processes start with the first decision that needs one (or check; a
+worker warms one when it is ready) — the shipped default policy needs none, it is evaluated in
+the calling thread. It is rebuilt when the settings that shape it change (tests switch
 engines with `settings`), and after a fork: a child must never talk to its parent's helpers
 over the pipes it inherited (the parent's engine is left alone, not closed).
 """

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 DEFAULT_POLICY_NAME = "default"
+# Where every policy is queried unless its author names another rule.
+DEFAULT_ENTRY_POINT = "data.warden.decision"
 DEFAULT_POLICY_DESCRIPTION = (
     "Shipped with Warden: critical tools are denied, high-risk tools need approval, in prod "
     "medium-risk tools too, low-risk tools run; nothing runs once the session budget is spent."

@@ -7,9 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from apps.policies.defaults import DEFAULT_ENTRY_POINT
 from apps.tenants.models import TenantOwned
-
-DEFAULT_ENTRY_POINT = "data.warden.decision"
 
 
 class PolicyMode(models.TextChoices):

@@ -25,6 +25,7 @@ from apps.core.exceptions import InvalidInput
 from apps.policies import selectors
 from apps.policies.adapters import policy_engine
 from apps.policies.defaults import (
+    DEFAULT_ENTRY_POINT,
     DEFAULT_POLICY_DESCRIPTION,
     DEFAULT_POLICY_NAME,
     DEFAULT_POLICY_SOURCE,
@@ -43,7 +44,7 @@ from apps.policies.exceptions import (
     PolicyNameTaken,
     PolicyTooLarge,
 )
-from apps.policies.models import DEFAULT_ENTRY_POINT, Policy, PolicyMode, PolicyVersion
+from apps.policies.models import Policy, PolicyMode, PolicyVersion
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger("warden.policies")

@@ -1,10 +1,15 @@
 """The engines on their own (no Django): compile errors with positions, compile once, the
-evaluation timeout and a dead helper (both fail closed), and the result shape."""
+evaluation timeout and a dead helper (both fail closed), the shipped default policy in the
+calling thread (and nothing else), and the result shape."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -16,7 +21,7 @@ from apps.policies.engines.base import (
     PolicyModule,
 )
 from apps.policies.engines.decision import PolicyResult, combine, result_from
-from apps.policies.engines.rego import RegoEngine
+from apps.policies.engines.rego import SHIPPED_DEFAULT, RegoEngine
 
 ENTRY = "data.warden.decision"
 ALLOW_IF_A = 'package warden\nimport rego.v1\n\ndecision := {"allow": input.a == 1}\n'
@@ -159,6 +164,150 @@ def test_undefined_is_reported_as_such(rego_engine: RegoEngine) -> None:
     source = 'package warden\nimport rego.v1\ndecision := {"allow": true} if input.a == 1\n'
     evaluation = rego_engine.evaluate(module(source), {"a": 2})
     assert evaluation.defined is False
+
+
+# --------------------------------------------------------------------------- the shipped default
+
+# The same policy one comment longer: to the engine, a tenant's edit like any other.
+EDITED_DEFAULT = DEFAULT_POLICY_SOURCE + "# edited\n"
+
+
+def default_input(
+    tier: str = "low", env: str = "dev", used: int = 0, name: str = "sample"
+) -> dict[str, Any]:
+    doc = copy.deepcopy(SAMPLE_INPUT)
+    doc["tool"]["risk_tier"], doc["tool"]["name"], doc["environment"] = tier, name, env
+    doc["budget"]["tokens_used"] = used
+    return doc
+
+
+def decided(allow: bool, approval: bool = False, reason: str = "") -> dict[str, Any]:
+    return {
+        "allow": allow,
+        "require_approval": approval,
+        "reasons": [reason] if reason else [],
+        "obligations": [],
+    }
+
+
+SPENT = "the session's token budget is spent"
+# What the shipped default decides (README "The default policy"), input by input.
+DEFAULT_DECISIONS: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (copy.deepcopy(SAMPLE_INPUT), decided(True)),
+    (default_input("critical"), decided(False, reason="tool sample is critical risk")),
+    (default_input("high"), decided(True, True, "tool sample is high risk")),
+    (
+        default_input("medium", "prod"),
+        decided(True, True, "tool sample is medium risk and this is prod"),
+    ),
+    (default_input("medium", "dev"), decided(True)),
+    (default_input("low", "prod"), decided(True)),
+    (default_input("extreme"), decided(False, reason="tool sample has an unknown risk tier")),
+    (default_input("high", used=40000), decided(False, reason=SPENT)),
+    (default_input("low", used=2**70), decided(False, reason=SPENT)),
+    (
+        default_input("critical", name='say "hi" é'),
+        decided(False, reason='tool say "hi" é is critical risk'),
+    ),
+]
+
+
+def test_the_default_policy_decides_in_process_as_a_helper_would() -> None:
+    engine = RegoEngine(helpers=1)
+    try:
+        for input_doc, expected in DEFAULT_DECISIONS:
+            here = engine.evaluate(module(DEFAULT_POLICY_SOURCE), input_doc)
+            in_helper = engine.evaluate(module(EDITED_DEFAULT), input_doc)
+            assert here == in_helper, input_doc
+            assert (here.defined, here.value) == (True, expected)
+        # A failure fails the same way (closed, with the same reason) on both paths.
+        unencodable = default_input()
+        unencodable["budget"]["fraction_used"] = float("nan")
+        errors = []
+        for source in (DEFAULT_POLICY_SOURCE, EDITED_DEFAULT):
+            with pytest.raises(EngineError) as caught:
+                engine.evaluate(module(source), unencodable)
+            errors.append(str(caught.value))
+        assert errors[0] == errors[1]
+    finally:
+        engine.close()
+
+
+def test_the_default_policy_needs_no_helper() -> None:
+    engine = RegoEngine(helpers=1)
+    try:
+        assert engine.evaluate(module(DEFAULT_POLICY_SOURCE), SAMPLE_INPUT).value == decided(True)
+        assert engine.helper_pids() == [] and engine.compilations == 0
+    finally:
+        engine.close()
+    # Even where no helper can start at all.
+    helpless = RegoEngine(helpers=1, python="/bin/false")
+    try:
+        assert helpless.evaluate(module(DEFAULT_POLICY_SOURCE), SAMPLE_INPUT).defined
+        with pytest.raises(EngineError, match="stopped unexpectedly"):
+            helpless.evaluate(module(EDITED_DEFAULT), SAMPLE_INPUT)
+    finally:
+        helpless.close()
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        module(EDITED_DEFAULT),
+        module(DEFAULT_POLICY_SOURCE.replace("\t", "    ", 1)),
+        module(DEFAULT_POLICY_SOURCE, "data.warden.allowed"),
+        # A digest that claims to be the default's does not make a source so.
+        PolicyModule(source=EDITED_DEFAULT, entry_point=ENTRY, key=SHIPPED_DEFAULT.key),
+    ],
+    ids=["trailing-comment", "one-indent", "other-entry-point", "default-digest-other-source"],
+)
+def test_anything_but_the_exact_default_runs_in_a_helper(policy: PolicyModule) -> None:
+    engine = RegoEngine(helpers=1)
+    try:
+        assert engine.evaluate(policy, SAMPLE_INPUT).defined
+        (pid,) = engine.helper_pids()
+        assert engine.compilations == 1
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EngineError, match="stopped unexpectedly"):
+            engine.evaluate(policy, SAMPLE_INPUT)
+    finally:
+        engine.close()
+
+
+def test_a_runaway_policy_under_the_defaults_digest_is_still_stopped() -> None:
+    engine = RegoEngine(helpers=1, timeout_s=0.5)
+    try:
+        impostor = PolicyModule(source=RUNAWAY, entry_point=ENTRY, key=SHIPPED_DEFAULT.key)
+        with pytest.raises(EngineTimeout, match="was stopped"):
+            engine.evaluate(impostor, {})
+    finally:
+        engine.close()
+
+
+def test_threads_evaluating_the_default_policy_at_once_each_get_their_own_answer() -> None:
+    engine = RegoEngine(helpers=1)
+    threads = 8
+    start = threading.Barrier(threads)
+
+    def decide(offset: int) -> list[tuple[int, Any]]:
+        start.wait()
+        answers = []
+        for n in range(150):
+            index = (offset + n) % len(DEFAULT_DECISIONS)
+            input_doc = DEFAULT_DECISIONS[index][0]
+            answers.append((index, engine.evaluate(module(DEFAULT_POLICY_SOURCE), input_doc).value))
+        return answers
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(decide, range(threads)))
+        for answers in results:
+            assert len(answers) == 150
+            for index, value in answers:
+                assert value == DEFAULT_DECISIONS[index][1]
+        assert engine.helper_pids() == []
+    finally:
+        engine.close()
 
 
 # --------------------------------------------------------------------------- the result shape

@@ -5,7 +5,8 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.core.api.serializers import StrictInputSerializer
-from apps.policies.models import DEFAULT_ENTRY_POINT, Policy, PolicyMode, PolicyVersion
+from apps.policies.defaults import DEFAULT_ENTRY_POINT
+from apps.policies.models import Policy, PolicyMode, PolicyVersion
 
 
 class PolicySerializer(serializers.ModelSerializer):

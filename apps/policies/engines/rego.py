@@ -1,4 +1,5 @@
-"""In-process Rego: regopy (rego-cpp) in warm helper processes that a timeout kills.
+"""Rego with regopy (rego-cpp): tenants' policies in warm helper processes that a timeout
+kills; the shipped default policy in the calling thread.
 
 rego-cpp cannot be interrupted: a policy that runs too long (a huge comprehension, say) would
 hold whatever thread called it for as long as it likes. So, like the cpu-bound builtins
@@ -13,9 +14,27 @@ the parent itself hang.
 Compile once: a helper keeps the bundle of every module it compiled, keyed by the module's
 digest; an evaluation names the key, and a helper that has not seen it yet answers "unknown",
 gets the source once, and compiles it. A warm evaluation is one pipe round trip plus a bundle
-query: about 100 µs for the shipped default policy (benchmarks/bench_policy.py).
+query.
 
-Thread-safe; at most `helpers` requests run at once, others wait for a free helper.
+The shipped default policy (apps/policies/defaults.py, every tenant's until they edit it)
+skips the helper, because it needs no kill switch: it is our code, reviewed and tested with
+each release, and bounded — one `else` chain of comparisons and a `sprintf` of the tool's name,
+no iteration, no recursion — so it costs time and memory in proportion to the input document,
+which the caller built. A module is that policy when its key is the shipped one's and its source
+and entry point are the shipped ones too (a key is whatever the caller passed: the database's
+digest). It is evaluated in the calling thread by the helper's own `Compiler` (the same answers,
+the same errors), on a bundle compiled once per thread per engine: a regopy interpreter holds its
+input and a bundle is converted on its first query, so neither may be shared between threads.
+That saves the pipe round trip and the helper's wake-up (benchmarks/bench_policy.py). The price:
+rego-cpp loads into this process with the first such decision (~35 ms once, ~15-20 MiB resident
+and 256 GiB of reserved address space, so no RLIMIT_AS may be set on a process that uses this
+engine), and each thread that evaluates it compiles it once (~4 ms, under 1 MiB). Everything
+else goes to the helpers: any edit of the default however small, an older edition of it, every
+other policy, and every `check`.
+
+Thread-safe: in-process evaluations run side by side (each thread has its own interpreter, and
+ctypes lets go of the GIL while rego-cpp runs); at most `helpers` helper requests run at once,
+others wait for a free helper.
 """
 
 from __future__ import annotations
@@ -32,6 +51,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any
 
+from ..defaults import DEFAULT_ENTRY_POINT, DEFAULT_POLICY_SOURCE
 from .base import (
     EngineError,
     EngineTimeout,
@@ -40,6 +60,7 @@ from .base import (
     PolicyModule,
     check_entry_point,
 )
+from .rego_helper import Compiler
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +76,17 @@ _BOOTSTRAP = (
     "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
     "from apps.policies.engines.rego_helper import serve; serve(json.loads(sys.argv[2]))"
 )
+# The one module evaluated in the calling thread (see the module's docstring).
+SHIPPED_DEFAULT = PolicyModule(source=DEFAULT_POLICY_SOURCE, entry_point=DEFAULT_ENTRY_POINT)
+
+
+def runs_in_process(module: PolicyModule) -> bool:
+    """Whether `module` is exactly the shipped default policy (its key, source and entry point)."""
+    return (
+        module.key == SHIPPED_DEFAULT.key
+        and module.source == SHIPPED_DEFAULT.source
+        and module.entry_point == SHIPPED_DEFAULT.entry_point
+    )
 
 
 class _HelperGone(Exception):
@@ -167,6 +199,8 @@ class RegoEngine:
         self._closed = False
         self._memory_limit_bytes = memory_limit_bytes
         self._python = python
+        # Each thread's Compiler for the shipped default policy, made on its first evaluation.
+        self._local = threading.local()
         # Versions compiled by this engine's helpers so far (each helper compiles a digest once).
         self.compilations = 0
 
@@ -187,14 +221,13 @@ class RegoEngine:
             "input": input_doc,
             "timeout_s": self.timeout_s,
         }
-        with self._helper() as helper:
-            answer = self._request(helper, request)
-            if answer.get("unknown"):
-                compiled = self._request(helper, self._compile_request(module, None))
-                if "compile_error" in compiled:
-                    error = PolicyCompileError(**compiled["compile_error"])
-                    raise EngineError(f"the policy does not compile: {error}")
-                answer = self._request(helper, request)
+        if runs_in_process(module):
+            answer = self._evaluate_here(request)
+        else:
+            answer = self._evaluate_in_helper(module, request)
+        if "compile_error" in answer:
+            error = PolicyCompileError(**answer["compile_error"])
+            raise EngineError(f"the policy does not compile: {error}")
         if "error" in answer:
             raise EngineError(str(answer["error"]))
         return Evaluation(
@@ -219,6 +252,35 @@ class RegoEngine:
     def helper_pids(self) -> list[int]:
         with self._lock:
             return [h.pid for h in [*self._idle, *self._busy] if h.alive()]
+
+    # ------------------------------------------------------------------ evaluations
+
+    def _evaluate_in_helper(self, module: PolicyModule, request: dict[str, Any]) -> dict[str, Any]:
+        with self._helper() as helper:
+            answer = self._request(helper, request)
+            if answer.get("unknown"):
+                compiled = self._request(helper, self._compile_request(module, None))
+                if "compile_error" in compiled:
+                    return compiled
+                answer = self._request(helper, request)
+        return answer
+
+    def _evaluate_here(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The shipped default policy's answer, computed in this thread as a helper would."""
+        try:
+            compiler: Compiler | None = getattr(self._local, "compiler", None)
+            if compiler is None:
+                compiler = Compiler()
+                compiled = compiler.compile(self._compile_request(SHIPPED_DEFAULT, None))
+                if "compile_error" in compiled:
+                    return compiled
+                self._local.compiler = compiler
+            return compiler.evaluate(request)
+        # What a helper answers when its Compiler raises (rego_helper.serve).
+        except MemoryError:
+            return {"error": "the policy engine ran out of memory"}
+        except Exception as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     # ------------------------------------------------------------------ requests
 

@@ -1,9 +1,12 @@
-"""The helper process of the in-process Rego engine: compiles and evaluates with regopy.
+"""The helper process of the regopy engine: compiles and evaluates with regopy.
 
 Started by `RegoEngine` as `python -I -c <bootstrap>`; one JSON request line in, one JSON
 response line out, until stdin closes. It keeps the compiled bundles of the modules it was sent
 (an LRU keyed by `PolicyModule.key`), so a version is compiled once per helper and every later
-evaluation is a bundle query (~70 µs for the default policy).
+evaluation is a bundle query.
+
+`Compiler` also serves the shipped default policy in the engine's own process (one per thread;
+see rego.py), so that policy gets the same answers and errors there as here.
 
 Requests and answers:
     {"op": "compile", "key", "source", "entry", "sample"?}
@@ -44,7 +47,9 @@ def error_offset(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class Compiler:  # pragma: no cover - runs in the helper (tests drive it through RegoEngine)
+class Compiler:
+    """Compiles modules into bundles and queries them; one thread at a time."""
+
     def __init__(self) -> None:
         import regopy
 
