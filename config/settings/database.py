@@ -47,9 +47,12 @@ def databases(database_url: str) -> dict[str, Any]:
         dj_database_url.parse(
             database_url,
             conn_max_age=0 if WARDEN_DB_POOL else DATABASE_CONN_MAX_AGE,
+            # Pooled, by the pool as it hands a connection out (config/postgres/base.py).
             conn_health_checks=True,
         )
     )
+    # Django's PostgreSQL backend, with a pool check that costs no round trip.
+    default["ENGINE"] = "config.postgres"
     options = default.setdefault("OPTIONS", {})
     if WARDEN_DB_POOL:
         options["pool"] = {
