@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from apps.tools.executors.base import report_progress
 from apps.tools.executors.builtin import BuiltinCall, default_registry
+
+T = TypeVar("T")
 
 _PATH = {"type": "string"}
 
@@ -147,26 +149,34 @@ def guarded_append(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str,
     replace=True,
 )
 def events_so_far(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
-    """Read on a connection of its own (another thread's): what is committed, nothing else."""
+    """Read on a connection of its own: what is committed, nothing else."""
+    from apps.agents.models import ActionNode, SessionEvent
+
+    def committed() -> dict[str, Any]:
+        rows = SessionEvent.objects.filter(turn_id=call.ctx.turn_id).order_by("id")
+        nodes = ActionNode.objects.filter(turn_id=call.ctx.turn_id).order_by("position")
+        return {
+            "events": [row.type for row in rows],
+            "nodes": {node.node_id: node.status for node in nodes},
+        }
+
+    return _on_another_connection(committed)
+
+
+def _on_another_connection(work: Callable[[], T]) -> T:
+    """`work` on another thread, so on a database connection of its own (closed after)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connection
 
-    from apps.agents.models import ActionNode, SessionEvent
-
-    def committed() -> dict[str, Any]:
+    def run() -> T:
         try:
-            rows = SessionEvent.objects.filter(turn_id=call.ctx.turn_id).order_by("id")
-            nodes = ActionNode.objects.filter(turn_id=call.ctx.turn_id).order_by("position")
-            return {
-                "events": [row.type for row in rows],
-                "nodes": {node.node_id: node.status for node in nodes},
-            }
+            return work()
         finally:
             connection.close()
 
-    with ThreadPoolExecutor(1) as reader:
-        return reader.submit(committed).result()
+    with ThreadPoolExecutor(1) as other:
+        return other.submit(run).result()
 
 
 @default_registry.register(
@@ -178,20 +188,9 @@ def events_so_far(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, 
     replace=True,
 )
 def cancel_my_turn(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
-    """Committed on a connection of its own (another thread's) while the tool runs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from django.db import connection
-
+    """Committed on a connection of its own while the tool runs."""
     from apps.agents import services
     from apps.agents.models import Turn
 
-    def cancel() -> None:
-        try:
-            services.turn_cancel(turn=Turn.objects.get(id=call.ctx.turn_id))
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(1) as other:
-        other.submit(cancel).result()
+    _on_another_connection(lambda: services.turn_cancel(turn=Turn.objects.get(id=call.ctx.turn_id)))
     return {"asked": True}
