@@ -305,7 +305,8 @@ def tool_call(
     idempotency_key: str,
 ) -> ToolOutcome:
     """Run one call: validated, timed out, retried and capped by the guarded executor, with a
-    fresh credential scoped to this tenant, session, tool and resource."""
+    fresh credential scoped to this tenant, session, tool and resource when the tool is given
+    one (`_delivers_credential`)."""
     row = tool.row
     try:
         if row is not None and row.source == ToolSource.MCP and row.server is not None:
@@ -328,15 +329,31 @@ def tool_call(
             call_id=idempotency_key,
         )
 
+    delivered = _delivers_credential(tool.definition)
     ctx = CallContext(
         tenant_id=tenant_id,
         session_id=session_id,
         turn_id=turn_id,
         idempotency_key=idempotency_key,
-        credential=mint(),
-        credential_factory=mint,
+        credential=mint() if delivered else None,
+        credential_factory=mint if delivered else None,
     )
     return executor().execute(tool.definition, arguments, ctx=ctx)
+
+
+def _delivers_credential(definition: ToolDefinition) -> bool:
+    """Whether the call's credential reaches anything: an MCP server configured to receive it
+    (`credential_header` / `credential_env`), a WASM module given `credential_env`, or a builtin
+    registered with `takes_credential`. Only then is one minted: a credential nothing presents
+    would be an audited token for nobody (and a JWT signed per call for nothing)."""
+    if definition.source == ToolSource.MCP:
+        config = _mcp_configs.get(definition.server)
+        return config is not None and config.delivers_credential
+    if definition.source == ToolSource.WASM:
+        spec = _wasm_specs.get(definition.server)
+        return spec is not None and bool(spec.credential_env)
+    registry = load_builtins()
+    return definition.server in registry and registry.get(definition.server).takes_credential
 
 
 # --------------------------------------------------------------------------- credentials

@@ -140,7 +140,11 @@ def _credential_echo(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[st
 def credential_echo() -> Iterator[str]:
     name = f"credential_echo_{uuid.uuid4().hex[:8]}"
     builtins.register(
-        name, _credential_echo, description="Echo the call's credential.", input_schema={}
+        name,
+        _credential_echo,
+        description="Echo the call's credential.",
+        input_schema={},
+        takes_credential=True,
     )
     yield name
     builtins.unregister(name)
@@ -179,6 +183,37 @@ def test_the_credential_id_is_recorded_for_the_call_it_was_minted_for(
     credential_check(token=outcome.content["token"], **scope)
     with pytest.raises(CredentialRefused, match="already used"):
         credential_check(token=outcome.content["token"], **scope)
+
+
+def _credential_seen(arguments: Mapping[str, Any], call: BuiltinCall) -> dict[str, Any]:
+    return {"credential": call.ctx.credential}
+
+
+@pytest.mark.django_db
+def test_a_tool_that_presents_no_credential_is_given_none_and_none_is_minted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A credential exists only for a call that hands it on: a builtin not registered with
+    `takes_credential` (like an MCP server with no credential header or variable) gets none,
+    so no token valid for its scope is signed, audited or left lying in its context."""
+    name = f"credential_blind_{uuid.uuid4().hex[:8]}"
+    builtins.register(name, _credential_seen, description="", input_schema={})
+    try:
+        (tool,) = resolve_tools(tenant_id=world.tenant_a.id, names=[name]).values()
+        with caplog.at_level(logging.INFO, logger="warden.audit"):
+            outcome = tool_call(
+                tool,
+                {},
+                tenant_id=str(world.tenant_a.id),
+                session_id="session-1",
+                turn_id="turn-1",
+                idempotency_key="turn-1:s0:c0",
+            )
+    finally:
+        builtins.unregister(name)
+    assert outcome.ok, outcome.error_message
+    assert outcome.content == {"credential": None}
+    assert not [r for r in caplog.records if r.getMessage() == "tool credential minted"]
 
 
 def test_a_retried_call_presents_a_new_credential(redis_client: redis.Redis) -> None:

@@ -73,6 +73,7 @@ class BuiltinTool:
     timeout_s: float = 30.0
     cpu_bound: bool = False
     in_process: bool = False
+    takes_credential: bool = False
 
     def definition(self) -> ToolDefinition:
         return ToolDefinition(
@@ -106,6 +107,7 @@ class BuiltinRegistry:
         timeout_s: float = 30.0,
         cpu_bound: bool = False,
         in_process: bool = False,
+        takes_credential: bool = False,
         replace: bool = False,
     ) -> Any:
         """Register `function` under `name`; without `function`, return a decorator.
@@ -113,7 +115,9 @@ class BuiltinRegistry:
         `cpu_bound=True` runs the function in a killable helper process: it must be a
         module-level function, importable without Django, taking and returning JSON.
         `in_process=True` says it reaches nothing outside this worker (no I/O, no database,
-        no network): its calls skip the circuit breaker (`BuiltinExecutor.breaker_exempt`)."""
+        no network): its calls skip the circuit breaker (`BuiltinExecutor.breaker_exempt`).
+        `takes_credential=True` says it presents the call's credential to something
+        (`call.ctx.credential`); other builtins get none, and none is minted for them."""
 
         def add(fn: BuiltinFunction) -> BuiltinFunction:
             if cpu_bound:
@@ -129,6 +133,7 @@ class BuiltinRegistry:
                 timeout_s=timeout_s,
                 cpu_bound=cpu_bound,
                 in_process=in_process,
+                takes_credential=takes_credential,
             )
             with self._lock:
                 if name in self._tools and not replace:
