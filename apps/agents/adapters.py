@@ -248,14 +248,19 @@ class DbCheckpointStore:
         self._known.add(record.node_id)
         self._last_position += 1
 
-    def save(self, record: StepRecord) -> None:
+    def save(self, record: StepRecord, *, with_next_write: bool = False) -> None:
         # An observation is its tool call's result as the prompt shows it: the loop makes it
         # again from the tool's node when it is missing, so it waits like an event. So does
         # the model call that ends the turn with its answer: the turn's outcome is the next
         # write, and the node (with its ledger row) commits with it. Nothing outside this
         # worker acts on the answer before then, and a crash before it costs what a crash
         # during the call would: the model is asked again, and the open hold is charged.
-        self._upsert(record, later=record.kind == "observation" or _is_final(record))
+        # Likewise a model call whose first tool call is decided in-process
+        # (`with_next_write`): it commits with that call's first write, before the tool runs.
+        self._upsert(
+            record,
+            later=with_next_write or record.kind == "observation" or _is_final(record),
+        )
 
     def record(self, record: StepRecord) -> None:
         """Add a node nothing resumes from (a policy decision: the gate decides again for a
@@ -556,6 +561,22 @@ class TenantPolicyGate:
         # every call of one run of the turn is decided under the same policies (a new
         # version applies from the next turn, or the next run of this one).
         self._policies = policies
+
+    def decides_in_process(self, call: ToolCall) -> bool:
+        """Every applicable policy is evaluated in this thread (the shipped default), and the
+        input document needs no database read (the policies and the requester's roles are
+        already loaded, or there is no requester)."""
+        if self._policies is None:
+            return False
+        if self._user is None and (self.turn.requested_by_id or self.turn.session.user_id):
+            return False
+        try:
+            return policy_services.decision_in_process(
+                tool_name=call.name, agent_policies=self._policies
+            )
+        except Exception:  # unsure: the record is written first, as for any other gate
+            logger.exception("could not tell where the policy decides")
+            return False
 
     def check(self, call: ToolCall, *, ctx: StepContext) -> GateDecision:
         started = time.perf_counter()

@@ -352,6 +352,19 @@ def decision_make(
     return Decision(enforced=enforced, would_be=would_be, evaluations=tuple(public))
 
 
+def decision_in_process(*, tool_name: str, agent_policies: Sequence[Policy]) -> bool:
+    """Whether `decision_make` for a call of `tool_name` under `agent_policies` (as
+    `selectors.policies_for_agent` read them) stays in this process: every applicable policy is
+    evaluated in the calling thread (the shipped default, with the in-process Rego engine), so
+    deciding cannot stall on a helper, a server or the database."""
+    engine = policy_engine()
+    return all(
+        engine.evaluates_in_process(policy_module(policy.current_version))
+        for policy in agent_policies
+        if policy.current_version is not None and selectors.applies_to_tool(policy, tool_name)
+    )
+
+
 def policy_evaluate(*, policy: Policy, input_doc: Mapping[str, Any]) -> dict[str, Any]:
     """The policy's decision for a hand-written input (whatever its mode): its result, the
     outcome, and the raw value its entry point produced."""

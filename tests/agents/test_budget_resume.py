@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.db.models import Sum
 
-from apps.agents import jobs, orchestrator, services
+from apps.agents import adapters, jobs, orchestrator, services
 from apps.agents.models import ActionNode, Agent, AgentSession, ToolJob, Turn, TurnStatus
 from apps.budgets.models import UsageRecord
 from apps.tenants.models import Tenant
@@ -87,20 +87,21 @@ def test_a_turn_resumed_after_its_worker_died_stops_where_it_would_have(
     agent = budgeted_agent(world.tenant_a)
     turn = services.turn_enqueue(session=make_session(agent), message="go")
     calls = 0
-    real_tool_call = orchestrator.Toolbox.execute
+    real_tool_call = adapters.tool_call
 
-    def dies_on_the_fifth_tool_call(self: Any, call: Any, *, ctx: Any) -> Any:
+    def dies_in_the_fifth_tool_call(*args: Any, **kwargs: Any) -> Any:
+        # While the tool runs: its model call and its started node are committed.
         nonlocal calls
         calls += 1
         if calls == 5:
             raise WorkerKilled()
-        return real_tool_call(self, call, ctx=ctx)
+        return real_tool_call(*args, **kwargs)
 
-    monkeypatch.setattr(orchestrator.Toolbox, "execute", dies_on_the_fifth_tool_call)
+    monkeypatch.setattr(adapters, "tool_call", dies_in_the_fifth_tool_call)
     with pytest.raises(WorkerKilled):
         orchestrator.turn_execute(turn_id=turn.id)
     assert Turn.objects.get(id=turn.id).status == TurnStatus.RUNNING
-    monkeypatch.setattr(orchestrator.Toolbox, "execute", real_tool_call)
+    monkeypatch.setattr(adapters, "tool_call", real_tool_call)
 
     orchestrator.turn_execute(turn_id=turn.id)  # the redelivered task
     result = spent(turn)

@@ -11,6 +11,7 @@ from apps.agents import orchestrator, services
 from apps.agents.budgeting import builtin_caps
 from apps.agents.models import ActionNode, SessionEvent, TurnStatus
 from apps.budgets.services import ledger as budget_ledger
+from apps.policies import services as policy_services
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
 
@@ -119,6 +120,90 @@ def test_the_answers_node_and_ledger_row_commit_with_the_turns_outcome(world: Wo
     assert sum(final_node in sql for sql in queries) == 1  # not written before, on its own
     node = ActionNode.objects.get(turn=turn, node_id=final_node)
     assert node.outputs["final_answer"] == "done" and node.status == "completed"
+
+
+HELPER_POLICY = """\
+package warden
+
+import rego.v1
+
+decision := {"allow": true, "reasons": ["evaluated in a helper process"]}
+"""
+
+
+class WorkerKilled(BaseException):
+    """Stands in for SIGKILL: nothing below the loop catches it."""
+
+
+def _first_model_node(turn: Any) -> str:
+    return f"{turn.id}:0:model:0"
+
+
+def test_a_model_call_decided_in_process_commits_with_its_first_tool_calls_write(
+    world: World,
+) -> None:
+    # The tenant's policy is the shipped default, evaluated in the worker's thread: the model
+    # call that asks for the tool goes with the check-in before that tool (one round trip),
+    # and is committed — seen from another connection — by the time the tool runs.
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="local-gate")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries = _run_recording_queries(turn.id, params=True)
+
+    model_node, call_node = _first_model_node(turn), f"{turn.id}:0:0"
+    carrying = [sql for sql in queries if model_node in sql]
+    assert len(carrying) == 1
+    [(statements, values)] = [sql.split(" -- ", 1) for sql in carrying]
+    assert 'UPDATE "agents_turn" SET "heartbeat_at"' in statements  # the check-in
+    assert "INSERT INTO budgets_usagerecord" in statements and call_node in values
+    assert f"{call_node}:policy" in values
+    first = ActionNode.objects.get(turn=turn, node_id=call_node).outputs["output"]["nodes"]
+    assert first[model_node] == "completed" and first[call_node] == "started"
+
+
+def test_a_model_call_decided_out_of_process_is_committed_before_the_decision(
+    world: World,
+) -> None:
+    policy_services.policy_create(tenant=world.tenant_a, name="helper", source=HELPER_POLICY)
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="helper-gate")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries = _run_recording_queries(turn.id, params=True)
+
+    model_node, call_node = _first_model_node(turn), f"{turn.id}:0:0"
+    [written] = [i for i, sql in enumerate(queries) if model_node in sql]
+    [decided] = [i for i, sql in enumerate(queries) if f"{call_node}:policy" in sql]
+    assert written < decided
+    assert 'SET "heartbeat_at"' not in queries[written].split(" -- ", 1)[0]
+
+
+def test_a_worker_dying_while_the_policy_decides_in_process_asks_the_model_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one window the in-process decision widens: the model's answer is not stored yet.
+    It costs what a death while the answer was being written costs: the model is asked
+    again. No tool has run, and the resumed turn runs each one once."""
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="dies-deciding")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    real = policy_services.decision_make
+
+    def dies(**kwargs: Any) -> Any:
+        raise WorkerKilled()
+
+    monkeypatch.setattr(policy_services, "decision_make", dies)
+    with pytest.raises(WorkerKilled):
+        orchestrator.turn_execute(turn_id=turn.id)
+    assert not ActionNode.objects.filter(turn=turn).exists()
+    monkeypatch.setattr(policy_services, "decision_make", real)
+
+    assert orchestrator.turn_execute(turn_id=turn.id) == "completed"  # the redelivered task
+    nodes = ActionNode.objects.filter(turn=turn)
+    assert sorted(n.node_id for n in nodes if n.kind == "model_call") == [
+        f"{turn.id}:{step}:model:0" for step in range(3)
+    ]
+    calls = [n for n in nodes if n.kind == "tool_call"]
+    assert [(n.status, n.outputs["output"]["events"].count("tool.call")) for n in calls] == [
+        ("completed", 1),
+        ("completed", 2),
+    ]
 
 
 def test_a_cancellation_asked_while_a_tool_runs_is_seen_with_its_result(world: World) -> None:

@@ -173,6 +173,9 @@ class ReplayGate:
         self.recording, self.policies = recording, policies
         self._current: list[Any] | None = None
 
+    def decides_in_process(self, call: ToolCall) -> bool:
+        return False  # nothing here is written anyway (an in-memory store)
+
     def check(self, call: ToolCall, *, ctx: StepContext) -> GateDecision:
         key = ctx.idempotency_key
         recording = self.recording
@@ -266,7 +269,7 @@ class ComparingStore(InMemoryCheckpointStore):
         self.recording = recording
         self.compared = 0
 
-    def save(self, record: StepRecord) -> None:
+    def save(self, record: StepRecord, *, with_next_write: bool = False) -> None:
         self._compare(record)
         super().save(record)
 

@@ -580,7 +580,14 @@ class _Turn:
                 "step.rationale",
                 {"node_id": node_id, "step_index": step_index, "rationale": step.rationale},
             )
-        self.save(record)
+        # Next: the first call's policy decision, then that call's first write (its started
+        # node, the check-in before it runs, or the decision parking or denying it). When the
+        # gate decides in this thread with no I/O, nothing can stall in between, and the record
+        # goes with that write: a crash before it asks the model again, as a crash while the
+        # record was written alone would. A decision that leaves the process (a policy helper,
+        # OPA) comes after the record is durable.
+        local = bool(step.tool_calls) and self.policy.decides_in_process(step.tool_calls[0])
+        self.save(record, with_next_write=local)
         return record
 
     # --- act: gate, maybe park for approval, execute, observe --------------------------------
@@ -900,8 +907,9 @@ class _Turn:
     def emit(self, event_type: str, payload: dict[str, Any]) -> None:
         self.events.emit(event_type, {"turn_id": self.turn_id, **payload})
 
-    def save(self, record: StepRecord) -> None:
-        self.write(self.checkpoints.save, record)
+    def save(self, record: StepRecord, *, with_next_write: bool = False) -> None:
+        self.checkpoints.save(record, with_next_write=with_next_write)
+        self.records[record.node_id] = record
 
     def write(self, method: Callable[[StepRecord], None], record: StepRecord) -> None:
         method(record)

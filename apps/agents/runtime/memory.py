@@ -35,8 +35,8 @@ class InMemoryCheckpointStore:
         self._turns.setdefault(record.turn_id, {})[record.node_id] = record
         self.log.append((operation, record.node_id, record.status))
 
-    def save(self, record: StepRecord) -> None:
-        self._put("save", record)
+    def save(self, record: StepRecord, *, with_next_write: bool = False) -> None:
+        self._put("save", record)  # every write here is durable at once
 
     def mark_started(self, record: StepRecord) -> None:
         self._put("started", record)

@@ -105,12 +105,22 @@ class PolicyGate(Protocol):
 
     def check(self, call: ToolCall, *, ctx: StepContext) -> GateDecision: ...
 
+    def decides_in_process(self, call: ToolCall) -> bool:
+        """Whether `check(call)` runs in this process and thread with no I/O (no helper
+        process, server or database): then nothing between the model's answer and the call's
+        first write can stall, and the model call's record may go with that write
+        (CheckpointStore.save's `with_next_write`). False when unsure."""
+        ...
+
 
 class AllowAll:
     """The default gate: no policy engine configured."""
 
     def check(self, call: ToolCall, *, ctx: StepContext) -> GateDecision:
         return GateDecision.allow()
+
+    def decides_in_process(self, call: ToolCall) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -278,21 +288,26 @@ class CheckpointStore(Protocol):
 
     Every method must be durable when it returns (committed, not inside a
     transaction that wraps the tool call): `mark_started` is the only evidence a
-    non-idempotent tool may already have run. Three exceptions, for a store that shares a
+    non-idempotent tool may already have run. Four exceptions, for a store that shares a
     writer with the tool port: `mark_started` may be written with the tool port's first
     write, as long as that comes before the tool runs (apps/agents/adapters.py's check-in);
     an observation record (rebuilt from its tool call's record when it is missing) may
     wait for the turn's next write; and so may the model call's record that ends the turn
     with a final answer, whose next write is the turn's outcome (a crash before it asks the
-    model again, as a crash during the call would).
+    model again, as a crash during the call would), and a record saved `with_next_write`.
     """
 
     def load(self, turn_id: str) -> Sequence[StepRecord]:
         """Every record saved for the turn, in the order first saved."""
         ...
 
-    def save(self, record: StepRecord) -> None:
-        """Insert or replace (by node_id) a model-call, observation or parked record."""
+    def save(self, record: StepRecord, *, with_next_write: bool = False) -> None:
+        """Insert or replace (by node_id) a model-call, observation or parked record.
+
+        `with_next_write`: the loop's next step is local work and then a write (a model call
+        whose first tool call is decided in-process, `PolicyGate.decides_in_process`); the
+        record may wait for that write. A crash in between asks the model again, as a crash
+        while this record was being written would."""
         ...
 
     def mark_started(self, record: StepRecord) -> None:

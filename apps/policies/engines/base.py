@@ -97,6 +97,11 @@ class PolicyEngine(Protocol):
         """The entry point's value for `input_doc`; compiles `module` on first use."""
         ...
 
+    def evaluates_in_process(self, module: PolicyModule) -> bool:
+        """Whether `evaluate(module, …)` runs in the calling thread: no helper process, no
+        server, no I/O (it cannot stall on anything outside this process)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -90,6 +90,9 @@ class OpaEngine:
             except Exception:  # noqa: S110 - nothing to clean up if it was never stored
                 pass
 
+    def evaluates_in_process(self, module: PolicyModule) -> bool:
+        return False  # every evaluation is a request to the OPA server
+
     def evaluate(self, module: PolicyModule, input_doc: Mapping[str, Any]) -> Evaluation:
         source, path = namespaced(module)
         policy_id = f"warden-{module.key}"

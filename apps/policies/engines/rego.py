@@ -213,6 +213,9 @@ class RegoEngine:
         if "compile_error" in answer:
             raise PolicyCompileError(**answer["compile_error"])
 
+    def evaluates_in_process(self, module: PolicyModule) -> bool:
+        return runs_in_process(module)
+
     def evaluate(self, module: PolicyModule, input_doc: Mapping[str, Any]) -> Evaluation:
         request = {
             "op": "eval",

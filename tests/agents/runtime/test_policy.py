@@ -16,6 +16,9 @@ class Rules:
         self.deny, self.approve = set(deny), set(approve)
         self.checked = []
 
+    def decides_in_process(self, call):
+        return False
+
     def check(self, call, *, ctx):
         self.checked.append((call.name, ctx.idempotency_key))
         if call.name in self.deny:
@@ -26,6 +29,9 @@ class Rules:
 
 
 class BrokenPolicyEngine:
+    def decides_in_process(self, call):
+        return False
+
     def check(self, call, *, ctx):
         raise ConnectionError("OPA unreachable")
 

@@ -142,6 +142,9 @@ def test_crash_between_model_checkpoint_and_tool_start_does_not_ask_the_model_ag
     class DiesOnce:
         died = False
 
+        def decides_in_process(self, call):
+            return False
+
         def check(self, call, *, ctx):
             if not self.died:
                 self.died = True
