@@ -6,7 +6,12 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from apps.agents.models import ActionNode, Agent, AgentSession, Environment, RiskTier, Turn
-from apps.core.api.serializers import MAX_TOKENS, PG_INT_MAX, StrictInputSerializer
+from apps.core.api.serializers import (
+    MAX_TOKENS,
+    PG_INT_MAX,
+    FieldsBuiltOnce,
+    StrictInputSerializer,
+)
 from apps.core.redaction import redact_payload
 from apps.llm.models import Sensitivity, Tier
 
@@ -62,7 +67,7 @@ class AgentInputSerializer(StrictInputSerializer):
     is_active = serializers.BooleanField(required=False)
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(FieldsBuiltOnce):
     agent = serializers.UUIDField(source="agent_id", read_only=True)
     links = serializers.SerializerMethodField()
 
@@ -114,7 +119,7 @@ class SessionStateOutSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
 
 
-class RedactedSerializer(serializers.ModelSerializer):
+class RedactedSerializer(FieldsBuiltOnce):
     """Scrubs `redacted_fields` (apps.core.redaction, the row's tenant settings) unless the
     context says `unredacted` — which views set for tenant admins only, so a serializer used
     without that context redacts. `private_fields` (the model's scratchpad) are scrubbed for

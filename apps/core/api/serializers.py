@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -20,6 +21,24 @@ _PY_WHITESPACE = (
 )
 # A string that is not blank once trimmed (the OpenAPI schema's `pattern` for such fields).
 NOT_BLANK_PATTERN = f"[^{_PY_WHITESPACE}]"
+
+
+class FieldsBuiltOnce(serializers.ModelSerializer):
+    """A ModelSerializer that builds its fields from the model once per class, not per instance.
+
+    DRF's `ModelSerializer.get_fields` introspects the model and builds every field each time a
+    serializer is made: ~240 µs of the ~340 µs `POST /turns` spent serializing its one turn.
+    Each instance gets a deep copy of the fields built the first time (as DRF copies declared
+    fields), so instances share no field objects. Only for serializers whose fields do not
+    depend on the instance or the context."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        cls = type(self)
+        built = cls.__dict__.get("_fields_built")
+        if built is None:
+            built = super().get_fields()
+            cls._fields_built = built  # type: ignore[attr-defined]
+        return copy.deepcopy(built)
 
 
 def decimal_pattern(field: serializers.DecimalField) -> str:
