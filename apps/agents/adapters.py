@@ -130,6 +130,12 @@ class TurnWrites:
             self._checked_in = True
         return results[len(queued) :]
 
+    def checked_in(self) -> None:
+        """The statement that started this run set the heartbeat and found the turn not
+        being cancelled: it stands for the check-in before the run's first call, if nothing
+        is queued by then."""
+        self._checked_in = True
+
     def check_in(self) -> None:
         """Heartbeat and cancellation check before every model and tool call (queued events
         go with it). The heartbeat tells the recovery sweep the turn is alive; a turn whose
@@ -299,11 +305,18 @@ class DbEventSink:
     """Stores each loop event as a SessionEvent, with the turn's next write that cannot wait
     (TurnWrites), and publishes it after commit."""
 
-    def __init__(self, writes: TurnWrites) -> None:
+    def __init__(self, writes: TurnWrites, *, stored: tuple[str, dict[str, Any]] | None = None):
+        """`stored`: an event (type and payload) of this run already stored and published
+        (the first run's `turn.started`, written by the statement that started it): the
+        loop's emit of it is not written again."""
         self.writes = writes
         self.deferred: list[tuple[str, dict[str, Any]]] = []
+        self._stored = stored
 
     def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+        if self._stored is not None and (event_type, payload) == self._stored:
+            self._stored = None
+            return
         if event_type in TERMINAL_EVENTS:
             self.deferred.append((event_type, payload))
             return

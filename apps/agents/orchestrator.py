@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.agents.adapters import (
@@ -46,16 +46,18 @@ from apps.agents.approval_flow import (
 )
 from apps.agents.budgeting import LedgerBudget, TurnBudgetState, builtin_caps
 from apps.agents.compression import context_memory
+from apps.agents.events import event_published, new_event
 from apps.agents.metrics import metrics_flush
 from apps.agents.models import (
     TERMINAL_TURN_STATUSES,
     ActionNode,
     Agent,
     AgentSession,
+    SessionEvent,
     Turn,
     TurnStatus,
 )
-from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn
+from apps.agents.runtime.loop import LoopConfig, TurnOutcome, run_turn, started_payload
 from apps.agents.runtime.ports import PolicyGate
 from apps.agents.services import turn_dispatch, turn_dispatch_next
 from apps.approvals import services as approval_services
@@ -98,62 +100,102 @@ _STATUS = {
 }
 
 
-def turn_execute(*, turn_id: uuid.UUID | str, session_id: uuid.UUID | str | None = None) -> str:
+def turn_execute(
+    *,
+    turn_id: uuid.UUID | str,
+    session_id: uuid.UUID | str | None = None,
+    tenant_id: uuid.UUID | str | None = None,
+) -> str:
     """Run or resume the turn if it is its session's turn; returns what happened.
 
     `session_id` (the dispatched task carries it) lets the lock be taken first: the turn is
-    then read once, under the lock. Without it, the turn's session is looked up first."""
+    then read once, under the lock. Without it, the turn's session is looked up first.
+    `tenant_id` (dispatched with it since this release) lets a first run's `turn.started`
+    be written by the statement that starts the turn (`_turn_locked`)."""
     if session_id is None:
         session_id = Turn.objects.filter(id=turn_id).values_list("session_id", flat=True).first()
         if session_id is None:
             return "missing"
     try:
         turn_id, session_id = uuid.UUID(str(turn_id)), uuid.UUID(str(session_id))
+        tenant = uuid.UUID(str(tenant_id)) if tenant_id is not None else None
     except ValueError:
         return "missing"
     with session_lock(session_id) as held:
         if not held:
             # Another worker runs this session; it dispatches the next turn when done.
             return "session_busy"
-        # Read under the lock, with the session (its token counter included), the agent's
-        # allowed endpoints and whether an earlier turn of the session is unfinished, and
-        # marked running if it runs now: one query. (Read before the lock, a row could be
-        # older than the last holder's commit.)
-        turn = _turn_locked(turn_id, session_id)
-        if turn is None:
-            return "missing"
-        if turn.is_terminal:
-            return "already_finished"
-        if turn.status == TurnStatus.WAITING:
-            return "waiting"
-        blocked = bool(turn.blocked)  # type: ignore[attr-defined]
-        if not blocked:
-            result = _run_locked(turn)
-    if blocked:
-        # The earlier turn's own task may have found the lock held by this one (it returned
-        # session_busy, trusting the holder to dispatch next): dispatch it again, or it would
-        # wait for the recovery sweep. A duplicate task finds it running or finished.
-        turn_dispatch_next(session_id=turn.session_id)
-        return "blocked_by_earlier_turn"
+        # One span for this run of the turn, from its start read: what the orchestration
+        # does before and after the loop is in the trace too, and so are the events it
+        # writes (`turn.started` with the read, the terminal ones after the loop returned).
+        with telemetry.tracer.start_as_current_span(
+            "turn_run", record_exception=False, set_status_on_exception=False
+        ) as span:
+            # Read under the lock, with the session (its token counter included), the
+            # agent's allowed endpoints and whether an earlier turn of the session is
+            # unfinished, and marked running if it runs now: one query. (Read before the
+            # lock, a row could be older than the last holder's commit.)
+            announce = _started_event(turn_id, session_id, tenant) if tenant else None
+            turn = _turn_locked(turn_id, session_id, announce=announce)
+            if turn is None or turn.is_terminal or turn.status == TurnStatus.WAITING:
+                result = (
+                    "missing"
+                    if turn is None
+                    else "already_finished"
+                    if turn.is_terminal
+                    else "waiting"
+                )
+                span.set_attribute("warden.turn.result", result)
+                return result
+            blocked = bool(turn.blocked)  # type: ignore[attr-defined]
+            result = "blocked_by_earlier_turn" if blocked else _run_locked(turn, span)
+            span.set_attribute("warden.turn.result", result)
+    # Blocked: the earlier turn's own task may have found the lock held by this one (it
+    # returned session_busy, trusting the holder to dispatch next): dispatch it again, or it
+    # would wait for the recovery sweep. A duplicate task finds it running or finished.
     turn_dispatch_next(session_id=turn.session_id)
     return result
 
 
-def _turn_locked(turn_id: uuid.UUID | str, session_id: uuid.UUID) -> Turn | None:
+def _started_event(turn_id: uuid.UUID, session_id: uuid.UUID, tenant_id: uuid.UUID) -> SessionEvent:
+    """The `turn.started` a first run emits (`started_payload`), unsaved, for the statement
+    that starts the turn to write."""
+    session = AgentSession(id=session_id, tenant_id=tenant_id)
+    return new_event(
+        session=session,
+        turn=Turn(id=turn_id, tenant_id=tenant_id, session=session),
+        event="turn.started",
+        data={"turn_id": str(turn_id), **started_payload(replayed=0)},
+    )
+
+
+def _turn_locked(
+    turn_id: uuid.UUID | str, session_id: uuid.UUID, *, announce: SessionEvent | None = None
+) -> Turn | None:
     """The turn with its session, agent and tenant, whether an earlier turn of the session is
     unfinished (`blocked`) and the agent's allowed endpoints (`allowed_endpoint_names`).
 
     In the same statement, a turn that runs now (neither finished, nor waiting, nor behind
     an unfinished earlier turn) is marked running, its attempts counted and its heartbeat
-    set (`started`); the instance shows it as the row now stands."""
+    set (`started`); the instance shows it as the row now stands. `announce`: the first
+    run's `turn.started`, stored by that statement too when this is the turn's first run, it
+    is not being cancelled and the event's tenant is the turn's (`turn.announced`: the
+    event, published; else None)."""
     now = timezone.now()
+    params: dict[str, Any] = {"turn": str(turn_id), "session": str(session_id), "now": now}
+    if announce is not None:
+        params.update(_event_params(announce))
     found, endpoints, tools, policies = read_together(
-        [_turn_read(), *_catalog_reads()],
-        {"turn": str(turn_id), "session": str(session_id), "now": now},
+        [_turn_read(announce=announce is not None), *_catalog_reads()], params
     )
     if not found:
         return None
-    [(built, (blocked, allowed, started))] = found
+    [(built, (blocked, allowed, started, *announced))] = found
+    turn_announced = None
+    if announce is not None and announced[0] is not None:
+        announce.id = announced[0]
+        event_published(announce)  # committed with the statement (autocommit)
+        turn_announced = announce
     turn, session = cast(Turn, built[0]), cast(AgentSession, built[1])
     session.agent = cast(Agent, built[2])
     turn.session, turn.tenant = session, cast(Tenant, built[3])
@@ -164,7 +206,21 @@ def _turn_locked(turn_id: uuid.UUID | str, session_id: uuid.UUID) -> Turn | None
         turn.status, turn.attempts = TurnStatus.RUNNING, turn.attempts + 1
         turn.started_at, turn.heartbeat_at = turn.started_at or now, now
     turn.catalog = _catalog(endpoints, tools, policies)  # type: ignore[attr-defined]
+    turn.announced = turn_announced  # type: ignore[attr-defined]
     return turn
+
+
+def _event_params(event: SessionEvent) -> dict[str, Any]:
+    """The announced event's column values, as its INSERT would send them (`_announce_sql`)."""
+    return {
+        f"ev_{field.column}": field.get_db_prep_save(field.pre_save(event, add=True), connection)
+        for field in _event_fields()
+    }
+
+
+def _event_fields() -> list[Any]:
+    meta = SessionEvent._meta
+    return [f for f in meta.local_concrete_fields if f is not meta.auto_field]
 
 
 class TurnCatalog(NamedTuple):
@@ -230,7 +286,7 @@ def _catalog_reads() -> list[JoinedRead]:
 
 
 @functools.cache
-def _turn_read() -> JoinedRead:
+def _turn_read(*, announce: bool = False) -> JoinedRead:
     """Every turn run starts with this read: written once, as the ORM would with
     select_related, because compiling it from a QuerySet each time cost ~1 ms of CPU on the
     path from `POST /turns` to the first model call."""
@@ -257,6 +313,7 @@ def _turn_read() -> JoinedRead:
                 JOIN {endpoint._meta.db_table} m ON m.id = j.modelendpoint_id
                 WHERE j.agent_id = s.agent_id ORDER BY m.name),
             EXISTS (SELECT 1 FROM started)
+            {", (SELECT a.id FROM announced a)" if announce else ""}
         """,  # noqa: S608 (names from the models; the ids are parameters)
         # Both parts see the row as it was before the UPDATE (one snapshot): the SELECT's
         # columns and `started` agree.
@@ -268,32 +325,43 @@ def _turn_read() -> JoinedRead:
             WHERE t.id = %(turn)s AND t.session_id = %(session)s
                 AND t.status IN ('{TurnStatus.QUEUED.value}', '{TurnStatus.RUNNING.value}')
                 AND NOT {earlier_unfinished}
-            RETURNING 1
+            RETURNING t.attempts, t.cancel_requested, t.tenant_id
         )
+        {_announce_sql() if announce else ""}
         """,  # noqa: S608
     )
 
 
-def _run_locked(turn: Turn) -> str:
-    # One span for this run of the turn, around the loop's own (invoke_agent, parent of the
-    # steps): what the orchestration does before and after the loop is in the trace too, and
-    # so are the events it writes (the terminal ones are written after the loop returned).
-    with telemetry.tracer.start_as_current_span(
-        "turn_run", record_exception=False, set_status_on_exception=False
-    ) as span:
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    "warden.tenant.id": str(turn.tenant_id),
-                    "warden.session.id": str(turn.session_id),
-                    "warden.turn.id": str(turn.id),
-                    "warden.turn.attempt": turn.attempts + 1,
-                }
-            )
-        result = _run(turn)
-        if span.is_recording():
-            span.set_attribute("warden.turn.result", result)
-        return result
+def _announce_sql() -> str:
+    """A CTE storing the first run's `turn.started` (its values are the `ev_<column>`
+    parameters, `_event_params`) when the statement starts the turn's first run for the
+    event's tenant, and the turn is not being cancelled (then the loop emits it, and its
+    first check-in unwinds). The audit chain seals it as it commits, as any event."""
+    columns = [field.column for field in _event_fields()]
+    tenant = SessionEvent._meta.get_field("tenant").column
+    return f""",
+        announced AS (
+            INSERT INTO "{SessionEvent._meta.db_table}" ({", ".join(f'"{c}"' for c in columns)})
+            SELECT {", ".join(f"%(ev_{c})s" for c in columns)}
+            FROM started s
+            WHERE s.attempts = 1 AND NOT s.cancel_requested AND s.tenant_id = %(ev_{tenant})s
+            RETURNING id
+        )"""  # noqa: S608 (names from the model; the values are parameters)
+
+
+def _run_locked(turn: Turn, span: Any) -> str:
+    # `span`: this run's (turn_execute), around the loop's own (invoke_agent, the parent of
+    # the steps).
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "warden.tenant.id": str(turn.tenant_id),
+                "warden.session.id": str(turn.session_id),
+                "warden.turn.id": str(turn.id),
+                "warden.turn.attempt": turn.attempts,
+            }
+        )
+    return _run(turn)
 
 
 def _run(turn: Turn) -> str:
@@ -305,7 +373,15 @@ def _run(turn: Turn) -> str:
     # that cannot (TurnWrites), and the gate writes its decision nodes into the same action
     # graph (positions come from this one store).
     writes = TurnWrites(session, turn)
-    events = DbEventSink(writes)
+    announced: SessionEvent | None = turn.announced  # type: ignore[attr-defined]
+    events = DbEventSink(
+        writes,
+        stored=None
+        if announced is None
+        else ("turn.started", {"turn_id": str(turn.id), **started_payload(replayed=0)}),
+    )
+    if announced is not None:
+        writes.checked_in()  # its statement set the heartbeat; the turn is not being cancelled
     checkpoints = DbCheckpointStore(turn, writes, first_run=first_run)
     catalog: TurnCatalog = turn.catalog  # type: ignore[attr-defined]
     tools = Toolbox(agent.allowed_tools, turn=turn, writes=writes, catalog=catalog.tools)
@@ -665,15 +741,17 @@ def turns_recover() -> int:
     the session lock and checks order.
     """
     stale = timezone.now() - timedelta(seconds=settings.WARDEN_TURN_STALE_SECONDS)
-    running = list(Turn.objects.filter(status=TurnStatus.RUNNING).values_list("id", "session_id"))
-    free = _sessions_unlocked(list({session_id for _, session_id in running}))
-    orphaned = [(turn_id, session_id) for turn_id, session_id in running if session_id in free]
+    running = list(
+        Turn.objects.filter(status=TurnStatus.RUNNING).values_list("id", "session_id", "tenant_id")
+    )
+    free = _sessions_unlocked(list({session_id for _, session_id, _ in running}))
+    orphaned = [row for row in running if row[1] in free]
     lost = Turn.objects.filter(status=TurnStatus.QUEUED, created_at__lt=stale).values_list(
-        "id", "session_id"
+        "id", "session_id", "tenant_id"
     )
     count = 0
-    for turn_id, session_id in [*orphaned, *lost]:
-        turn_dispatch(turn_id=turn_id, session_id=session_id)
+    for turn_id, session_id, tenant_id in [*orphaned, *lost]:
+        turn_dispatch(turn_id=turn_id, session_id=session_id, tenant_id=tenant_id)
         count += 1
     # Turns parked on an approval that was decided, whose resume message went missing.
     return count + approval_turns_recover()

@@ -261,11 +261,15 @@ def turn_enqueue(
         assert event.rows, "an event INSERT returns its id"
         accepted.id = event.rows[0][0]
         event_published(accepted)
-        transaction.on_commit(lambda: turn_dispatch(turn_id=turn.id, session_id=turn.session_id))
+        transaction.on_commit(
+            lambda: turn_dispatch(
+                turn_id=turn.id, session_id=turn.session_id, tenant_id=turn.tenant_id
+            )
+        )
     return turn
 
 
-def turn_dispatch(*, turn_id: Any, session_id: Any = None) -> None:
+def turn_dispatch(*, turn_id: Any, session_id: Any = None, tenant_id: Any = None) -> None:
     """Hand the turn to a worker, from the process's background sender: a 202 does not wait
     on the broker. A broker outage, or a process that dies first, leaves the turn queued;
     the recovery sweep re-dispatches it.
@@ -273,8 +277,11 @@ def turn_dispatch(*, turn_id: Any, session_id: Any = None) -> None:
     The task is named, not imported: tasks.py imports the orchestrator, which imports this
     module. A signature of a registered task applies it as the task would (eagerly too)."""
 
-    # With its session, the worker takes the session's lock before it reads the turn.
-    args = [str(turn_id), *([str(session_id)] if session_id is not None else [])]
+    # With its session, the worker takes the session's lock before it reads the turn; with
+    # its tenant too, a first run's `turn.started` goes with that read (orchestrator).
+    args = [str(turn_id)]
+    if session_id is not None:
+        args += [str(session_id), *([str(tenant_id)] if tenant_id is not None else [])]
 
     def send() -> None:
         try:
@@ -331,4 +338,4 @@ def turn_dispatch_next(*, session_id: Any) -> None:
         .first()
     )
     if nxt is not None and nxt.status == TurnStatus.QUEUED:
-        turn_dispatch(turn_id=nxt.id, session_id=session_id)
+        turn_dispatch(turn_id=nxt.id, session_id=session_id, tenant_id=nxt.tenant_id)

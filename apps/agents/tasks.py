@@ -15,9 +15,10 @@ from apps.approvals.services import APPROVAL_DECIDED_TASK
     reject_on_worker_lost=True,  # a killed worker's turn is redelivered and resumed
     ignore_result=True,
 )
-def run_turn(turn_id: str, session_id: str | None = None) -> str:
-    # session_id: sent since this release (a task queued by the one before has only the turn)
-    return orchestrator.turn_execute(turn_id=turn_id, session_id=session_id)
+def run_turn(turn_id: str, session_id: str | None = None, tenant_id: str | None = None) -> str:
+    # session_id, then tenant_id: each sent since a release (a task queued by an earlier one
+    # has fewer arguments, and runs as it did)
+    return orchestrator.turn_execute(turn_id=turn_id, session_id=session_id, tenant_id=tenant_id)
 
 
 @shared_task(name="agents.recover_turns", ignore_result=True)

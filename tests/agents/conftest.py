@@ -87,7 +87,7 @@ def no_dispatch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Keep turns away from any running worker: the test drives them in-process."""
     dispatched: list[str] = []
 
-    def record(*, turn_id: Any, session_id: Any = None) -> None:
+    def record(*, turn_id: Any, session_id: Any = None, tenant_id: Any = None) -> None:
         dispatched.append(str(turn_id))
 
     monkeypatch.setattr("apps.agents.services.turn_dispatch", record)

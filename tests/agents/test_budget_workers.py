@@ -79,8 +79,10 @@ class Workers:
 def workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Workers]:
     own = Workers(f"budget-e2e-{uuid.uuid4().hex[:8]}")
 
-    def dispatch(*, turn_id: Any, session_id: Any = None) -> None:  # onto the test's queue
-        own.send(RUN_TURN_TASK, str(turn_id), *([str(session_id)] if session_id else []))
+    def dispatch(*, turn_id: Any, session_id: Any = None, tenant_id: Any = None) -> None:
+        # onto the test's queue, with what turn_dispatch sends
+        ids = [session_id, tenant_id] if session_id else []
+        own.send(RUN_TURN_TASK, str(turn_id), *(str(i) for i in ids if i))
 
     monkeypatch.setattr("apps.agents.services.turn_dispatch", dispatch)
     yield own

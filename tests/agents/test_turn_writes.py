@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from apps.agents import orchestrator, services
+from apps.agents import adapters, orchestrator, services
 from apps.agents.budgeting import builtin_caps
 from apps.agents.models import ActionNode, SessionEvent, TurnStatus
 from apps.budgets.services import ledger as budget_ledger
@@ -18,9 +18,9 @@ from tests.conftest import World
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
 
 
-def _run_recording_queries(turn_id: Any, *, params: bool = False) -> list[str]:
-    """Run the turn in-process; the queries it sent (a multi-statement batch is one), each
-    with its parameters after it when asked."""
+def _run_recording_queries(turn: Any, *, params: bool = False) -> list[str]:
+    """Run the turn in-process, with what its dispatched task carries; the queries it sent (a
+    multi-statement batch is one), each with its parameters after it when asked."""
     queries: list[str] = []
 
     def record(execute: Any, sql: str, values: Any, many: bool, context: Any) -> Any:
@@ -28,7 +28,10 @@ def _run_recording_queries(turn_id: Any, *, params: bool = False) -> list[str]:
         return execute(sql, values, many, context)
 
     with connection.execute_wrapper(record):
-        assert orchestrator.turn_execute(turn_id=turn_id) == "completed"
+        result = orchestrator.turn_execute(
+            turn_id=turn.id, session_id=turn.session_id, tenant_id=turn.tenant_id
+        )
+    assert result == "completed"
     return queries
 
 
@@ -82,32 +85,40 @@ def test_a_tool_calls_writes_ride_with_check_ins_and_the_next_model_call_needs_n
 ) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher6")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries = _run_recording_queries(turn.id)
+    queries = _run_recording_queries(turn)
 
     check_in = 'UPDATE "agents_turn" SET "heartbeat_at"'
     node_insert = f'INSERT INTO "{ActionNode._meta.db_table}"'
     node_update = f'UPDATE "{ActionNode._meta.db_table}"'
     check_ins = [sql for sql in queries if check_in in sql]
-    # Before the first model call; then per tool call one before it (with its "started"
-    # node) and one with its result (its observation, then its node): the model calls
-    # after a tool call check in with that result, in no round trip of their own.
-    assert len(check_ins) == 5
-    assert node_insert not in check_ins[0]
-    for before, result in (check_ins[1:3], check_ins[3:5]):
+    # Per tool call one before it (with its "started" node) and one with its result (its
+    # observation, then its node): the model calls after a tool call check in with that
+    # result, in no round trip of their own; the first model call, with the statement that
+    # started the turn (it set the heartbeat, and stored `turn.started`).
+    assert len(check_ins) == 4
+    for before, result in (check_ins[0:2], check_ins[2:4]):
         assert node_insert in before and node_update not in before
         # observation, then the call's finished node, then the check-in: one transaction
         assert before.index(node_insert) < before.index(check_in)
         assert result.index(node_insert) < result.index(node_update) < result.index(check_in)
-    # The query after a tool call's result is the next model call's node: nothing between.
-    for result in check_ins[2::2]:
+    # The query after a tool call's result writes the next model call's node: nothing between.
+    for result in check_ins[1::2]:
         following = queries[queries.index(result) + 1]
         assert "usagerecord" in following and node_insert in following, following[:200]
+    # From the start to the first model call's node, the turn writes nothing: `turn.started`
+    # went with the start (reads of settings cached per process may come between).
+    event_insert = f'INSERT INTO "{SessionEvent._meta.db_table}"'
+    [start] = [i for i, sql in enumerate(queries) if "WITH started AS" in sql]
+    assert event_insert in queries[start]
+    first_node = next(i for i in range(start, len(queries)) if node_insert in queries[i])
+    assert queries[first_node] == check_ins[0]
+    assert all(sql.lstrip().startswith("SELECT") for sql in queries[start + 1 : first_node])
 
 
 def test_the_answers_node_and_ledger_row_commit_with_the_turns_outcome(world: World) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher7")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries = _run_recording_queries(turn.id, params=True)
+    queries = _run_recording_queries(turn, params=True)
 
     finishing = [sql for sql in queries if 'UPDATE "agents_turn" SET "status"' in sql][-1]
     final_node = f"{turn.id}:2:model:0"
@@ -147,7 +158,7 @@ def test_a_model_call_decided_in_process_commits_with_its_first_tool_calls_write
     # and is committed — seen from another connection — by the time the tool runs.
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="local-gate")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries = _run_recording_queries(turn.id, params=True)
+    queries = _run_recording_queries(turn, params=True)
 
     model_node, call_node = _first_model_node(turn), f"{turn.id}:0:0"
     carrying = [sql for sql in queries if model_node in sql]
@@ -166,7 +177,7 @@ def test_a_model_call_decided_out_of_process_is_committed_before_the_decision(
     policy_services.policy_create(tenant=world.tenant_a, name="helper", source=HELPER_POLICY)
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="helper-gate")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries = _run_recording_queries(turn.id, params=True)
+    queries = _run_recording_queries(turn, params=True)
 
     model_node, call_node = _first_model_node(turn), f"{turn.id}:0:0"
     [written] = [i for i, sql in enumerate(queries) if model_node in sql]
@@ -206,6 +217,80 @@ def test_a_worker_dying_while_the_policy_decides_in_process_asks_the_model_again
     ]
 
 
+def _execute_as_dispatched(turn: Any, *, tenant_id: Any = None) -> str:
+    return orchestrator.turn_execute(
+        turn_id=turn.id, session_id=turn.session_id, tenant_id=tenant_id or turn.tenant_id
+    )
+
+
+def _started_events(turn: Any) -> list[SessionEvent]:
+    return list(SessionEvent.objects.filter(turn=turn, type="turn.started").order_by("id"))
+
+
+def test_a_first_runs_turn_started_is_written_by_the_statement_that_starts_it(
+    world: World,
+) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="announced")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+    queries = _run_recording_queries(turn, params=True)
+
+    [started] = _started_events(turn)
+    assert started.payload == {"turn_id": str(turn.id), "resumed": False, "replayed_nodes": 0}
+    assert started.tenant_id == turn.tenant_id and started.session_id == turn.session_id
+    # In the log's order, sealed into the session's chain like every other event.
+    log = list(SessionEvent.objects.filter(session=turn.session_id).order_by("id"))
+    assert [e.type for e in log[:2]] == ["turn.accepted", "turn.started"]
+    assert all(e.hash and e.chain_seq for e in log)
+    # One INSERT of it, in the start statement: the loop's emit of it was not written again.
+    carrying = [sql for sql in queries if "turn.started" in sql]
+    assert len(carrying) == 1 and "WITH started AS" in carrying[0]
+
+
+def test_a_turn_that_does_not_start_gets_no_turn_started(world: World) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="not-started")
+    session = make_session(agent)
+    first = services.turn_enqueue(session=session, message="look")
+    second = services.turn_enqueue(session=session, message="look again")
+
+    # Behind an unfinished earlier turn, and once finished: nothing to announce.
+    assert _execute_as_dispatched(second) == "blocked_by_earlier_turn"
+    assert _execute_as_dispatched(first) == "completed"
+    assert _execute_as_dispatched(first) == "already_finished"
+    assert len(_started_events(first)) == 1 and not _started_events(second)
+
+
+def test_a_resumed_run_says_so_through_the_loop(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="resumed")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        raise WorkerKilled()
+
+    monkeypatch.setattr(adapters, "tool_call", dies)
+    with pytest.raises(WorkerKilled):
+        _execute_as_dispatched(turn)
+    monkeypatch.undo()
+    assert _execute_as_dispatched(turn) == "completed"
+
+    first, resumed = _started_events(turn)
+    assert first.payload["resumed"] is False
+    assert resumed.payload["resumed"] is True and resumed.payload["replayed_nodes"] > 0
+
+
+def test_a_task_naming_another_tenant_writes_nothing_into_its_log(world: World) -> None:
+    """The task's tenant is not trusted: the statement writes `turn.started` only for the
+    turn's own tenant; otherwise the loop writes it, under the turn's tenant, as before."""
+    agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="forged")
+    turn = services.turn_enqueue(session=make_session(agent), message="look")
+
+    assert _execute_as_dispatched(turn, tenant_id=world.tenant_b.id) == "completed"
+    [started] = _started_events(turn)
+    assert started.tenant_id == world.tenant_a.id
+    assert not SessionEvent.objects.filter(tenant=world.tenant_b).exists()
+
+
 def test_a_cancellation_asked_while_a_tool_runs_is_seen_with_its_result(world: World) -> None:
     script = [{"tool": "cancel_my_turn", "arguments": {}}, {"final": "never"}]
     agent = make_agent(world.tenant_a, script, tools=["cancel_my_turn"], slug="canceller")
@@ -227,7 +312,7 @@ def test_a_cancellation_asked_while_a_tool_runs_is_seen_with_its_result(world: W
 def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher2")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries = _run_recording_queries(turn.id)
+    queries = _run_recording_queries(turn)
 
     table = SessionEvent._meta.db_table
     inserts = [sql for sql in queries if f'INSERT INTO "{table}"' in sql]
@@ -242,7 +327,7 @@ def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:
 def test_a_run_reads_the_agents_policies_once_for_all_its_calls(world: World) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher3")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries = _run_recording_queries(turn.id)
+    queries = _run_recording_queries(turn)
 
     decisions = SessionEvent.objects.filter(turn=turn, type="policy.decision")
     assert decisions.count() == 2
@@ -253,7 +338,7 @@ def test_a_run_reads_the_agents_policies_once_for_all_its_calls(world: World) ->
 def test_a_model_calls_ledger_row_rides_with_its_node(world: World) -> None:
     agent = make_agent(world.tenant_a, SCRIPT, tools=["events_so_far"], slug="watcher4")
     turn = services.turn_enqueue(session=make_session(agent), message="look")
-    queries = _run_recording_queries(turn.id)
+    queries = _run_recording_queries(turn)
 
     ledger = [sql for sql in queries if "INSERT INTO budgets_usagerecord" in sql]
     assert len(ledger) == 3  # one row per model call

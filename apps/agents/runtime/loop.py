@@ -146,6 +146,12 @@ class TurnOutcome:
     usage: Usage = field(default_factory=Usage)
 
 
+def started_payload(*, replayed: int) -> dict[str, Any]:
+    """What `turn.started` says (besides the turn's id): whether this run resumes the turn,
+    and how many of its recorded steps it replays."""
+    return {"resumed": replayed > 0, "replayed_nodes": replayed}
+
+
 def run_turn(
     *,
     turn_id: str,
@@ -290,8 +296,7 @@ class _Turn:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> TurnOutcome:
-        replayed = len(self.records)
-        self.emit("turn.started", {"resumed": replayed > 0, "replayed_nodes": replayed})
+        self.emit("turn.started", started_payload(replayed=len(self.records)))
         try:
             if self.memory is not None:
                 self.messages = self.fit_context(self.memory)
