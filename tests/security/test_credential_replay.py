@@ -26,7 +26,7 @@ from apps.tools.credentials import (
     verify_credential,
 )
 from apps.tools.execution import credential_check, credential_mint, resolve_tools, tool_call
-from apps.tools.executors.base import CallContext, ToolDefinition, ToolUnavailable
+from apps.tools.executors.base import CallContext, ToolDefinition, ToolOutcome, ToolUnavailable
 from apps.tools.executors.builtin import BuiltinCall, BuiltinExecutor, BuiltinRegistry
 from apps.tools.executors.builtin import default_registry as builtins
 from apps.tools.executors.wrapper import GuardedExecutor
@@ -150,13 +150,11 @@ def credential_echo() -> Iterator[str]:
     builtins.unregister(name)
 
 
-@pytest.mark.django_db
-def test_the_credential_id_is_recorded_for_the_call_it_was_minted_for(
-    world: World, credential_echo: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    (tool,) = resolve_tools(tenant_id=world.tenant_a.id, names=[credential_echo]).values()
+def _call_audited(world: World, name: str, caplog: pytest.LogCaptureFixture) -> ToolOutcome:
+    """One call of builtin `name` for tenant A, with the audit log captured."""
+    (tool,) = resolve_tools(tenant_id=world.tenant_a.id, names=[name]).values()
     with caplog.at_level(logging.INFO, logger="warden.audit"):
-        outcome = tool_call(
+        return tool_call(
             tool,
             {},
             tenant_id=str(world.tenant_a.id),
@@ -164,6 +162,13 @@ def test_the_credential_id_is_recorded_for_the_call_it_was_minted_for(
             turn_id="turn-1",
             idempotency_key="turn-1:s0:c0",
         )
+
+
+@pytest.mark.django_db
+def test_the_credential_id_is_recorded_for_the_call_it_was_minted_for(
+    world: World, credential_echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome = _call_audited(world, credential_echo, caplog)
     assert outcome.ok, outcome.error_message
     minted = [r for r in caplog.records if r.getMessage() == "tool credential minted"]
     assert [
@@ -199,16 +204,7 @@ def test_a_tool_that_presents_no_credential_is_given_none_and_none_is_minted(
     name = f"credential_blind_{uuid.uuid4().hex[:8]}"
     builtins.register(name, _credential_seen, description="", input_schema={})
     try:
-        (tool,) = resolve_tools(tenant_id=world.tenant_a.id, names=[name]).values()
-        with caplog.at_level(logging.INFO, logger="warden.audit"):
-            outcome = tool_call(
-                tool,
-                {},
-                tenant_id=str(world.tenant_a.id),
-                session_id="session-1",
-                turn_id="turn-1",
-                idempotency_key="turn-1:s0:c0",
-            )
+        outcome = _call_audited(world, name, caplog)
     finally:
         builtins.unregister(name)
     assert outcome.ok, outcome.error_message
