@@ -161,12 +161,18 @@ def _started_event(turn_id: uuid.UUID, session_id: uuid.UUID, tenant_id: uuid.UU
     """The `turn.started` a first run emits (`started_payload`), unsaved, for the statement
     that starts the turn to write."""
     session = AgentSession(id=session_id, tenant_id=tenant_id)
+    event, data = _first_run_started(turn_id)
     return new_event(
         session=session,
         turn=Turn(id=turn_id, tenant_id=tenant_id, session=session),
-        event="turn.started",
-        data={"turn_id": str(turn_id), **started_payload(replayed=0)},
+        event=event,
+        data=data,
     )
+
+
+def _first_run_started(turn_id: uuid.UUID) -> tuple[str, dict[str, Any]]:
+    """`turn.started` as the loop emits it for a first run (its emit adds the turn's id)."""
+    return "turn.started", {"turn_id": str(turn_id), **started_payload(replayed=0)}
 
 
 def _turn_locked(
@@ -218,9 +224,10 @@ def _event_params(event: SessionEvent) -> dict[str, Any]:
     }
 
 
-def _event_fields() -> list[Any]:
+@functools.cache
+def _event_fields() -> tuple[Any, ...]:
     meta = SessionEvent._meta
-    return [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    return tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field)
 
 
 class TurnCatalog(NamedTuple):
@@ -376,9 +383,7 @@ def _run(turn: Turn) -> str:
     announced: SessionEvent | None = turn.announced  # type: ignore[attr-defined]
     events = DbEventSink(
         writes,
-        stored=None
-        if announced is None
-        else ("turn.started", {"turn_id": str(turn.id), **started_payload(replayed=0)}),
+        stored=None if announced is None else _first_run_started(turn.id),
     )
     if announced is not None:
         writes.checked_in()  # its statement set the heartbeat; the turn is not being cancelled
