@@ -2,25 +2,24 @@
 
 A statement is compiled by Django exactly as `Model.save()` (an INSERT) or `QuerySet.update()`
 would compile it — same columns, `auto_now` values, JSON adaptation — and `execute` sends a
-list of them to PostgreSQL as one query: one network round trip, one implicit transaction
+list of them to PostgreSQL in one psycopg pipeline: one network round trip, one transaction
 (all of them commit, or none does). Results come back per statement, in order.
 
-This rests on Django's psycopg 3 backend binding parameters on the client (its default,
-`ClientCursor`), which lets one query hold several statements. With server-side binding
-(`OPTIONS["server_side_binding"]`) the statements are sent one by one inside a transaction
-instead: the same outcome, one round trip each.
-
-Why not psycopg's pipeline mode: Django's cursors are client-binding cursors, which pipeline
-mode does not support, and an INSERT that returns its id would force a sync anyway.
+This rests on Django's psycopg 3 backend binding parameters on the server
+(`OPTIONS["server_side_binding"]`, config/settings/database.py): pipeline mode needs it, and it
+lets psycopg prepare a statement a connection runs again, so PostgreSQL plans it once. In
+autocommit the pipeline's statements are one implicit transaction, up to its one Sync; inside
+an atomic block they join the block's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
 from django.db.models.sql import InsertQuery, UpdateQuery
 
@@ -28,7 +27,7 @@ from django.db.models.sql import InsertQuery, UpdateQuery
 @dataclass(frozen=True)
 class Statement:
     sql: str
-    params: tuple[Any, ...]
+    params: Sequence[Any] | Mapping[str, Any]  # %s placeholders, or %(name)s ones
 
 
 @dataclass(frozen=True)
@@ -68,25 +67,24 @@ def execute(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS) -
         with connection.cursor() as cursor:
             cursor.execute(statements[0].sql, statements[0].params)
             return [_result(cursor)]
-    if connection.settings_dict["OPTIONS"].get("server_side_binding"):
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            results = []
-            for statement in statements:
-                cursor.execute(statement.sql, statement.params)
-                results.append(_result(cursor))
-            return results
-    sql = ";\n".join(statement.sql for statement in statements)
-    params = [param for statement in statements for param in statement.params]
-    with connection.cursor() as cursor:
-        # Inside an atomic block the statements join its transaction; in autocommit the one
-        # multi-statement query is a transaction of its own.
-        cursor.execute(sql, params)
-        results = [_result(cursor)]
-        while cursor.nextset():
-            results.append(_result(cursor))
-    if len(results) != len(statements):  # a statement that was really two
-        raise RuntimeError(f"{len(statements)} statements gave {len(results)} results")
-    return results
+    if not connection.settings_dict["OPTIONS"].get("server_side_binding"):
+        raise ImproperlyConfigured(
+            "apps.core.batch pipelines its statements, which needs the database's "
+            'OPTIONS["server_side_binding"] (config/settings/database.py)'
+        )
+    cursors = []
+    try:
+        with connection.wrap_database_errors:
+            connection.ensure_connection()
+            with connection.connection.pipeline():
+                for statement in statements:
+                    cursors.append(cursor := connection.cursor())
+                    cursor.execute(statement.sql, statement.params)
+        # The pipeline's Sync has brought every result back: reading them sends nothing.
+        return [_result(cursor) for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 def _result(cursor: Any) -> Result:

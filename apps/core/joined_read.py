@@ -16,6 +16,8 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
 
+from apps.core import batch
+
 
 class JoinedRead:
     def __init__(
@@ -88,18 +90,8 @@ def read_together(
     share `params`, and run one after another, each seeing what was committed when it
     started."""
     connection = connections[using]
-    results: list[list[tuple[list[Model | None], tuple[Any, ...]]]] = []
-    with connection.cursor() as cursor:
-        if connection.settings_dict["OPTIONS"].get("server_side_binding"):
-            # One statement per query with server-side binding (apps/core/batch.py): the
-            # same rows, one round trip each.
-            for read in reads:
-                cursor.execute(read.sql, params)
-                results.append([read.split(row, connection) for row in cursor.fetchall()])
-            return results
-        cursor.execute(";\n".join(read.sql for read in reads), params)
-        for index, read in enumerate(reads):
-            if index:
-                cursor.nextset()
-            results.append([read.split(row, connection) for row in cursor.fetchall()])
-    return results
+    results = batch.execute([batch.Statement(read.sql, params) for read in reads], using=using)
+    return [
+        [read.split(row, connection) for row in result.rows or []]
+        for read, result in zip(reads, results, strict=True)
+    ]

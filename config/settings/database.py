@@ -61,6 +61,14 @@ def databases(database_url: str) -> dict[str, Any]:
             "timeout": WARDEN_DB_POOL_TIMEOUT,
             "reset": release_advisory_locks,
         }
+    # Parameters bound on the server (Django binds them on the client by default): psycopg
+    # then prepares a statement a connection runs again, so PostgreSQL plans it once per
+    # connection — planning was half of PostgreSQL's time on a turn (README, "End to end") —
+    # and apps/core/batch.py pipelines a turn's writes. Prepared from its third run: the pool
+    # hands its connections out in turn, so psycopg's default (the sixth) would take a worker
+    # hundreds of turns to reach.
+    options["server_side_binding"] = True
+    options["prepare_threshold"] = 2
     # Which process holds which connections, in pg_stat_activity.
     options["application_name"] = f"warden pid {os.getpid()}"
     return {"default": default}

@@ -9,6 +9,7 @@ from apps.agents.models import ActionNode, Agent, AgentSession, SessionEvent, Tu
 from apps.tenants.models import Tenant
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
+from tests.round_trips import round_trips
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
 
@@ -316,16 +317,8 @@ def test_the_turns_start_reads_its_catalog_as_the_selectors_do(world: World) -> 
 def test_a_turn_reads_nothing_of_its_catalog_on_its_own(
     world: World, two_tool_agent: Agent
 ) -> None:
-    from django.db import connection
-
     turn = services.turn_enqueue(session=make_session(two_tool_agent), message="now?")
-    queries: list[str] = []
-
-    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        queries.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
+    with round_trips() as queries:
         assert orchestrator.turn_execute(turn_id=turn.id, session_id=turn.session_id) == (
             "completed"
         )

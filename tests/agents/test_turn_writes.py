@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from apps.agents import adapters, orchestrator, services
 from apps.agents.budgeting import builtin_caps
@@ -14,25 +13,20 @@ from apps.budgets.services import ledger as budget_ledger
 from apps.policies import services as policy_services
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
+from tests.round_trips import round_trips
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_dispatch")]
 
 
 def _run_recording_queries(turn: Any, *, params: bool = False) -> list[str]:
-    """Run the turn in-process, with what its dispatched task carries; the queries it sent (a
-    multi-statement batch is one), each with its parameters after it when asked."""
-    queries: list[str] = []
-
-    def record(execute: Any, sql: str, values: Any, many: bool, context: Any) -> Any:
-        queries.append(f"{sql} -- {values!r}" if params else sql)
-        return execute(sql, values, many, context)
-
-    with connection.execute_wrapper(record):
+    """Run the turn in-process, with what its dispatched task carries; what it sent, one entry
+    per round trip (tests/round_trips.py), with the parameters when asked."""
+    with round_trips(params=params) as trips:
         result = orchestrator.turn_execute(
             turn_id=turn.id, session_id=turn.session_id, tenant_id=turn.tenant_id
         )
     assert result == "completed"
-    return queries
+    return trips
 
 
 SCRIPT = [

@@ -5,25 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, connection, transaction
 
 from apps.agents.models import AgentSession, SessionEvent
 from apps.core import batch
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
+from tests.round_trips import round_trips
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class RoundTrips:
-    """Counts the queries Django sends (a multi-statement batch is one)."""
-
-    def __init__(self) -> None:
-        self.sql: list[str] = []
-
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        self.sql.append(sql)
-        return execute(sql, params, many, context)
 
 
 def _session(world: World) -> AgentSession:
@@ -37,9 +28,7 @@ def _event(session: AgentSession, kind: str, payload: dict[str, Any]) -> Session
 def test_inserts_and_an_update_go_in_one_round_trip_with_their_results(world: World) -> None:
     session = _session(world)
     first, second = _event(session, "a", {"x": "50% ; DROP"}), _event(session, "b", [1, "é"])
-    trips = RoundTrips()
-
-    with connection.execute_wrapper(trips):
+    with round_trips() as trips:
         results = batch.execute(
             [
                 batch.insert(first, returning=True),
@@ -51,7 +40,7 @@ def test_inserts_and_an_update_go_in_one_round_trip_with_their_results(world: Wo
             ]
         )
 
-    assert len(trips.sql) == 1
+    assert len(trips) == 1
     ids = [results[0].rows[0][0], results[1].rows[0][0]]  # type: ignore[index]
     assert ids[1] > ids[0]
     assert [r.rowcount for r in results[2:]] == [1, 0] and results[2].rows is None
@@ -96,20 +85,29 @@ def test_inside_a_transaction_the_batch_rolls_back_with_it(world: World) -> None
     assert SessionEvent.objects.count() == before
 
 
-def test_server_side_binding_sends_them_one_by_one_with_the_same_outcome(
+def test_a_connection_prepares_the_statements_it_sends_again(world: World) -> None:
+    # Planned once per connection, not at every step of every turn (issue 8).
+    session = _session(world)
+    touch = batch.update(AgentSession.objects.filter(id=session.id), title="again")
+    for _ in range(3):
+        batch.execute([touch, batch.insert(_event(session, "seen", {}), returning=True)])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(s.startswith('UPDATE "agents_agentsession"') for s in prepared), prepared
+    assert any(s.startswith('INSERT INTO "agents_sessionevent"') for s in prepared), prepared
+
+
+def test_without_server_side_binding_it_says_what_to_set(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = _session(world)
-    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
-    trips = RoundTrips()
+    monkeypatch.delitem(connection.settings_dict["OPTIONS"], "server_side_binding")
 
-    with connection.execute_wrapper(trips), pytest.raises(DataError):
+    with pytest.raises(ImproperlyConfigured, match="server_side_binding"):
         batch.execute(
-            [
-                batch.insert(_event(session, "fine", {}), returning=True),
-                batch.insert(_event(session, "bad", {"nul": "\u0000"}), returning=True),
-            ]
+            [batch.insert(_event(session, "a", {})), batch.insert(_event(session, "b", {}))]
         )
 
-    assert len(trips.sql) == 2  # (the cursor itself still binds on the client here)
-    assert not SessionEvent.objects.filter(session=session, type="fine").exists()
+    assert not SessionEvent.objects.filter(session=session).exists()

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from apps.core.joined_read import JoinedRead, read_together
 from apps.tenants.models import Tenant
 from tests.conftest import World
-from tests.core.test_batch import RoundTrips
+from tests.round_trips import round_trips
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,16 +28,10 @@ def _ids(rows: list[list[tuple[list[Any], tuple[Any, ...]]]]) -> list[list[objec
     return [[getattr(models[0], "id", None) for models, _ in read] for read in rows]
 
 
-@pytest.mark.parametrize("server_side", [False, True])
-def test_each_read_gets_its_own_rows_in_one_round_trip(
-    world: World, monkeypatch: pytest.MonkeyPatch, server_side: bool
-) -> None:
-    if server_side:
-        monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
+def test_each_read_gets_its_own_rows_in_one_round_trip(world: World) -> None:
     a, b = world.tenant_a, world.tenant_b
-    trips = RoundTrips()
 
-    with connection.execute_wrapper(trips):
+    with round_trips() as trips:
         rows = read_together(_reads(), {"a": str(a.id), "b": str(b.id)})
 
     both = sorted([a, b], key=lambda t: t.slug)
@@ -48,5 +41,4 @@ def test_each_read_gets_its_own_rows_in_one_round_trip(
     for field in Tenant._meta.concrete_fields:
         assert getattr(models[0], field.attname) == getattr(loaded, field.attname), field.name
     assert extra == (1,)
-    # One query for all three; one each when the backend binds on the server.
-    assert len(trips.sql) == (3 if server_side else 1)
+    assert len(trips) == 1  # all three, pipelined
