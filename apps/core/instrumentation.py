@@ -15,22 +15,29 @@ platform already has) needs 0.66b2: they cannot be installed together. So psycop
 here with the 0.66b2 dbapi instrumentation it is built on, the way that package does it: a
 traced cursor class passed to `psycopg.Connection.connect` (Django's pool connects through
 it), so Django keeps its own cursor class underneath and no proxy wraps the connection.
-Statements are recorded with their placeholders, never their parameters.
+Statements are recorded with their placeholders, never their parameters. The statements of one
+psycopg pipeline (apps/core/batch.py) travel and are answered together: they are one span,
+`BATCH`, with all of them in its statement and `db.operation.batch.size`, as OpenTelemetry's
+database conventions name a batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 from typing import Any, cast
 
 import psycopg
 import wrapt
 from django.conf import settings
+from opentelemetry import trace
 from opentelemetry.instrumentation import dbapi
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.instrumentation.django import DjangoInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
 
 from apps.core import telemetry
 
@@ -83,6 +90,9 @@ def _path_only(span: Any, request: Any) -> None:
 
 # --------------------------------------------------------------------------- psycopg
 
+# The statements of the psycopg pipeline this thread has open (apps/core/batch.py).
+_pipelines = threading.local()
+
 _CONNECTION_ATTRIBUTES = {
     "database": "info.dbname",
     "port": "info.port",
@@ -100,11 +110,18 @@ def psycopg_instrument(provider: TracerProvider) -> None:
         connect_module=cast(Any, psycopg),
     )
     cursor_tracer: dbapi.CursorTracer[Any] = dbapi.CursorTracer(integration)
+    tracer = trace.get_tracer("warden.psycopg", tracer_provider=provider)
 
     @functools.cache
     def traced(base: type[Any]) -> type[Any]:
         class TracedCursor(base):  # type: ignore[valid-type,misc]
             def execute(self, *args: Any, **kwargs: Any) -> Any:
+                batch = getattr(_pipelines, "open", None)
+                if batch is not None and self.connection.pgconn.pipeline_status:
+                    # Sent with the pipeline's other statements, answered at its end: one
+                    # span for the round trip (below), not one per statement.
+                    batch.append((self, args[0] if args else ""))
+                    return super().execute(*args, **kwargs)
                 return cursor_tracer.traced_execution(self, super().execute, *args, **kwargs)
 
             def executemany(self, *args: Any, **kwargs: Any) -> Any:
@@ -119,5 +136,31 @@ def psycopg_instrument(provider: TracerProvider) -> None:
         integration.get_connection_attributes(connection)
         return connection
 
+    @contextlib.contextmanager
+    def traced_pipeline(opened: Any) -> Iterator[Any]:
+        outer = getattr(_pipelines, "open", None)
+        if outer is not None:  # nested: the outermost pipeline's span has it all
+            with opened as pipeline:
+                yield pipeline
+            return
+        batch: list[tuple[Any, Any]] = []
+        _pipelines.open = batch
+        try:
+            with tracer.start_as_current_span("BATCH", kind=SpanKind.CLIENT) as span:
+                try:
+                    with opened as pipeline:
+                        yield pipeline
+                finally:
+                    if batch and span.is_recording():
+                        statement = ";\n".join(str(query) for _, query in batch)
+                        cursor_tracer._populate_span(span, batch[0][0], statement)  # type: ignore[arg-type]
+                        span.set_attribute("db.operation.batch.size", len(batch))
+        finally:
+            _pipelines.open = None
+
+    def pipeline(wrapped: Any, instance: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        return traced_pipeline(wrapped(*args, **kwargs))
+
     wrapt.wrap_function_wrapper(psycopg.Connection, "connect", connect)
     wrapt.wrap_function_wrapper(psycopg, "connect", connect)
+    wrapt.wrap_function_wrapper(psycopg.Connection, "pipeline", pipeline)

@@ -351,3 +351,25 @@ def test_no_pii_kind_reaches_a_span(world: World, spans: Spans, tmp_path: Path) 
     )
     for value in raw:
         assert value not in text, value
+
+
+def test_a_pipelined_batch_is_one_span_for_its_one_round_trip(world: World, spans: Spans) -> None:
+    from apps.core import batch
+    from apps.tenants.models import Tenant
+
+    tenants = Tenant.objects.filter(id=world.tenant_a.id)
+    batch.execute([batch.update(tenants, name=f"renamed {n}") for n in range(3)])
+    Tenant.objects.filter(id=world.tenant_b.id).update(name="alone")
+
+    def statement(span: ReadableSpan) -> str:
+        attributes = span.attributes or {}
+        return str(attributes.get("db.query.text") or attributes.get("db.statement") or "")
+
+    database = [s for s in spans.all() if 'UPDATE "tenants_tenant"' in statement(s)]
+    pipelined = only([s for s in database if s.name == "BATCH"])
+    assert (pipelined.attributes or {})["db.operation.batch.size"] == 3
+    assert statement(pipelined).count('UPDATE "tenants_tenant"') == 3
+    assert pipelined.kind == SpanKind.CLIENT
+    assert "renamed" not in statement(pipelined)  # placeholders, never the values
+    # The statement on its own keeps its own span; none for the pipelined ones.
+    assert [s.name for s in database if s is not pipelined] == ["UPDATE"]
