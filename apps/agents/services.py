@@ -269,6 +269,11 @@ def turn_enqueue(
     return turn
 
 
+# How long a request waits for its turn's dispatch to have left (apps/core/background.py):
+# normally well under a millisecond; a slow or unreachable broker costs the 202 no more.
+DISPATCH_WAIT_S = 0.005
+
+
 def turn_dispatch(*, turn_id: Any, session_id: Any = None, tenant_id: Any = None) -> None:
     """Hand the turn to a worker, from the process's background sender: a 202 does not wait
     on the broker. A broker outage, or a process that dies first, leaves the turn queued;
@@ -295,7 +300,7 @@ def turn_dispatch(*, turn_id: Any, session_id: Any = None, tenant_id: Any = None
     if settings.CELERY_TASK_ALWAYS_EAGER:  # runs the turn inline: keep it in the caller
         send()
     else:
-        run_in_background(send)
+        run_in_background(send, wait_s=DISPATCH_WAIT_S)
 
 
 def _cancel(turn: Turn) -> None:

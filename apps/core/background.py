@@ -9,6 +9,11 @@ queued, each in a copy of the caller's context (so the request id still reaches 
 Why: publishing a Celery task from a web request cost ~4 ms of a 202 (profiled), most of it
 building a result backend — Celery keeps one per thread, and daphne runs every request on a
 new thread. One long-lived thread keeps one, with its broker connection.
+
+A caller may wait a bounded time for its send (`wait_s`): the turn dispatch waits a few
+milliseconds, so its message leaves at once instead of when the request's thread next lets go
+of the GIL (after the response, ~1.5 ms later on a turn), and a broker that does not answer
+holds the request no longer than that.
 """
 
 from __future__ import annotations
@@ -72,8 +77,23 @@ _runner = _Runner()
 atexit.register(_runner.flush, 5.0)
 
 
-def run_in_background(fn: Callable[[], object]) -> None:
-    _runner.submit(fn)
+def run_in_background(fn: Callable[[], object], *, wait_s: float = 0.0) -> None:
+    """Run `fn` on the background thread. With `wait_s`, wait up to that long for it to have
+    run: a quick send then goes out at once, instead of waiting for the caller's thread to let
+    go of the GIL, and a slow one (a broker far away, or down) holds the caller no longer."""
+    if wait_s <= 0:
+        _runner.submit(fn)
+        return
+    done = threading.Event()
+
+    def run_then_say() -> None:
+        try:
+            fn()
+        finally:
+            done.set()
+
+    _runner.submit(run_then_say)
+    done.wait(wait_s)
 
 
 def background_flush(timeout: float = 5.0) -> bool:

@@ -43,3 +43,36 @@ def test_a_dispatch_sends_the_session_and_waits_for_no_result(
     assert name == RUN_TURN_TASK
     assert list(message.body[0]) == [str(turn_id), str(session_id)]  # (args, kwargs, embed)
     assert subscribed == []
+
+
+def test_a_dispatch_goes_out_before_the_request_returns_but_a_stuck_broker_holds_it_no_longer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The request waits a few milliseconds for its dispatch to leave (it does not then compete
+    # with the response for the GIL); a broker that does not answer costs the 202 no more.
+    import threading
+
+    from celery import current_app
+
+    from apps.agents.services import turn_dispatch
+    from apps.core.background import background_flush
+
+    sent: list[str] = []
+    release = threading.Event()
+
+    def send_task_message(producer: Any, name: str, message: Any, **options: Any) -> None:
+        if message.body[0][0] == "stuck":
+            release.wait(10)
+        sent.append(message.body[0][0])
+
+    monkeypatch.setattr(current_app.amqp, "send_task_message", send_task_message)
+    try:
+        turn_dispatch(turn_id="quick")
+        assert sent == ["quick"]  # already sent when the call returned
+        turn_dispatch(turn_id="stuck")
+        turn_dispatch(turn_id="after")
+        assert sent == ["quick"]  # both returned while the broker was stuck
+    finally:
+        release.set()
+    assert background_flush()
+    assert sent == ["quick", "stuck", "after"]  # and nothing was lost, in order
