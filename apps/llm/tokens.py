@@ -35,14 +35,14 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
 from apps.core.egress import STRICT, EgressPolicy
 from apps.core.egress.httpx_guard import guarded_client
-from apps.llm.types import Message, ToolSpec
+from apps.llm.types import Message, ToolSpec, tools_json
 
 logger = logging.getLogger("warden.llm")
 
@@ -241,7 +241,7 @@ def count_messages(
 ) -> int:
     """A chat request's prompt tokens: its messages, framing, and tool specs as JSON."""
     total = REPLY_PRIMING + sum(count_message(counter, m) for m in messages)
-    specs = [asdict(spec) for spec in tools]
+    specs = list(tools)
     if specs:
-        total += counter.count(json.dumps(specs))
+        total += counter.count(tools_json(specs))
     return total

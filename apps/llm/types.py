@@ -7,7 +7,10 @@ benchmarked without a database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -64,6 +67,22 @@ class ToolSpec:
     name: str
     description: str
     input_schema: dict[str, Any]
+
+    @cached_property
+    def as_dict(self) -> dict[str, Any]:
+        """`dataclasses.asdict(self)`, made once: a turn's specs are measured and digested
+        at every model call, and asdict deep-copies the schema each time. Read only."""
+        return asdict(self)
+
+    @cached_property
+    def as_json(self) -> str:
+        """`json.dumps(self.as_dict)`, made once."""
+        return json.dumps(self.as_dict)
+
+
+def tools_json(tools: Iterable[ToolSpec]) -> str:
+    """`json.dumps([asdict(spec) for spec in tools])`, from each spec's JSON made once."""
+    return "[" + ", ".join(spec.as_json for spec in tools) + "]"
 
 
 @dataclass(frozen=True)

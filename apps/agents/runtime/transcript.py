@@ -10,10 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
-from apps.llm.types import Message, ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+from apps.llm.types import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    tools_json,
+)
 
 from .ports import StepRecord
 from .steps import Step, render_tool_instructions
@@ -63,7 +70,7 @@ def input_token_bound(request: ModelRequest) -> int:
         )
         total += -(-size // 3) + 4
     if request.tools:
-        total += -(-len(json.dumps([asdict(spec) for spec in request.tools]).encode()) // 3)
+        total += -(-len(tools_json(request.tools).encode()) // 3)
     if request.response_schema:
         total += -(-len(json.dumps(request.response_schema).encode()) // 3)
     return total
@@ -77,7 +84,7 @@ def estimate_tokens(request: ModelRequest) -> int:
         for m in request.messages
     )
     if request.tools:
-        chars += len(json.dumps([asdict(spec) for spec in request.tools]))
+        chars += len(tools_json(request.tools))
     if request.response_schema:
         chars += len(json.dumps(request.response_schema))
     return chars // 4 + request.max_output_tokens
@@ -88,14 +95,28 @@ def request_digest(request: ModelRequest) -> str:
     recorded on the model-call node, so a replay can tell whether the model would be asked
     exactly the same thing again without the record keeping the prompt itself."""
     shown = {
-        "messages": [asdict(m) for m in request.messages],
-        "tools": [asdict(t) for t in request.tools],
+        "messages": [_message_dict(m) for m in request.messages],
+        "tools": [t.as_dict for t in request.tools],
         "max_output_tokens": request.max_output_tokens,
         "temperature": request.temperature,
         "response_schema": request.response_schema,
     }
     canonical = json.dumps(shown, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    """`dataclasses.asdict(message)` without its deep copies (the digest only reads it)."""
+    return {
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": [
+            {"id": call.id, "name": call.name, "arguments": call.arguments}
+            for call in message.tool_calls
+        ],
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
+    }
 
 
 def step_from_record(record: StepRecord) -> Step:
