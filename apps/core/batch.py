@@ -14,6 +14,7 @@ an atomic block they join the block's transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,15 +39,47 @@ class Result:
 
 def insert(obj: Model, *, returning: bool = False) -> Statement:
     """The INSERT `obj.save()` would send for a new row (`returning`: with RETURNING of the
-    fields the database fills in, such as an auto-increment id)."""
-    meta = obj._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
-    query = InsertQuery(type(obj))
+    fields the database fills in, such as an auto-increment id).
+
+    A model's one-row INSERT is the same SQL every time: it is compiled once per model and
+    process, and each row's parameters are prepared as Django's compiler prepares them
+    (`pre_save`, then `get_db_prep_save`). A row holding an expression is compiled whole."""
+    model = type(obj)
+    fields = _insert_fields(model)
+    sql = _insert_sql.get((model, returning))
+    if sql is not None:
+        values = [field.pre_save(obj, add=True) for field in fields]
+        if not any(hasattr(value, "resolve_expression") for value in values):
+            connection = connections[DEFAULT_DB_ALIAS]
+            return Statement(
+                sql,
+                tuple(
+                    field.get_db_prep_save(value, connection=connection)
+                    for field, value in zip(fields, values, strict=True)
+                ),
+            )
+    plain = not any(
+        getattr(field, "get_placeholder", None) is not None
+        or hasattr(getattr(obj, field.attname), "resolve_expression")
+        for field in fields
+    )
+    query = InsertQuery(model)
     query.insert_values(fields, [obj])
     compiler = query.get_compiler(using=DEFAULT_DB_ALIAS)
-    compiler.returning_fields = list(meta.db_returning_fields) if returning else None
+    compiler.returning_fields = list(model._meta.db_returning_fields) if returning else None
     [(sql, params)] = compiler.as_sql()
+    if plain:  # "%s" for every value: the SQL fits any row of this model
+        _insert_sql[(model, returning)] = sql
     return Statement(sql, tuple(params))
+
+
+_insert_sql: dict[tuple[type[Model], bool], str] = {}
+
+
+@functools.cache
+def _insert_fields(model: type[Model]) -> list[Any]:
+    meta = model._meta
+    return [f for f in meta.local_concrete_fields if f is not meta.auto_field]
 
 
 def update(queryset: QuerySet[Any], **values: Any) -> Statement:

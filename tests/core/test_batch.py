@@ -111,3 +111,39 @@ def test_without_server_side_binding_it_says_what_to_set(
         )
 
     assert not SessionEvent.objects.filter(session=session).exists()
+
+
+def test_an_insert_compiled_once_gives_what_django_compiles_for_each_row(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.models import Value
+    from django.db.models.functions import Lower
+    from django.utils import timezone
+    from psycopg.types.json import Jsonb
+
+    session = _session(world)
+    first, second = _event(session, "a", {"n": 1}), _event(session, "b", ["x", None])
+    monkeypatch.setattr(batch, "_insert_sql", {})
+    batch.insert(first, returning=True)  # compiled, and kept
+    instant = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: instant)  # auto_now, both times
+
+    cached = batch.insert(second, returning=True)
+    monkeypatch.setattr(batch, "_insert_sql", {})
+    compiled = batch.insert(second, returning=True)
+
+    def values(statement: batch.Statement) -> list[Any]:
+        return [p.obj if isinstance(p, Jsonb) else p for p in statement.params]
+
+    assert cached.sql == compiled.sql
+    assert values(cached) == values(compiled)
+    assert instant in values(cached) and ["x", None] in values(cached)
+    monkeypatch.undo()
+    # A row holding an expression is compiled whole, not given the plain row's SQL.
+    batch.insert(first, returning=True)
+    third = _event(session, "", {})
+    third.type = Lower(Value("C"))  # type: ignore[assignment]
+    with_expression = batch.insert(third, returning=True)
+    assert "LOWER(" in with_expression.sql
+    batch.execute([with_expression, batch.insert(_event(session, "d", {}), returning=True)])
+    assert SessionEvent.objects.filter(session=session, type__in=["c", "d"]).count() == 2
