@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.agents import jobs as tool_jobs
@@ -81,6 +81,7 @@ class TurnWrites:
         self._then: list[tuple[int, Callable[[batch.Result], None]]] = []
         # The last write checked in, and nothing was queued or checked in since (see check_in).
         self._checked_in = False
+        self._check_in: batch.Statement | None = None
 
     def event(self, event_type: str, payload: dict[str, Any]) -> None:
         self._queued.append(
@@ -151,10 +152,22 @@ class TurnWrites:
         self._checked_in = False
 
     def _check_in_statement(self) -> batch.Statement:
-        return batch.update(
-            Turn.objects.filter(id=self.turn.id, cancel_requested=False),
-            heartbeat_at=timezone.now(),
+        # Compiled once per run: after that only the heartbeat, its first parameter (SET comes
+        # before WHERE), changes.
+        now = timezone.now()
+        heartbeat = _HEARTBEAT.get_db_prep_save(now, connection=connection)
+        if self._check_in is not None:
+            _, *where = cast(tuple[Any, ...], self._check_in.params)
+            return batch.Statement(self._check_in.sql, (heartbeat, *where))
+        statement = batch.update(
+            Turn.objects.filter(id=self.turn.id, cancel_requested=False), heartbeat_at=now
         )
+        if cast(tuple[Any, ...], statement.params)[:1] == (heartbeat,):
+            self._check_in = statement
+        return statement
+
+
+_HEARTBEAT = Turn._meta.get_field("heartbeat_at")
 
 
 # --------------------------------------------------------------------------- checkpoints

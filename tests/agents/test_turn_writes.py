@@ -8,8 +8,9 @@ import pytest
 
 from apps.agents import adapters, orchestrator, services
 from apps.agents.budgeting import builtin_caps
-from apps.agents.models import ActionNode, SessionEvent, TurnStatus
+from apps.agents.models import ActionNode, SessionEvent, Turn, TurnStatus
 from apps.budgets.services import ledger as budget_ledger
+from apps.core import batch
 from apps.policies import services as policy_services
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
@@ -379,3 +380,30 @@ def test_a_run_takes_the_obligations_limits_from_the_settings(
         config.compressed_observation_chars,
         config.compressed_history_exchanges,
     ) == (1, 321, 0)
+
+
+def test_a_check_in_compiled_once_carries_each_new_heartbeat(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    agent = make_agent(world.tenant_a, [{"final": "ok"}], slug="beats")
+    turn = services.turn_enqueue(session=make_session(agent), message="hi")
+    writes = adapters.TurnWrites(turn.session, turn)
+    start = timezone.now()
+    now = iter([start, start + timedelta(seconds=5)])
+    monkeypatch.setattr(adapters.timezone, "now", lambda: next(now))
+
+    writes._check_in_statement()
+    reused = writes._check_in_statement()
+    compiled = batch.update(
+        Turn.objects.filter(id=turn.id, cancel_requested=False),
+        heartbeat_at=start + timedelta(seconds=5),
+    )
+    monkeypatch.undo()
+
+    assert reused == compiled
+    writes.send(check_in=True)  # and it is one the database takes
+    assert Turn.objects.get(id=turn.id).heartbeat_at is not None
