@@ -107,29 +107,42 @@ class TurnWrites:
         queued, self._queued = self._queued, []
         after, self._then = self._then, []
         self._checked_in = False
+        # Events queued one after another go in one INSERT: their ids come back in the
+        # order of its rows (as for bulk_create), so they stay in the order emitted.
+        groups: list[list[SessionEvent] | batch.Statement] = []
+        group_of: list[int] = []  # each queued item's place in `groups`
+        for item in queued:
+            if not isinstance(item, SessionEvent):
+                groups.append(item)
+            elif groups and isinstance(groups[-1], list):
+                groups[-1].append(item)
+            else:
+                groups.append([item])
+            group_of.append(len(groups) - 1)
         results = batch.execute(
             [
                 *(
-                    batch.insert(item, returning=True) if isinstance(item, SessionEvent) else item
-                    for item in queued
+                    batch.insert_rows(group, returning=True) if isinstance(group, list) else group
+                    for group in groups
                 ),
                 *statements,
                 *([self._check_in_statement()] if check_in else []),
             ]
         )
-        for item, result in zip(queued, results, strict=False):
-            if isinstance(item, SessionEvent):
-                assert result.rows, "an event INSERT returns its id"
-                item.id = result.rows[0][0]
-                event_published(item)  # once committed: at once in autocommit
+        for group, result in zip(groups, results, strict=False):
+            if isinstance(group, list):
+                assert result.rows and len(result.rows) == len(group), "an event has its id"
+                for event, (event_id, *_) in zip(group, result.rows, strict=True):
+                    event.id = event_id
+                    event_published(event)  # once committed: at once in autocommit
         for index, then in after:
             # After commit: at once in autocommit, at the end of a surrounding transaction.
-            transaction.on_commit(functools.partial(then, results[index]))
+            transaction.on_commit(functools.partial(then, results[group_of[index]]))
         if check_in:
             if not results.pop().rowcount:
                 raise TurnCancelled()
             self._checked_in = True
-        return results[len(queued) :]
+        return results[len(groups) :]
 
     def checked_in(self) -> None:
         """The statement that started this run set the heartbeat and found the turn not

@@ -39,41 +39,64 @@ class Result:
 
 def insert(obj: Model, *, returning: bool = False) -> Statement:
     """The INSERT `obj.save()` would send for a new row (`returning`: with RETURNING of the
-    fields the database fills in, such as an auto-increment id).
+    fields the database fills in, such as an auto-increment id)."""
+    return insert_rows([obj], returning=returning)
 
-    A model's one-row INSERT is the same SQL every time: it is compiled once per model and
-    process, and each row's parameters are prepared as Django's compiler prepares them
-    (`pre_save`, then `get_db_prep_save`). A row holding an expression is compiled whole."""
-    model = type(obj)
+
+def insert_rows(objs: Sequence[Model], *, returning: bool = False) -> Statement:
+    """One INSERT of new rows of one model, as `bulk_create` would send it (`returning`: one
+    row back per object, in their order).
+
+    Compiled once per model and process: a one-row INSERT is the same SQL every time, and so
+    is Django's INSERT of several rows on PostgreSQL (one array per column, `UNNEST`). Each
+    row's values are prepared as Django's compiler prepares them (`pre_save`, then
+    `get_db_prep_save`); rows holding an expression are compiled whole."""
+    model = type(objs[0])
+    assert all(type(obj) is model for obj in objs), "one model per INSERT"
     fields = _insert_fields(model)
-    sql = _insert_sql.get((model, returning))
-    if sql is not None:
-        values = [field.pre_save(obj, add=True) for field in fields]
-        if not any(hasattr(value, "resolve_expression") for value in values):
-            connection = connections[DEFAULT_DB_ALIAS]
-            return Statement(
-                sql,
-                tuple(
-                    field.get_db_prep_save(value, connection=connection)
-                    for field, value in zip(fields, values, strict=True)
-                ),
-            )
+    key = (model, returning, len(objs) > 1)
+    sql = _insert_sql.get(key)
+    if sql is not None and (rows := _prepared(objs, fields)) is not None:
+        if len(objs) == 1:
+            return Statement(sql, tuple(rows[0]))
+        return Statement(sql, tuple(list(column) for column in zip(*rows, strict=True)))
     plain = not any(
         getattr(field, "get_placeholder", None) is not None
         or hasattr(getattr(obj, field.attname), "resolve_expression")
         for field in fields
+        for obj in objs
     )
     query = InsertQuery(model)
-    query.insert_values(fields, [obj])
+    query.insert_values(fields, list(objs))
     compiler = query.get_compiler(using=DEFAULT_DB_ALIAS)
     compiler.returning_fields = list(model._meta.db_returning_fields) if returning else None
     [(sql, params)] = compiler.as_sql()
-    if plain:  # "%s" for every value: the SQL fits any row of this model
-        _insert_sql[(model, returning)] = sql
+    # "%s" for every value (one row), or an array per column (several): the SQL fits any rows
+    # of this model. Several rows as VALUES lists would not (Django does that for types it
+    # can't put in an array): those are compiled each time.
+    if plain and (len(objs) == 1 or " FROM UNNEST(" in sql):
+        _insert_sql[key] = sql
     return Statement(sql, tuple(params))
 
 
-_insert_sql: dict[tuple[type[Model], bool], str] = {}
+def _prepared(objs: Sequence[Model], fields: list[Any]) -> list[list[Any]] | None:
+    """Each object's values as its INSERT sends them; None if one holds an expression."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    rows = []
+    for obj in objs:
+        values = [field.pre_save(obj, add=True) for field in fields]
+        if any(hasattr(value, "resolve_expression") for value in values):
+            return None
+        rows.append(
+            [
+                field.get_db_prep_save(value, connection=connection)
+                for field, value in zip(fields, values, strict=True)
+            ]
+        )
+    return rows
+
+
+_insert_sql: dict[tuple[type[Model], bool, bool], str] = {}
 
 
 @functools.cache

@@ -312,7 +312,8 @@ def test_no_event_goes_to_the_database_on_its_own(world: World) -> None:
     table = SessionEvent._meta.db_table
     inserts = [sql for sql in queries if f'INSERT INTO "{table}"' in sql]
     events = SessionEvent.objects.filter(turn=turn).exclude(type="turn.accepted").count()
-    assert sum(sql.count(f'INSERT INTO "{table}"') for sql in inserts) == events
+    # Events queued back to back go in one INSERT of several rows.
+    assert 0 < sum(sql.count(f'INSERT INTO "{table}"') for sql in inserts) < events
     # Each query that writes events also writes the checkpoint, check-in or outcome that
     # made them wait: it holds more statements than event INSERTs.
     for sql in inserts:

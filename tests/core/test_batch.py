@@ -147,3 +147,34 @@ def test_an_insert_compiled_once_gives_what_django_compiles_for_each_row(
     assert "LOWER(" in with_expression.sql
     batch.execute([with_expression, batch.insert(_event(session, "d", {}), returning=True)])
     assert SessionEvent.objects.filter(session=session, type__in=["c", "d"]).count() == 2
+
+
+def test_several_rows_are_one_insert_compiled_once_whatever_their_number(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.utils import timezone
+
+    session = _session(world)
+    monkeypatch.setattr(batch, "_insert_sql", {})
+    two = [_event(session, "one", {}), _event(session, "two", {"k": "v"})]
+    three = [_event(session, n, {"n": n}) for n in ("a", "b", "c")]
+    batch.insert_rows(two, returning=True)  # compiled, and kept
+    instant = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: instant)  # auto_now, both times
+
+    cached = batch.insert_rows(three, returning=True)
+    monkeypatch.setattr(batch, "_insert_sql", {})
+    compiled = batch.insert_rows(three, returning=True)
+
+    def values(statement: batch.Statement) -> list[Any]:
+        return [[getattr(v, "obj", v) for v in column] for column in statement.params]
+
+    assert cached.sql == compiled.sql and values(cached) == values(compiled)
+    monkeypatch.undo()
+    [result] = batch.execute([cached])
+    # One row back per event, in their order.
+    ids = [row[0] for row in result.rows or []]
+    assert len(ids) == 3 and ids == sorted(ids)
+    stored = SessionEvent.objects.in_bulk(ids)
+    assert [stored[i].type for i in ids] == ["a", "b", "c"]
+    assert [stored[i].payload for i in ids] == [{"n": "a"}, {"n": "b"}, {"n": "c"}]
