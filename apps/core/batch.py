@@ -23,6 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
 from django.db.models.sql import InsertQuery, UpdateQuery
+from psycopg import pq
 
 
 @dataclass(frozen=True)
@@ -144,5 +145,8 @@ def execute(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS) -
 
 
 def _result(cursor: Any) -> Result:
-    rows = cursor.fetchall() if cursor.description is not None else None
-    return Result(rowcount=cursor.rowcount, rows=rows)
+    # Whether rows came back, from the result's status: `description` would build an object
+    # per column first (a joined read has dozens).
+    result = cursor.cursor.pgresult  # Django's wrapper, then psycopg's cursor
+    returned = result is not None and result.status == pq.ExecStatus.TUPLES_OK
+    return Result(rowcount=cursor.rowcount, rows=cursor.fetchall() if returned else None)
