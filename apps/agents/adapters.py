@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -107,42 +108,36 @@ class TurnWrites:
         queued, self._queued = self._queued, []
         after, self._then = self._then, []
         self._checked_in = False
-        # Events queued one after another go in one INSERT: their ids come back in the
-        # order of its rows (as for bulk_create), so they stay in the order emitted.
-        groups: list[list[SessionEvent] | batch.Statement] = []
-        group_of: list[int] = []  # each queued item's place in `groups`
-        for item in queued:
-            if not isinstance(item, SessionEvent):
-                groups.append(item)
-            elif groups and isinstance(groups[-1], list):
-                groups[-1].append(item)
-            else:
-                groups.append([item])
-            group_of.append(len(groups) - 1)
+        # All the queued events go in one INSERT of several rows, ahead of the rest (one
+        # transaction: the order of its statements changes nothing for what commits). Their
+        # ids come back in the order of its rows (as for bulk_create): the order emitted.
+        events = [item for item in queued if isinstance(item, SessionEvent)]
+        others = [item for item in queued if not isinstance(item, SessionEvent)]
+        ahead = 1 if events else 0
         results = batch.execute(
             [
-                *(
-                    batch.insert_rows(group, returning=True) if isinstance(group, list) else group
-                    for group in groups
-                ),
+                *([batch.insert_rows(events, returning=True)] if events else []),
+                *others,
                 *statements,
                 *([self._check_in_statement()] if check_in else []),
             ]
         )
-        for group, result in zip(groups, results, strict=False):
-            if isinstance(group, list):
-                assert result.rows and len(result.rows) == len(group), "an event has its id"
-                for event, (event_id, *_) in zip(group, result.rows, strict=True):
-                    event.id = event_id
-                    event_published(event)  # once committed: at once in autocommit
+        if events:
+            rows = results[0].rows
+            assert rows and len(rows) == len(events), "each event has its id"
+            for event, (event_id, *_) in zip(events, rows, strict=True):
+                event.id = event_id
+                event_published(event)  # once committed: at once in autocommit
+        # Each record's result: after the events' INSERT, in the order the records came.
+        place = list(itertools.accumulate(not isinstance(q, SessionEvent) for q in queued))
         for index, then in after:
             # After commit: at once in autocommit, at the end of a surrounding transaction.
-            transaction.on_commit(functools.partial(then, results[group_of[index]]))
+            transaction.on_commit(functools.partial(then, results[ahead + place[index] - 1]))
         if check_in:
             if not results.pop().rowcount:
                 raise TurnCancelled()
             self._checked_in = True
-        return results[len(groups) :]
+        return results[ahead + len(others) :]
 
     def checked_in(self) -> None:
         """The statement that started this run set the heartbeat and found the turn not
