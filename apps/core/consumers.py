@@ -71,6 +71,11 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     ) -> None:
         await self.send_json(self.error_message(code, message, details))
 
+    async def layer_batch(self, message: dict[str, Any]) -> None:
+        """Several messages the publisher sent as one (apps/core/events.py): each in turn."""
+        for each in message["messages"]:
+            await self.dispatch(each)
+
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:

@@ -94,6 +94,8 @@ class _Publisher:
             group, message = item
             if message.get("event") == "model.token":
                 message = _coalesce_tokens(group, message, pending, carried)
+            elif "__flush__" not in message:
+                message = _batch(group, message, pending, carried)
             marker = message.get("__flush__")
             if isinstance(marker, threading.Event):
                 marker.set()
@@ -105,6 +107,43 @@ class _Publisher:
                 loop.run_until_complete(layer.group_send(group, message))
             except Exception:
                 logger.exception("could not publish a live event", extra={"group": group})
+
+
+# The type of a message that carries several for one group, in order: a consumer (the
+# JsonFrameConsumer base) and the SSE stream handle each of `messages` as if sent alone.
+BATCH = "layer.batch"
+MAX_BATCH = 100
+
+
+def _batch(
+    group: str,
+    message: dict[str, Any],
+    pending: queue.Queue[tuple[str, dict[str, Any]] | None],
+    carried: list[tuple[str, dict[str, Any]] | None],
+) -> dict[str, Any]:
+    """The messages of the same type for the same group queued right behind this one, with
+    it, as one message: one send and one receive, not one each. A turn's write commits
+    several events at once (a tool step's model.called, policy.decision and tool.call). The
+    first message of anything else stops the batch (and is carried over as the next one)."""
+    messages = [message]
+    while len(messages) < MAX_BATCH:
+        try:
+            follower = pending.get_nowait()
+        except queue.Empty:
+            break
+        if (
+            follower is not None
+            and follower[0] == group
+            and follower[1].get("type") == message.get("type")
+            and "__flush__" not in follower[1]
+        ):
+            messages.append(follower[1])
+            continue
+        carried.append(follower)
+        break
+    if len(messages) == 1:
+        return message
+    return {"type": BATCH, "messages": messages}
 
 
 def _coalesce_tokens(

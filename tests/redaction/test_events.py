@@ -17,7 +17,7 @@ from django.db import transaction
 from apps.agents import orchestrator, services
 from apps.agents.events import event_record, session_group
 from apps.agents.models import SessionEvent
-from apps.core.events import publish_flush
+from apps.core.events import BATCH, publish_flush
 from apps.tenants.services import redaction_settings_update
 from tests.agents.conftest import make_agent, make_session
 from tests.conftest import World
@@ -51,7 +51,8 @@ async def _run_listening(session_id: Any, turn_id: Any) -> tuple[str, list[dict[
     heard = []
     while True:
         try:
-            heard.append(await asyncio.wait_for(layer.receive(channel), timeout=1.5))
+            message = await asyncio.wait_for(layer.receive(channel), timeout=1.5)
+            heard.extend(message["messages"] if message["type"] == BATCH else [message])
         except TimeoutError:
             return outcome, heard
 

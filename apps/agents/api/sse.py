@@ -40,6 +40,7 @@ from apps.agents.events import (
 )
 from apps.agents.models import AgentSession
 from apps.core.api.errors import error_body, exception_handler
+from apps.core.events import BATCH
 from apps.core.exceptions import WardenError
 from apps.tenants.authz import Permission, allows, authorize
 from apps.tenants.identity import Identity
@@ -190,7 +191,11 @@ async def session_events(
                 raw = pending.result() if done else None
                 if done:
                     pending = None
-                changed = raw is not None and raw.get("type") == "principal.changed"
+                # Several messages the publisher sent as one come in order (core/events.py).
+                messages = [] if raw is None else [raw]
+                if raw is not None and raw.get("type") == BATCH:
+                    messages = raw["messages"]
+                changed = any(m.get("type") == "principal.changed" for m in messages)
                 if changed or loop.time() >= next_reauth:
                     current = await _db(_still_allowed)(identity, session)
                     if current is None:
@@ -198,22 +203,26 @@ async def session_events(
                         return
                     identity = current
                     next_reauth = loop.time() + reauth_every
-                if raw is None or changed:
+                if not messages or changed:
                     if loop.time() >= last_sent + keepalive:
                         last_sent = loop.time()
                         yield ": keep-alive\n\n"
                     continue
-                live = event_visible(
-                    identity, {k: raw.get(k) for k in ("id", "event", "turn", "data")}
-                )
-                if live is None:
-                    continue
-                if live["id"] is not None:
-                    if live["id"] <= sent:
-                        continue  # already sent from the backlog
-                    sent = live["id"]
-                last_sent = loop.time()
-                yield _format(live)
+                frames = []
+                for message in messages:
+                    live = event_visible(
+                        identity, {k: message.get(k) for k in ("id", "event", "turn", "data")}
+                    )
+                    if live is None:
+                        continue
+                    if live["id"] is not None:
+                        if live["id"] <= sent:
+                            continue  # already sent from the backlog
+                        sent = live["id"]
+                    frames.append(_format(live))
+                if frames:
+                    last_sent = loop.time()
+                    yield "".join(frames)
         finally:
             if pending is not None:
                 pending.cancel()
