@@ -340,7 +340,8 @@ def turn_dispatch_next(*, session_id: Any) -> None:
         Turn.objects.filter(session_id=session_id)
         .exclude(status__in=TERMINAL_TURN_STATUSES)
         .order_by("seq")
+        .values_list("id", "status", "tenant_id")
         .first()
     )
-    if nxt is not None and nxt.status == TurnStatus.QUEUED:
-        turn_dispatch(turn_id=nxt.id, session_id=session_id, tenant_id=nxt.tenant_id)
+    if nxt is not None and nxt[1] == TurnStatus.QUEUED:
+        turn_dispatch(turn_id=nxt[0], session_id=session_id, tenant_id=nxt[2])
