@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -45,39 +46,48 @@ def insert(obj: Model, *, returning: bool = False) -> Statement:
 
 
 def insert_rows(objs: Sequence[Model], *, returning: bool = False) -> Statement:
-    """One INSERT of new rows of one model, as `bulk_create` would send it (`returning`: one
-    row back per object, in their order).
+    """One INSERT of new rows of one model, in their order (`returning`: one row back per
+    object, in the same order).
 
-    Compiled once per model and process: a one-row INSERT is the same SQL every time, and so
-    is Django's INSERT of several rows on PostgreSQL (one array per column, `UNNEST`). Each
-    row's values are prepared as Django's compiler prepares them (`pre_save`, then
-    `get_db_prep_save`); rows holding an expression are compiled whole."""
+    A model's one-row INSERT is compiled once per model and process, and each row's values
+    are prepared as Django's compiler prepares them (`pre_save`, then `get_db_prep_save`).
+    Several rows are that INSERT with one VALUES list per row, all "%s": the SQL for n rows is
+    made once, prepared once per connection, and its parameters are the rows' values as they
+    are (Django's own form for several rows, UNNEST of one array per column, spends more CPU
+    building the arrays than the planning it saves once the statement is prepared). Rows
+    holding an expression are compiled whole by Django."""
     model = type(objs[0])
     assert all(type(obj) is model for obj in objs), "one model per INSERT"
     fields = _insert_fields(model)
-    key = (model, returning, len(objs) > 1)
-    sql = _insert_sql.get(key)
-    if sql is not None and (rows := _prepared(objs, fields)) is not None:
-        if len(objs) == 1:
-            return Statement(sql, tuple(rows[0]))
-        return Statement(sql, tuple(list(column) for column in zip(*rows, strict=True)))
+    one = _insert_sql.get((model, returning))
+    if one is not None and (rows := _prepared(objs, fields)) is not None:
+        return Statement(_rows_sql(one, len(fields), len(objs)), tuple(chain.from_iterable(rows)))
     plain = not any(
         getattr(field, "get_placeholder", None) is not None
         or hasattr(getattr(obj, field.attname), "resolve_expression")
         for field in fields
         for obj in objs
     )
+    if plain and len(objs) > 1:  # compile the one-row INSERT, and write its rows into it
+        insert_rows(objs[:1], returning=returning)
+        return insert_rows(objs, returning=returning)
     query = InsertQuery(model)
     query.insert_values(fields, list(objs))
     compiler = query.get_compiler(using=DEFAULT_DB_ALIAS)
     compiler.returning_fields = list(model._meta.db_returning_fields) if returning else None
     [(sql, params)] = compiler.as_sql()
-    # "%s" for every value (one row), or an array per column (several): the SQL fits any rows
-    # of this model. Several rows as VALUES lists would not (Django does that for types it
-    # can't put in an array): those are compiled each time.
-    if plain and (len(objs) == 1 or " FROM UNNEST(" in sql):
-        _insert_sql[key] = sql
+    if plain:  # "%s" for every value: the SQL fits any row of this model
+        _insert_sql[(model, returning)] = sql
     return Statement(sql, tuple(params))
+
+
+@functools.cache
+def _rows_sql(one: str, width: int, count: int) -> str:
+    """The one-row INSERT `one` with `count` VALUES lists."""
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    head, values, tail = one.partition(" VALUES " + row)
+    assert values and row not in tail, "a one-row INSERT of plain placeholders"
+    return head + " VALUES " + ", ".join([row] * count) + tail
 
 
 def _prepared(objs: Sequence[Model], fields: list[Any]) -> list[list[Any]] | None:
@@ -97,7 +107,7 @@ def _prepared(objs: Sequence[Model], fields: list[Any]) -> list[list[Any]] | Non
     return rows
 
 
-_insert_sql: dict[tuple[type[Model], bool, bool], str] = {}
+_insert_sql: dict[tuple[type[Model], bool], str] = {}
 
 
 @functools.cache
