@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any, Literal, TypedDict
 
 from channels.layers import get_channel_layer
@@ -123,27 +124,18 @@ def _batch(
 ) -> dict[str, Any]:
     """The messages of the same type for the same group queued right behind this one, with
     it, as one message: one send and one receive, not one each. A turn's write commits
-    several events at once (a tool step's model.called, policy.decision and tool.call). The
-    first message of anything else stops the batch (and is carried over as the next one)."""
-    messages = [message]
-    while len(messages) < MAX_BATCH:
-        try:
-            follower = pending.get_nowait()
-        except queue.Empty:
-            break
-        if (
-            follower is not None
-            and follower[0] == group
-            and follower[1].get("type") == message.get("type")
-            and "__flush__" not in follower[1]
-        ):
-            messages.append(follower[1])
-            continue
-        carried.append(follower)
-        break
-    if len(messages) == 1:
+    several events at once (a tool step's model.called, policy.decision and tool.call)."""
+    kind = message.get("type")
+    followers = _followers(
+        group,
+        pending,
+        carried,
+        lambda m: m.get("type") == kind and "__flush__" not in m,
+        limit=MAX_BATCH - 1,
+    )
+    if not followers:
         return message
-    return {"type": BATCH, "messages": messages}
+    return {"type": BATCH, "messages": [message, *followers]}
 
 
 def _coalesce_tokens(
@@ -155,28 +147,44 @@ def _coalesce_tokens(
     """Merge the token deltas of one turn that queued up behind this one into one message.
 
     Only when the publisher is behind: a model streams faster than we send. Same text, same
-    order, fewer sends; the first message of anything else stops the merge (and is carried
-    over as the next one to send).
+    order, fewer sends.
     """
-    texts = [message["data"]["text"]]
-    while True:
+    turn = message.get("turn")
+    followers = _followers(
+        group,
+        pending,
+        carried,
+        lambda m: m.get("event") == "model.token" and m.get("turn") == turn,
+    )
+    if not followers:
+        return message
+    text = "".join(m["data"]["text"] for m in [message, *followers])
+    return {**message, "data": {**message["data"], "text": text}}
+
+
+def _followers(
+    group: str,
+    pending: queue.Queue[tuple[str, dict[str, Any]] | None],
+    carried: list[tuple[str, dict[str, Any]] | None],
+    joins: Callable[[dict[str, Any]], bool],
+    *,
+    limit: int = MAX_PENDING,
+) -> list[dict[str, Any]]:
+    """The messages for `group` already queued that `joins` takes, in order, up to `limit`
+    of them; the first message of anything else stops it, and is carried over as the next
+    one to send."""
+    followers: list[dict[str, Any]] = []
+    while len(followers) < limit:
         try:
             follower = pending.get_nowait()
         except queue.Empty:
             break
-        if (
-            follower is not None
-            and follower[0] == group
-            and follower[1].get("event") == "model.token"
-            and follower[1].get("turn") == message.get("turn")
-        ):
-            texts.append(follower[1]["data"]["text"])
+        if follower is not None and follower[0] == group and joins(follower[1]):
+            followers.append(follower[1])
             continue
         carried.append(follower)
         break
-    if len(texts) == 1:
-        return message
-    return {**message, "data": {**message["data"], "text": "".join(texts)}}
+    return followers
 
 
 _publisher = _Publisher()

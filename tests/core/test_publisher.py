@@ -122,3 +122,35 @@ def test_an_sse_stream_sends_each_event_of_a_batch_once_in_order(
                 break
 
     assert frames == [(11, "tool.call"), (12, "tool.result"), (13, "tool.call")]
+
+
+def test_token_deltas_queued_behind_one_another_go_as_one_text() -> None:
+    group = f"session.{uuid.uuid4()}"
+
+    def token(turn: str, text: str) -> dict[str, Any]:
+        return {
+            "type": "session.event",
+            "id": None,
+            "event": "model.token",
+            "turn": turn,
+            "data": {"text": text},
+        }
+
+    pending: queue.Queue[Any] = queue.Queue()
+    for item in [
+        (group, token("t1", "Hel")),
+        (group, token("t1", "lo")),
+        (group, token("t1", ", you")),
+        (group, token("t2", "!")),  # another turn's: sent on its own
+        (group, _event(9)),
+        None,
+    ]:
+        pending.put(item)
+
+    heard = async_to_sync(_publish_and_listen)([group], pending)
+
+    assert [(m.get("turn"), m["data"].get("text")) for m in heard[:2]] == [
+        ("t1", "Hello, you"),
+        ("t2", "!"),
+    ]
+    assert heard[2]["id"] == 9
