@@ -242,7 +242,10 @@ class SessionEvent(TenantOwned):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["session", "id"])]
+        # A session's events, read by every selector with their tenant (tenant isolation):
+        # with the tenant in the index, the planner reads the session's entries alone, not
+        # also every event of the tenant (migration 0008).
+        indexes = [models.Index(fields=["session", "tenant", "id"], name="event_session_tenant_id")]
         constraints = [
             models.UniqueConstraint(
                 fields=["session", "chain_seq"], name="uniq_event_session_chain_seq"
