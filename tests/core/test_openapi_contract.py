@@ -270,13 +270,8 @@ _SEMANTIC_REFUSALS: dict[str, set[str]] = {
     # A source the Rego compiler refuses (with its line and column), or too large in bytes.
     f"POST {API}/policies": {"policy_invalid", "policy_too_large"},
     f"PATCH {API}/policies/{{policy_id}}": {"policy_invalid", "policy_too_large"},
-    # Exactly one of `sessions` and `since`: neither, or both, is refused.
     # A session id the tenant does not have; a policy with no version to test.
-    f"POST {API}/policies/{{policy_id}}/what-if": {
-        "what_if_window",
-        "unknown_session",
-        "policy_unversioned",
-    },
+    f"POST {API}/policies/{{policy_id}}/what-if": {"unknown_session", "policy_unversioned"},
     f"POST {API}/sessions": {"sensitivity_too_low"},
     # A prompt too long for every endpoint the agent may use (issue 11's admission).
     f"POST {API}/sessions/{{session_id}}/turns": {
@@ -323,6 +318,22 @@ _REVOKED_NOT_DELETED = {
 }
 
 
+# Rules between fields that a serializer enforces, answered `validation_error` with their
+# message (the stable code of every serializer refusal).
+_SEMANTIC_RULES: dict[str, set[str]] = {
+    # Exactly one of `sessions` and `since`: neither, or both, is refused.
+    f"POST {API}/policies/{{policy_id}}/what-if": {'Give either "sessions" or "since".'},
+}
+
+
+def _error_message(response: Any) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("message") if isinstance(body, dict) else None
+
+
 def _error_code(response: Any) -> str | None:
     try:
         body = response.json()
@@ -345,6 +356,10 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
         # can't parse (no parts at all) with a bare 400 before the request reaches Django.
         return False
     if isinstance(failure, RejectedPositiveData) and response.status_code == 400:
+        if code == "validation_error" and _error_message(response) in _SEMANTIC_RULES.get(
+            label, set()
+        ):
+            return False
         return code not in _SEMANTIC_REFUSALS["*"] | _SEMANTIC_REFUSALS.get(label, set())
     if isinstance(failure, ServerError) and response.status_code in (502, 503):
         return code not in _UPSTREAM_FAILURES.get(label, set())

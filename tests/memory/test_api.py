@@ -164,3 +164,19 @@ def test_search_says_503_while_the_embedder_is_down(
     assert response.status_code == 503, response.content
     assert response.json()["code"] == "embedder_unavailable"
     assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("field", ["title", "metadata", "namespace"])
+def test_an_upload_with_a_nul_in_a_field_is_refused_as_a_json_body_would_be(
+    world: World, field: str
+) -> None:
+    client = client_for(world.tenant_a, ["write"])
+    fields = {"namespace": "files", "metadata": "{}", "title": "Notes", field: "bad\x00value"}
+    file = SimpleUploadedFile("notes.txt", b"Some notes.", content_type="text/plain")
+
+    response = client.post(DOCS, {"file": file, **fields}, format="multipart")
+    as_json = post_text(client, "Some notes.", title="bad\x00value")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_characters" == as_json.json()["code"]
+    assert not Document.objects.filter(tenant=world.tenant_a).exists()

@@ -18,13 +18,12 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api.errors import error_body
-from apps.core.api.parsers import LimitedJSONParser
+from apps.core.api.parsers import LimitedJSONParser, LimitedMultiPartParser
 from apps.core.api.schema import error_responses
 from apps.core.api.views import PaginatedListMixin, get_or_404, paginated
 from apps.memory import selectors, services
@@ -49,7 +48,7 @@ def _too_large(exc: DocumentTooLarge) -> Response:
 class DocumentListApi(PaginatedListMixin, APIView):
     permission_classes = [IsTenantMember]
     required_permissions = {"GET": Permission.MEMORY_READ, "POST": Permission.MEMORY_WRITE}
-    parser_classes = [LimitedJSONParser, MultiPartParser]
+    parser_classes = [LimitedJSONParser, LimitedMultiPartParser]
 
     @extend_schema(
         responses=s.DocumentSerializer(many=True),
