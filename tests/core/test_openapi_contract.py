@@ -326,27 +326,20 @@ _SEMANTIC_RULES: dict[str, set[str]] = {
 }
 
 
-def _error_message(response: Any) -> str | None:
+def _error_field(response: Any, name: str) -> str | None:
+    """`code` or `message` of an error body (None when the body is not one)."""
     try:
         body = response.json()
     except ValueError:
         return None
-    return body.get("message") if isinstance(body, dict) else None
-
-
-def _error_code(response: Any) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("code") if isinstance(body, dict) else None
+    return body.get(name) if isinstance(body, dict) else None
 
 
 @schema.hook
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
     """Keep every failure but the refusals listed above."""
     label = f"{case.method.upper()} {case.operation.path}"
-    code = _error_code(response)
+    code = _error_field(response, "code")
     if (
         response.status_code == 400
         and not response.content
@@ -356,7 +349,7 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
         # can't parse (no parts at all) with a bare 400 before the request reaches Django.
         return False
     if isinstance(failure, RejectedPositiveData) and response.status_code == 400:
-        if code == "validation_error" and _error_message(response) in _SEMANTIC_RULES.get(
+        if code == "validation_error" and _error_field(response, "message") in _SEMANTIC_RULES.get(
             label, set()
         ):
             return False
