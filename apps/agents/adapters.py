@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -111,8 +110,15 @@ class TurnWrites:
         # All the queued events go in one INSERT of several rows, ahead of the rest (one
         # transaction: the order of its statements changes nothing for what commits). Their
         # ids come back in the order of its rows (as for bulk_create): the order emitted.
-        events = [item for item in queued if isinstance(item, SessionEvent)]
-        others = [item for item in queued if not isinstance(item, SessionEvent)]
+        events: list[SessionEvent] = []
+        others: list[batch.Statement] = []
+        place: dict[int, int] = {}  # a queued record's index → its place among the records
+        for index, item in enumerate(queued):
+            if isinstance(item, SessionEvent):
+                events.append(item)
+            else:
+                place[index] = len(others)
+                others.append(item)
         ahead = 1 if events else 0
         results = batch.execute(
             [
@@ -128,11 +134,9 @@ class TurnWrites:
             for event, (event_id, *_) in zip(events, rows, strict=True):
                 event.id = event_id
                 event_published(event)  # once committed: at once in autocommit
-        # Each record's result: after the events' INSERT, in the order the records came.
-        place = list(itertools.accumulate(not isinstance(q, SessionEvent) for q in queued))
         for index, then in after:
             # After commit: at once in autocommit, at the end of a surrounding transaction.
-            transaction.on_commit(functools.partial(then, results[ahead + place[index] - 1]))
+            transaction.on_commit(functools.partial(then, results[ahead + place[index]]))
         if check_in:
             if not results.pop().rowcount:
                 raise TurnCancelled()

@@ -59,25 +59,34 @@ def insert_rows(objs: Sequence[Model], *, returning: bool = False) -> Statement:
     model = type(objs[0])
     assert all(type(obj) is model for obj in objs), "one model per INSERT"
     fields = _insert_fields(model)
-    one = _insert_sql.get((model, returning))
+    key = (model, returning)
+    if key not in _insert_sql and _plain(objs[0], fields):
+        # "%s" for every value: the SQL fits any row of this model.
+        _insert_sql[key] = _compiled(objs[:1], fields, returning=returning).sql
+    one = _insert_sql.get(key)
     if one is not None and (rows := _prepared(objs, fields)) is not None:
         return Statement(_rows_sql(one, len(fields), len(objs)), tuple(chain.from_iterable(rows)))
-    plain = not any(
+    return _compiled(objs, fields, returning=returning)
+
+
+def _plain(obj: Model, fields: list[Any]) -> bool:
+    """Whether Django writes `obj`'s row as one "%s" per value: no field with a placeholder
+    of its own, no value that is an expression."""
+    return not any(
         getattr(field, "get_placeholder", None) is not None
         or hasattr(getattr(obj, field.attname), "resolve_expression")
         for field in fields
-        for obj in objs
     )
-    if plain and len(objs) > 1:  # compile the one-row INSERT, and write its rows into it
-        insert_rows(objs[:1], returning=returning)
-        return insert_rows(objs, returning=returning)
+
+
+def _compiled(objs: Sequence[Model], fields: list[Any], *, returning: bool) -> Statement:
+    """The INSERT of `objs` as Django compiles it."""
+    model = type(objs[0])
     query = InsertQuery(model)
     query.insert_values(fields, list(objs))
     compiler = query.get_compiler(using=DEFAULT_DB_ALIAS)
     compiler.returning_fields = list(model._meta.db_returning_fields) if returning else None
     [(sql, params)] = compiler.as_sql()
-    if plain:  # "%s" for every value: the SQL fits any row of this model
-        _insert_sql[(model, returning)] = sql
     return Statement(sql, tuple(params))
 
 
