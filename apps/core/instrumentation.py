@@ -115,7 +115,11 @@ def psycopg_instrument(provider: TracerProvider) -> None:
     @functools.cache
     def traced(base: type[Any]) -> type[Any]:
         class TracedCursor(base):  # type: ignore[valid-type,misc]
+            # A statement's span is a leaf: while nothing records (no exporter), there is
+            # no span to make and no trace id to pass on, and the statement runs untraced.
             def execute(self, *args: Any, **kwargs: Any) -> Any:
+                if not telemetry.recording():
+                    return super().execute(*args, **kwargs)
                 batch = getattr(_pipelines, "open", None)
                 if batch is not None and self.connection.pgconn.pipeline_status:
                     # Sent with the pipeline's other statements, answered at its end: one
@@ -125,6 +129,8 @@ def psycopg_instrument(provider: TracerProvider) -> None:
                 return cursor_tracer.traced_execution(self, super().execute, *args, **kwargs)
 
             def executemany(self, *args: Any, **kwargs: Any) -> Any:
+                if not telemetry.recording():
+                    return super().executemany(*args, **kwargs)
                 return cursor_tracer.traced_execution(self, super().executemany, *args, **kwargs)
 
         TracedCursor.__name__ = TracedCursor.__qualname__ = f"Traced{base.__name__}"
@@ -139,7 +145,8 @@ def psycopg_instrument(provider: TracerProvider) -> None:
     @contextlib.contextmanager
     def traced_pipeline(opened: Any) -> Iterator[Any]:
         outer = getattr(_pipelines, "open", None)
-        if outer is not None:  # nested: the outermost pipeline's span has it all
+        # Nested, the outermost pipeline's span has it all; unrecorded, there is none.
+        if outer is not None or not telemetry.recording():
             with opened as pipeline:
                 yield pipeline
             return

@@ -211,6 +211,12 @@ def _scrubbed(span: ReadableSpan) -> ReadableSpan:
     )
 
 
+def recording() -> bool:
+    """Whether a span may be recorded now: an exporter was added. Until then the sampler drops
+    every span, and a span with no children to hand its trace id to is only cost."""
+    return _sampler.inner is not ALWAYS_OFF
+
+
 def force_flush(timeout_ms: int = 5000) -> bool:
     return _provider.force_flush(timeout_ms) if _provider is not None else True
 

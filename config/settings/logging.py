@@ -36,5 +36,8 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # django-axes logs every login at INFO; lockouts (WARNING) are what operators need.
         "axes": {"level": "WARNING"},
+        # httpx logs every request it sends at INFO: a line per model call, which the call's
+        # `model.called` event, action-graph node and span already record.
+        "httpx": {"level": "WARNING"},
     },
 }
