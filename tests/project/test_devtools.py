@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devtools.devrun import ensure_secret_key
-from devtools.embedded import ServiceState, services_stop
+from devtools.embedded import ServiceState, postgres_url, services_stop
 from devtools.pytest_services import ensure_services, services_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,32 @@ def test_the_plugin_exports_the_embedded_services_for_every_process(
     monkeypatch.delenv("REDIS_URL")
     ensure_services()  # the running ones are reused, not started again
     assert (os.environ["DATABASE_URL"], os.environ["REDIS_URL"]) == expected
+
+
+@pytest.mark.django_db
+def test_the_platform_reaches_the_embedded_postgres_through_its_socket() -> None:
+    state = ServiceState.load(services_dir())
+    if state is None or state.database_url != os.environ.get("DATABASE_URL"):
+        pytest.skip("this run uses services given by DATABASE_URL, not the embedded ones")
+    from django.db import connection
+
+    assert connection.settings_dict["HOST"] == str((services_dir() / "postgres").resolve())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT inet_server_addr()")  # NULL on a Unix-domain socket
+        assert cursor.fetchone() == (None,)
+
+
+def test_a_socket_path_too_long_for_the_kernel_falls_back_to_tcp(tmp_path: Path) -> None:
+    import dj_database_url
+
+    short = dj_database_url.parse(postgres_url(tmp_path, 5432, "warden"))
+    assert (short["HOST"], short["PORT"], short["NAME"]) == (
+        str(tmp_path.resolve()),
+        5432,
+        "warden",
+    )
+    deep = tmp_path / ("d" * 100)
+    assert postgres_url(deep, 5432, "warden") == "postgresql://postgres@127.0.0.1:5432/warden"
 
 
 def test_stopping_the_embedded_services_forgets_them(tmp_path: Path) -> None:
