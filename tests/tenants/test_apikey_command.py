@@ -138,7 +138,7 @@ def test_list_shows_keys_of_that_tenant_only_and_never_a_secret(world: World) ->
     ]  # fmt: skip
     assert "revoked" in next(line for line in lines if revoked.prefix in line)
     assert theirs.prefix not in out and "globex-bot" not in out
-    assert raw not in out and raw.split("_")[2] not in out
+    assert raw not in out and raw.split("_", 2)[2] not in out
 
 
 def test_revoke_ends_the_key_and_only_in_its_tenant(world: World) -> None:
