@@ -142,19 +142,23 @@ def test_a_policy_that_eats_memory_is_killed_and_denied() -> None:
         engine.close()
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (proc(5)); [] once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return []
+
+
 def _cpu_ticks(pid: int) -> int:
-    """The process's user plus system CPU time, in clock ticks (proc(5))."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    """The process's user plus system CPU time, in clock ticks."""
+    fields = _proc_stat(pid)
     return int(fields[11]) + int(fields[12])
 
 
 def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
+    return (_proc_stat(pid) or ["gone"])[0]
 
 
 def test_a_helper_that_dies_during_a_decision_is_an_engine_error_and_is_replaced() -> None:
